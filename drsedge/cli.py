@@ -1,0 +1,332 @@
+"""``drsedge`` command line: a thin layer over the library (see README for every command)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from drsedge.errors import DrsedgeError
+
+PRESETS = ("drsformer", "drsformer-nomefc", "student")
+EXIT_BUDGET = 3
+
+
+def _kv(items: list[str] | None) -> dict:
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            raise DrsedgeError(f"--model {it!r}: expected KEY=VALUE, e.g. --model dim=16 --model 'num_blocks=[1,2,2,2]'")
+        k, v = it.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def _model_config(preset: str, overrides: list[str] | None):
+    from drsedge.models.config import ModelConfig, student_config, teacher_config
+
+    kv = _kv(overrides)
+    if preset == "student":
+        return student_config(**kv)
+    if preset == "drsformer-nomefc":
+        kv.setdefault("mefc", False)
+    return teacher_config(**kv) if kv else ModelConfig()
+
+
+def _train_cfg(a, **extra):
+    from drsedge.compress.train import TrainConfig
+
+    return TrainConfig(steps=a.steps, batch_size=a.batch_size, patch=a.patch, lr=a.lr, seed=a.seed, checkpoint_every=a.checkpoint_every, **extra)
+
+
+# -- commands --------------------------------------------------------------------------------------
+def cmd_info(a) -> int:
+    from drsedge.models.checkpoint import load_any
+    from drsedge.models.info import model_info
+
+    if a.checkpoint:
+        model, cfg = load_any(a.checkpoint)
+    else:
+        cfg = _model_config(a.preset, a.model)
+        model = cfg.build()
+    h, w = a.size
+    info = model_info(model, h, w)
+    d = {"config": cfg.to_dict(), "params": info.params, "macs": info.macs, "gmacs": round(info.gmacs, 3), "height": h, "width": w}
+    if a.json:
+        print(json.dumps(d, indent=2))
+    else:
+        print(f"config: {json.dumps(cfg.to_dict())}")
+        print(f"params: {info.params:,}")
+        print(f"MACs @ {h}x{w}: {info.macs:,} ({info.gmacs:.2f} GMACs)")
+    return 0
+
+
+def cmd_metrics(a) -> int:
+    from drsedge.metrics.folder import evaluate_folders
+
+    m = evaluate_folders(a.pred_dir, a.target_dir, a.convention)
+    if a.json:
+        print(json.dumps(m.to_dict(), indent=2))
+    else:
+        for name, v in m.per_image.items():
+            print(f"{name}: PSNR {v['psnr']:.2f} dB  SSIM {v['ssim']:.4f}")
+        print(f"mean over {len(m.per_image)} images ({a.convention}): PSNR {m.psnr:.2f} dB  SSIM {m.ssim:.4f}")
+    return 0
+
+
+def _samples(a, paired_only: bool):
+    from drsedge.data.folders import find_pairs, find_unlabeled
+    from drsedge.data.sampling import load_samples
+
+    for d in list(a.train or []) + list(getattr(a, "unlabeled", None) or []):
+        if "rain100l" in str(d).lower():
+            raise DrsedgeError(f"{d}: rain100L is the held-out test set; never train on it")
+    pairs = [p for d in a.train or [] for p in find_pairs(d)]
+    unl = [] if paired_only else [f for d in a.unlabeled or [] for f in find_unlabeled(d)]
+    return load_samples(pairs, unl)
+
+
+def cmd_train_teacher(a) -> int:
+    import torch
+
+    from drsedge.compress.train import train
+    from drsedge.data.sampling import CropSampler
+    from drsedge.models.checkpoint import save_model
+
+    cfg = _model_config(a.preset, a.model)
+    tcfg = _train_cfg(a)
+    torch.manual_seed(a.seed)
+    model = cfg.build()
+    res = train(model, CropSampler(_samples(a, True), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, a.out, resume=a.resume)
+    path = save_model(Path(a.out) / "model.safetensors", model, cfg)
+    print(f"teacher: {path} (step {res['step']}, loss {res['loss']:.4f})")
+    return 0
+
+
+def cmd_distill(a) -> int:
+    import torch
+
+    from drsedge.compress.train import train
+    from drsedge.data.sampling import CropSampler
+    from drsedge.models.checkpoint import load_any, save_model
+
+    teacher, _ = load_any(a.teacher)
+    cfg = _model_config("student", a.model)
+    tcfg = _train_cfg(a, lambda_kd=a.lambda_kd, feature_weight=a.feature_weight, feature_levels=a.feature_levels)
+    torch.manual_seed(a.seed)
+    model = cfg.build()
+    res = train(model, CropSampler(_samples(a, False), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, a.out, teacher=teacher, resume=a.resume)
+    path = save_model(Path(a.out) / "model.safetensors", model, cfg)
+    print(f"student: {path} (step {res['step']}, loss {res['loss']:.4f})")
+    return 0
+
+
+def cmd_export(a) -> int:
+    from drsedge.export.onnx_export import check_parity, export_onnx
+    from drsedge.models.checkpoint import load_any
+
+    model, _ = load_any(a.model)
+    path = export_onnx(model, a.output, opset=a.opset, exporter=a.exporter, attention=a.attention)
+    parity = check_parity(model, path)
+    print(f"onnx: {path}; ORT vs PyTorch max abs: " + ", ".join(f"{k} {v:.2e}" for k, v in parity.max_abs.items()))
+    if parity.worst > 1e-4:
+        path.unlink()
+        raise DrsedgeError(f"{a.output}: ONNX Runtime differs from PyTorch by {parity.worst:.2e} (> 1e-4); file removed")
+    return 0
+
+
+def cmd_quantize(a) -> int:
+    from drsedge.calibration.calib import calibration_set
+    from drsedge.compress.quantize import count_qdq, quantize_onnx
+
+    calib = calibration_set(a.calib, size=a.size, limit=a.limit)
+    t0 = time.time()
+    path = quantize_onnx(a.onnx, a.output, calib, a.backend)
+    print(f"int8: {path} ({a.backend}, {len(calib.files)} calibration images, {time.time() - t0:.0f} s, {count_qdq(path)})")
+    return 0
+
+
+def cmd_check(a) -> int:
+    from drsedge.data.folders import find_pairs
+    from drsedge.pipeline import run_check, write_report
+
+    budgets = {k: float(v) for k, v in _kv(a.budget).items()}
+    cc = {"tile": a.tile, "latency_hw": a.latency_size, "latency_runs": a.latency_runs, "budgets": budgets}
+    rep = run_check(a.teacher, a.student, a.onnx, a.int8, find_pairs(a.test, a.limit), cc)
+    md, js = write_report(rep, a.out)
+    print(md.read_text())
+    print(f"wrote {md} and {js}")
+    if not rep.ok:
+        print("drsedge: budget broken: " + "; ".join(rep.failures()), file=sys.stderr)
+        return EXIT_BUDGET
+    return 0
+
+
+def _run_pipeline(cfg: dict) -> int:
+    from drsedge.pipeline import Pipeline
+
+    t0 = time.time()
+    pipe = Pipeline(cfg)
+    manifest = pipe.run()
+    check = manifest["stages"]["check"]
+    print((pipe.run_dir / check["artifacts"]["report_md"]["path"]).read_text())
+    print(f"run directory: {pipe.run_dir} ({time.time() - t0:.0f} s); manifest: {pipe.manifest_path}")
+    if not check["metrics"]["ok"]:
+        print("drsedge: budget broken: " + "; ".join(check["metrics"]["failures"]), file=sys.stderr)
+        return EXIT_BUDGET
+    return 0
+
+
+def _overrides(a) -> dict:
+    o: dict = {}
+    if a.run_dir:
+        o["run_dir"] = a.run_dir
+    if a.data:
+        o.setdefault("data", {})["root"] = str(Path(a.data).resolve())
+    if getattr(a, "teacher", None):
+        o["teacher"] = {"checkpoint": str(Path(a.teacher).resolve())}
+    return o
+
+
+def cmd_pipeline(a) -> int:
+    from drsedge.pipeline import load_run_config
+
+    return _run_pipeline(load_run_config(a.config, _overrides(a)))
+
+
+def cmd_demo(a) -> int:
+    from drsedge.pipeline import DEMO_CONFIG, load_run_config
+
+    return _run_pipeline(load_run_config(DEMO_CONFIG, _overrides(a)))
+
+
+def cmd_derain(a) -> int:
+    from drsedge.data.folders import find_unlabeled
+    from drsedge.data.images import read_image, to_tensor, write_image
+    from drsedge.models.checkpoint import load_any
+    from drsedge.runtime.runners import OrtRunner, TorchRunner
+    from drsedge.runtime.tiling import restore
+
+    runner = OrtRunner(a.model) if str(a.model).endswith(".onnx") else TorchRunner(load_any(a.model)[0])
+    files = find_unlabeled(a.input)
+    for f in files:
+        write_image(Path(a.output) / f"{f.stem}.png", restore(runner, to_tensor(read_image(f)), tile=a.tile, overlap=a.tile_overlap))
+    print(f"wrote {len(files)} images to {a.output}")
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------------
+def _add_train_args(p, steps: int):
+    p.add_argument("--train", nargs="+", metavar="DIR", help="paired folders (input/+target/, rain/+norain/, rain-N/norain-N)")
+    p.add_argument("--out", required=True, help="output folder (model.safetensors, train_state.pt)")
+    p.add_argument("--model", action="append", metavar="KEY=VALUE", help="model option override, e.g. dim=16")
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--patch", type=int, default=64, help="crop size in px")
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="drsedge", description="DRSformer deraining: distill, export, quantize and measure the drift of every step.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("info", help="params and MACs of a model config or checkpoint")
+    p.add_argument("--preset", choices=PRESETS, default="drsformer")
+    p.add_argument("--model", action="append", metavar="KEY=VALUE")
+    p.add_argument("--checkpoint", help="read the config from a checkpoint instead")
+    p.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_info)
+
+    p = sub.add_parser("metrics", help="PSNR-Y/SSIM-Y of a prediction folder against a target folder")
+    p.add_argument("pred_dir")
+    p.add_argument("target_dir")
+    p.add_argument("--convention", choices=("matlab", "basicsr"), default="matlab")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_metrics)
+
+    p = sub.add_parser("train-teacher", help="train a DRSformer teacher (L1, AdamW, cosine restarts)")
+    p.add_argument("--preset", choices=PRESETS, default="drsformer")
+    _add_train_args(p, 1000)
+    p.set_defaults(fn=cmd_train_teacher)
+
+    p = sub.add_parser("distill", help="distill a compact student from a teacher on paired and unlabeled images")
+    p.add_argument("--teacher", required=True, help="teacher checkpoint (.safetensors from drsedge, or an official .pth)")
+    p.add_argument("--unlabeled", nargs="+", metavar="DIR", help="rainy images without ground truth")
+    p.add_argument("--lambda-kd", type=float, default=1.0, help="weight of L1(student, teacher)")
+    p.add_argument("--feature-weight", type=float, default=0.0, help="weight of the feature-matching term (0: off)")
+    p.add_argument("--feature-levels", nargs="+", default=["encoder_level2", "latent"])
+    _add_train_args(p, 1000)
+    p.set_defaults(fn=cmd_distill)
+
+    p = sub.add_parser("export", help="export a model to ONNX (dynamic H/W) and check it in ONNX Runtime")
+    p.add_argument("model", help="model checkpoint")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
+    p.add_argument("--attention", choices=("native",), default="native")
+    p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("quantize", help="INT8 Q/DQ ONNX by post-training quantization on real rainy images")
+    p.add_argument("onnx")
+    p.add_argument("--calib", nargs="+", required=True, metavar="DIR", help="folders of rainy images (not the test set)")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--backend", choices=("nncf", "ort"), default="nncf")
+    p.add_argument("--size", type=int, default=128, help="calibration crop size (multiple of 8)")
+    p.add_argument("--limit", type=int, default=32, help="number of calibration images")
+    p.set_defaults(fn=cmd_quantize)
+
+    p = sub.add_parser("check", help="drift report: PSNR/SSIM per stage on a paired test folder, latency, budgets")
+    p.add_argument("--test", required=True, help="paired test folder")
+    p.add_argument("--teacher")
+    p.add_argument("--student")
+    p.add_argument("--onnx", help="FP32 ONNX")
+    p.add_argument("--int8", help="INT8 Q/DQ ONNX")
+    p.add_argument("--limit", type=int, help="first N test pairs only")
+    p.add_argument("--tile", type=int, help="tiled inference with this tile size (multiple of 8)")
+    p.add_argument("--budget", action="append", metavar="STAGE=DB", help="largest PSNR drop vs previous stage, e.g. onnx_int8=1.0")
+    p.add_argument("--latency-size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
+    p.add_argument("--latency-runs", type=int, default=5)
+    p.add_argument("--out", default="drsedge-check", help="folder for report.md and report.json")
+    p.set_defaults(fn=cmd_check)
+
+    for name, help_ in (("pipeline", "run every stage of a run config into a run directory"), ("demo", "the bundled small pipeline on ../shared/data")):
+        p = sub.add_parser(name, help=help_)
+        if name == "pipeline":
+            p.add_argument("--config", required=True, help="run YAML (see drsedge/configs/demo.yaml)")
+        p.add_argument("--data", help="data root laid out like ../shared/data")
+        p.add_argument("--run-dir", help="override run_dir")
+        p.add_argument("--teacher", help="use this teacher checkpoint instead of training one")
+        p.set_defaults(fn=cmd_pipeline if name == "pipeline" else cmd_demo)
+
+    p = sub.add_parser("derain", help="derain a folder of images with a checkpoint or ONNX model")
+    p.add_argument("model")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--tile", type=int)
+    p.add_argument("--tile-overlap", type=int, default=32)
+    p.set_defaults(fn=cmd_derain)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except DrsedgeError as e:
+        print(f"drsedge: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("drsedge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""INT8 post-training quantization of the FP32 ONNX model into a Q/DQ ONNX model.
+
+Two backends, both calibrated on real rainy images
+(:func:`drsedge.calibration.calibration_set`):
+
+* ``"nncf"``: ``nncf.quantize`` on the ONNX model. Activations are quantized
+  per tensor: NNCF's per-channel activation quantizers on depthwise convs make
+  ONNX Runtime fail (``QLinearConv: input zero point must be a scalar``).
+* ``"ort"``: ONNX Runtime's ``quantize_static`` (QDQ format, per-channel
+  weights, MinMax calibration).
+
+In both, the top-k / -inf mask / softmax part of TKSA stays in floating point
+(TopK, Softmax, Where, the q/k normalisation and the score/prob matmuls are
+excluded): INT8 scores would create ties at the top-k threshold, and
+TensorRT cannot fuse Q/DQ into a plugin.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import onnx
+
+from drsedge.calibration.calib import CalibrationSet
+from drsedge.errors import DrsedgeError
+from drsedge.models.checkpoint import atomic_write
+
+BACKENDS = ("nncf", "ort")
+# Op types kept in float: the attention score/probability path.
+FLOAT_OP_TYPES = ["TopK", "Softmax", "Where", "TopKSparseSoftmax", "Less", "GreaterOrEqual"]
+
+
+def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
+    """Parse an ONNX file.
+
+    Raises:
+        DrsedgeError: missing or unparsable file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DrsedgeError(f"{path}: ONNX file not found")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as e:
+        raise DrsedgeError(f"{path}: not a valid ONNX model ({str(e).splitlines()[0][:160]}); re-run `drsedge export`") from None
+    return model
+
+
+def _attention_matmuls(model: onnx.ModelProto) -> list[str]:
+    """Names of MatMul nodes in the attention (their inputs are 4-D activations, not weights)."""
+    inits = {i.name for i in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and not any(i in inits for i in n.input)]
+
+
+def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationSet, backend: str = "nncf") -> Path:
+    """Write an INT8 Q/DQ copy of ``src`` to ``dst`` (atomic).
+
+    Raises:
+        DrsedgeError: unknown backend, unparsable ``src``, or empty calibration set.
+    """
+    if backend not in BACKENDS:
+        raise DrsedgeError(f"unknown quantization backend {backend!r}; use one of {BACKENDS}")
+    if not calib.inputs:
+        raise DrsedgeError("calibration set is empty: give a folder of real rainy images")
+    model = load_onnx(src)
+    input_name = model.graph.input[0].name
+    skip_nodes = _attention_matmuls(model)
+    skip_types = [t for t in FLOAT_OP_TYPES if any(n.op_type == t for n in model.graph.node)]
+    if backend == "nncf":
+        import logging
+
+        import nncf
+
+        nncf.set_log_level(logging.ERROR)
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            q = nncf.quantize(
+                model,
+                nncf.Dataset(calib.inputs, lambda x: {input_name: x}),
+                subset_size=len(calib.inputs),
+                fast_bias_correction=True,
+                ignored_scope=nncf.IgnoredScope(names=skip_nodes, types=skip_types, validate=False),
+                advanced_parameters=AdvancedQuantizationParameters(
+                    activations_quantization_params=QuantizationParameters(per_channel=False)
+                ),
+            )
+        return atomic_write(dst, lambda tmp: onnx.save(q, tmp))
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(calib.inputs)
+
+        def get_next(self):
+            x = next(self._it, None)
+            return None if x is None else {input_name: x}
+
+    def write(tmp: str) -> None:
+        pre = tmp + ".pre.onnx"
+        try:
+            quant_pre_process(str(src), pre, skip_symbolic_shape=True)
+            quantize_static(
+                pre, tmp, Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=None,
+                nodes_to_exclude=skip_nodes + [n.name for n in model.graph.node if n.op_type in skip_types],
+            )
+        finally:
+            if os.path.exists(pre):
+                os.unlink(pre)
+
+    return atomic_write(dst, write)
+
+
+def count_qdq(path: str | os.PathLike) -> dict[str, int]:
+    """Number of QuantizeLinear / DequantizeLinear nodes in an ONNX file (0 means nothing was quantized)."""
+    model = onnx.load(str(path))
+    ops = [n.op_type for n in model.graph.node]
+    return {"QuantizeLinear": ops.count("QuantizeLinear"), "DequantizeLinear": ops.count("DequantizeLinear")}
+
+

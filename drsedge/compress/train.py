@@ -1,0 +1,199 @@
+"""Training loop shared by teacher training and distillation.
+
+Teacher (``teacher=None``): L1(model(x), GT), the DRSformer recipe (paper
+Sec. 4.1 / upstream ``options/train``): AdamW lr 3e-4, weight decay 1e-4,
+betas (0.9, 0.999), cosine annealing with restarts
+(``CosineAnnealingRestartCyclicLR``: a constant first period at 3e-4, then a
+cosine to 1e-6; upstream periods 92k + 208k of 300k iterations, kept here as
+fractions of ``steps``), random crops with flips/rotations.
+
+Distillation (``teacher`` given): ``L = L1(s, GT)`` over samples that have GT
+``+ lambda_kd * L1(s, t)`` over all samples ``+ feature_weight * sum_l
+L1(adapter_l(f_s,l), f_t,l)`` over the chosen levels, where ``adapter_l`` is a
+1x1 conv from the student's to the teacher's width. Unlabeled images only get
+the teacher terms.
+
+Reproducibility: batches are a pure function of ``(seed, step)`` (see
+:class:`drsedge.data.CropSampler`); the resume file holds model, adapters,
+optimizer and scheduler state, so ``resume=True`` continues bit-identically
+on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from drsedge.data.sampling import CropSampler
+from drsedge.errors import DrsedgeError
+from drsedge.models.checkpoint import atomic_write
+
+STATE_FILE = "train_state.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training or distillation run (steps are optimizer steps)."""
+
+    steps: int = 1000
+    batch_size: int = 4
+    patch: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    restart_fractions: list[float] = field(default_factory=lambda: [92 / 300, 208 / 300])
+    eta_mins: list[float] = field(default_factory=lambda: [3e-4, 1e-6])
+    seed: int = 0
+    checkpoint_every: int = 100
+    lambda_kd: float = 1.0
+    feature_weight: float = 0.0
+    feature_levels: list[str] = field(default_factory=lambda: ["encoder_level2", "latent"])
+    grad_clip: float = 0.0  # max grad norm; 0 disables
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def cosine_restart_lr(step: int, cfg: TrainConfig) -> float:
+    """Learning rate at ``step`` under BasicSR's ``CosineAnnealingRestartCyclicLR`` (periods as fractions of ``steps``)."""
+    periods = [max(1, round(f * cfg.steps)) for f in cfg.restart_fractions]
+    start = 0
+    for period, eta_min in zip(periods, cfg.eta_mins):
+        if step < start + period or period is periods[-1]:
+            t = min(1.0, (step - start) / period)
+            return eta_min + 0.5 * (cfg.lr - eta_min) * (1 + math.cos(math.pi * t))
+        start += period
+    return cfg.eta_mins[-1]
+
+
+class _Features:
+    """Forward hooks collecting the outputs of named submodules."""
+
+    def __init__(self, model: nn.Module, names: list[str]):
+        self.out: dict[str, torch.Tensor] = {}
+        modules = dict(model.named_modules())
+        missing = [n for n in names if n not in modules]
+        if missing:
+            raise DrsedgeError(f"feature level(s) {missing} not in the model; choose from encoder_level1..3, latent, decoder_level1..3")
+        self.handles = [modules[n].register_forward_hook(self._hook(n)) for n in names]
+
+    def _hook(self, name):
+        def fn(_m, _i, o):
+            self.out[name] = o
+
+        return fn
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+
+def build_adapters(student: nn.Module, teacher: nn.Module, levels: list[str], hw: int = 32) -> nn.ModuleDict:
+    """One 1x1 conv per level mapping student to teacher channels (probed with a ``[1, 3, hw, hw]`` input)."""
+    fs, ft = _Features(student, levels), _Features(teacher, levels)
+    x = torch.zeros(1, 3, hw, hw)
+    with torch.no_grad():
+        student.eval()(x)
+        teacher.eval()(x)
+    adapters = nn.ModuleDict(
+        {n.replace(".", "_"): nn.Conv2d(fs.out[n].shape[1], ft.out[n].shape[1], 1, bias=False) for n in levels}
+    )
+    fs.close()
+    ft.close()
+    return adapters
+
+
+def train(
+    model: nn.Module,
+    sampler: CropSampler,
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike,
+    teacher: nn.Module | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Train ``model`` in place for ``cfg.steps`` steps; returns ``{"step", "loss", "losses"}``.
+
+    Writes ``out_dir/train_state.pt`` every ``cfg.checkpoint_every`` steps and at the end
+    (atomically). With ``resume=True`` it continues from that file.
+
+    Raises:
+        DrsedgeError: teacher training without ground truth, or a resume file from another config.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if teacher is None and any(s.clean is None for s in sampler.samples):
+        raise DrsedgeError("teacher training needs paired data: every training folder must have ground truth")
+    use_feat = teacher is not None and cfg.feature_weight > 0 and cfg.feature_levels
+    adapters = build_adapters(model, teacher, cfg.feature_levels) if use_feat else nn.ModuleDict()
+    params = list(model.parameters()) + list(adapters.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_restart_lr(s, cfg) / cfg.lr)
+    step, losses = 0, []
+    state_path = out_dir / STATE_FILE
+    if resume and state_path.is_file():
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        if st["config"] != cfg.to_dict():
+            raise DrsedgeError(f"{state_path}: saved with a different training config; delete it or start without --resume")
+        model.load_state_dict(st["model"])
+        adapters.load_state_dict(st["adapters"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        step, losses = st["step"], st["losses"]
+
+    hooks_s = _Features(model, cfg.feature_levels) if use_feat else None
+    hooks_t = _Features(teacher, cfg.feature_levels) if use_feat else None
+    if teacher is not None:
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="distill" if teacher is not None else "train", dynamic_ncols=True)
+
+    def save():
+        st = {
+            "model": model.state_dict(), "adapters": adapters.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "step": step, "losses": losses, "config": cfg.to_dict(),
+        }
+        atomic_write(state_path, lambda tmp: torch.save(st, tmp))
+
+    try:
+        while step < cfg.steps:
+            x, y, has_gt = sampler.batch(step)
+            pred = model(x)
+            loss = pred.new_zeros(())
+            if has_gt.any():
+                loss = loss + F.l1_loss(pred[has_gt], y[has_gt])
+            if teacher is not None:
+                with torch.no_grad():
+                    t_out = teacher(x)
+                loss = loss + cfg.lambda_kd * F.l1_loss(pred, t_out)
+                if use_feat:
+                    for name in cfg.feature_levels:
+                        a = adapters[name.replace(".", "_")](hooks_s.out[name])
+                        loss = loss + cfg.feature_weight * F.l1_loss(a, hooks_t.out[name])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            losses.append(float(loss))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save()
+    finally:
+        bar.close()
+        for h in (hooks_s, hooks_t):
+            if h is not None:
+                h.close()
+    model.eval()
+    return {"step": step, "loss": losses[-1] if losses else float("nan"), "losses": losses}

@@ -1,0 +1,100 @@
+"""Discovering paired (rainy, clean) and unlabeled image folders.
+
+Supported paired layouts under a root folder:
+
+* ``input/`` + ``target/`` with equal file stems (Restormer/DRSformer layout);
+* ``rain/`` + ``norain/`` (also ``rainy/`` + ``gt/``) with equal stems;
+* one flat folder of ``rain-N.*`` / ``norain-N.*`` files (PReNet layout).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from drsedge.errors import DrsedgeError
+
+from .images import IMAGE_SUFFIXES
+
+PAIR_DIRS = (("input", "target"), ("rain", "norain"), ("rainy", "norain"), ("rainy", "gt"), ("input", "gt"))
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One rainy image and its clean ground truth; ``name`` is the shared stem."""
+
+    name: str
+    rainy: Path
+    clean: Path
+
+
+def _natural_key(p: Path):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.stem)]
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in ``folder``, in natural order (2 before 10).
+
+    Raises:
+        DrsedgeError: folder missing or with no image.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DrsedgeError(f"{folder}: folder not found")
+    files = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+    if not files:
+        raise DrsedgeError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return files
+
+
+def _pair_by_stem(root: Path, rainy_dir: Path, clean_dir: Path) -> list[Pair]:
+    rainy = {p.stem: p for p in list_images(rainy_dir)}
+    clean = {p.stem: p for p in list_images(clean_dir)}
+    only_r, only_c = sorted(set(rainy) - set(clean)), sorted(set(clean) - set(rainy))
+    if only_r or only_c:
+        what = []
+        if only_r:
+            what.append(f"{len(only_r)} in {rainy_dir.name}/ only (first: {only_r[0]})")
+        if only_c:
+            what.append(f"{len(only_c)} in {clean_dir.name}/ only (first: {only_c[0]})")
+        raise DrsedgeError(f"{root}: unpaired names: {'; '.join(what)}; every rainy image needs a clean one with the same name")
+    return [Pair(s, rainy[s], clean[s]) for s in sorted(rainy, key=lambda s: _natural_key(Path(s)))]
+
+
+def find_pairs(root: str | os.PathLike, limit: int | None = None) -> list[Pair]:
+    """All (rainy, clean) pairs under ``root`` in natural order, optionally the first ``limit``.
+
+    Raises:
+        DrsedgeError: no supported layout, empty folders, or names that do not pair.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DrsedgeError(f"{root}: folder not found")
+    for r, c in PAIR_DIRS:
+        if (root / r).is_dir() and (root / c).is_dir():
+            pairs = _pair_by_stem(root, root / r, root / c)
+            break
+    else:
+        files = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        rain = {p.stem[5:]: p for p in files if p.stem.startswith("rain-")}
+        norain = {p.stem[7:]: p for p in files if p.stem.startswith("norain-")}
+        if not rain and not norain:
+            raise DrsedgeError(
+                f"{root}: no paired layout found; expected input/+target/, rain/+norain/ or rain-N/norain-N files"
+            )
+        missing = sorted(set(rain) ^ set(norain))
+        if missing:
+            raise DrsedgeError(f"{root}: unpaired names: rain-/norain- {missing[0]} has no partner")
+        pairs = [Pair(s, rain[s], norain[s]) for s in sorted(rain, key=lambda s: _natural_key(Path(s)))]
+    return pairs[:limit] if limit else pairs
+
+
+def find_unlabeled(folder: str | os.PathLike) -> list[Path]:
+    """Rainy images without ground truth: the images in ``folder``, or in its ``input/`` / ``rain/`` subfolder."""
+    folder = Path(folder)
+    for sub in ("input", "rain", "rainy"):
+        if (folder / sub).is_dir():
+            return list_images(folder / sub)
+    return list_images(folder)

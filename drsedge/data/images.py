@@ -1,0 +1,74 @@
+"""Image decode/encode with Pillow: any PNG/JPEG flavour in, ``[3, H, W]`` float32 RGB in [0, 1] out."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from drsedge.errors import DrsedgeError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MIN_SIDE = 8
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image to ``[H, W, 3]`` float32 RGB in [0, 1].
+
+    Gray (L, I;16), palette, RGBA/LA (alpha dropped) and 16-bit PNGs are
+    accepted; 16-bit data is scaled by 1/65535, 8-bit by 1/255.
+
+    Raises:
+        DrsedgeError: missing, corrupt or truncated file, or a side < 8 px.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                scale = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+                arr = np.repeat((arr / scale)[..., None], 3, axis=2)
+            else:
+                arr = np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
+    except FileNotFoundError:
+        raise DrsedgeError(f"{path}: image not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DrsedgeError(f"{path}: cannot decode image ({e}); replace or remove the file") from None
+    h, w = arr.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise DrsedgeError(f"{path}: image is {w}x{h}, smaller than {MIN_SIDE} px on a side; remove it from the folder")
+    return np.clip(arr, 0.0, 1.0).astype(np.float32)
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """``[H, W, 3]`` float32 -> ``[1, 3, H, W]`` torch float32."""
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
+
+
+def to_uint8(img: np.ndarray | torch.Tensor) -> np.ndarray:
+    """``[H, W, 3]`` or ``[1, 3, H, W]`` float in [0, 1] -> ``[H, W, 3]`` uint8, clamped and rounded (as upstream test.py's ``img_as_ubyte``)."""
+    if isinstance(img, torch.Tensor):
+        img = img.detach().cpu().numpy()
+    if img.ndim == 4:
+        img = img[0].transpose(1, 2, 0)
+    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def read_uint8(path: str | os.PathLike) -> np.ndarray:
+    """Decode to ``[H, W, 3]`` uint8 RGB (8-bit files bit-exact; 16-bit rounded)."""
+    return to_uint8(read_image(path))
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray | torch.Tensor) -> Path:
+    """Write a float [0, 1] image as 8-bit PNG/JPEG, atomically (temp file + rename)."""
+    from drsedge.models.checkpoint import atomic_write
+
+    arr = to_uint8(img)
+    path = Path(path)
+    fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    return atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format=fmt))

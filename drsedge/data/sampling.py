@@ -1,0 +1,82 @@
+"""Random training crops with flips/rotations, reproducible per (seed, step).
+
+Every batch is a pure function of ``(seed, step)``: resuming at step N draws
+exactly the batches an uninterrupted run would, with no RNG state to save.
+Images are decoded once and kept in memory (the training sets here are small).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from drsedge.errors import DrsedgeError
+
+from .folders import Pair
+from .images import read_image, to_tensor
+
+
+@dataclass
+class Sample:
+    """A training image: ``rainy`` ``[3, H, W]`` float32 in [0, 1]; ``clean`` the same or None (unlabeled)."""
+
+    rainy: torch.Tensor
+    clean: torch.Tensor | None
+    name: str
+
+
+def load_samples(pairs: list[Pair] = (), unlabeled: list[Path] = ()) -> list[Sample]:
+    """Decode paired and unlabeled images into memory.
+
+    Raises:
+        DrsedgeError: a corrupt image, or a pair whose rainy and clean sizes differ.
+    """
+    out = []
+    for p in pairs:
+        r, c = to_tensor(read_image(p.rainy))[0], to_tensor(read_image(p.clean))[0]
+        if r.shape != c.shape:
+            raise DrsedgeError(f"{p.rainy}: size {tuple(r.shape[1:])} differs from {p.clean} {tuple(c.shape[1:])}")
+        out.append(Sample(r, c, p.name))
+    for f in unlabeled:
+        out.append(Sample(to_tensor(read_image(f))[0], None, f.stem))
+    return out
+
+
+class CropSampler:
+    """Draws ``[B, 3, P, P]`` crops with random flips and 90-degree rotations (BasicSR ``augment``).
+
+    ``batch(step)`` returns ``(rainy, clean, has_gt)``: ``clean`` is zeros where
+    ``has_gt`` (``[B]`` bool) is False.
+    """
+
+    def __init__(self, samples: list[Sample], patch: int, batch_size: int, seed: int = 0):
+        if not samples:
+            raise DrsedgeError("no training images: give at least one paired or unlabeled folder with images")
+        smallest = min(min(s.rainy.shape[1:]) for s in samples)
+        if patch > smallest:
+            raise DrsedgeError(f"patch size {patch} is larger than the smallest training image side ({smallest} px); lower it")
+        self.samples, self.patch, self.batch_size, self.seed = samples, patch, batch_size, seed
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        xs, ys, has = [], [], []
+        p = self.patch
+        for _ in range(self.batch_size):
+            s = self.samples[int(torch.randint(len(self.samples), (1,), generator=g))]
+            h, w = s.rainy.shape[1:]
+            i = int(torch.randint(h - p + 1, (1,), generator=g))
+            j = int(torch.randint(w - p + 1, (1,), generator=g))
+            hflip, vflip, rot = (torch.rand(3, generator=g) < 0.5).tolist()
+            pair = [t[:, i : i + p, j : j + p] for t in (s.rainy, s.clean if s.clean is not None else s.rainy)]
+            if hflip:
+                pair = [t.flip(2) for t in pair]
+            if vflip:
+                pair = [t.flip(1) for t in pair]
+            if rot:
+                pair = [t.transpose(1, 2) for t in pair]
+            xs.append(pair[0])
+            ys.append(pair[1] if s.clean is not None else torch.zeros_like(pair[1]))
+            has.append(s.clean is not None)
+        return torch.stack(xs).contiguous(), torch.stack(ys).contiguous(), torch.tensor(has)

@@ -1,0 +1,109 @@
+"""PyTorch -> ONNX export with dynamic H and W, checked in ONNX Runtime.
+
+The model is put in eval mode with the *threshold* top-k form (one TopK at the
+largest k, Where(-inf), Softmax; no ScatterElements), see
+:mod:`drsedge.models.attention`. Input ``image`` ``[N, 3, H, W]`` float32 in
+[0, 1] with H, W multiples of 8; output ``derained`` of the same shape,
+unclamped (the runner clamps, as upstream test.py).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from drsedge.errors import DrsedgeError
+from drsedge.models.checkpoint import atomic_write
+from drsedge.models.drsformer import set_attention_impl, set_topk_mode
+
+INPUT_NAME, OUTPUT_NAME = "image", "derained"
+EXPORTERS = ("torchscript", "dynamo")
+
+
+@dataclass
+class ParityResult:
+    """Max abs difference ONNX Runtime vs PyTorch per input size ``(H, W)``."""
+
+    max_abs: dict[str, float]
+
+    @property
+    def worst(self) -> float:
+        return max(self.max_abs.values())
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    opset: int = 17,
+    exporter: str = "torchscript",
+    sample_hw: tuple[int, int] = (64, 64),
+    attention: str = "native",
+) -> Path:
+    """Export ``model`` to ONNX at ``path`` (atomic), batch/H/W dynamic.
+
+    Args:
+        opset: ONNX opset (>= 17).
+        exporter: ``"torchscript"`` (fast, ``torch.onnx.export(dynamo=False)``) or
+            ``"dynamo"`` (``torch.export`` based; ~30 s for a small model on 2 cores).
+        attention: ``"native"`` (plain ONNX ops) or ``"fused"`` (custom op
+            ``drsedge::TopKSparseSoftmax``, see :mod:`drsedge.export.fused_op`).
+
+    Raises:
+        DrsedgeError: opset < 17 or an unknown exporter.
+    """
+    if opset < 17:
+        raise DrsedgeError(f"opset {opset} is too old: drsedge exports with opset >= 17")
+    if exporter not in EXPORTERS:
+        raise DrsedgeError(f"unknown exporter {exporter!r}; use one of {EXPORTERS}")
+    model = model.eval()
+    set_topk_mode(model, "threshold")
+    set_attention_impl(model, attention)
+    x = torch.rand(1, 3, *sample_hw)
+
+    def write(tmp: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if exporter == "dynamo":
+                # The dynamo exporter emits opset 18 and its down-conversion to 17 fails (ReduceMean axes).
+                hw = {2: torch.export.Dim("height", min=8), 3: torch.export.Dim("width", min=8)}
+                prog = torch.onnx.export(
+                    model, (x,), None, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                    opset_version=max(opset, 18), dynamo=True, dynamic_shapes={"inp_img": hw}, external_data=False,
+                )
+                prog.save(tmp)
+            else:
+                torch.onnx.export(
+                    model, (x,), tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
+                    dynamo=False, dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}},
+                )
+
+    try:
+        return atomic_write(path, write)
+    finally:
+        set_topk_mode(model, "auto")
+        set_attention_impl(model, "native")
+
+
+def check_parity(model: torch.nn.Module, onnx_path: str | os.PathLike, sizes=((64, 64), (48, 80)), seed: int = 0) -> ParityResult:
+    """Max |ORT - PyTorch| on random inputs at each ``(H, W)`` in ``sizes`` (threshold top-k in PyTorch)."""
+    from drsedge.runtime.runners import OrtRunner
+
+    runner = OrtRunner(onnx_path)
+    model = model.eval()
+    set_topk_mode(model, "threshold")
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    try:
+        for h, w in sizes:
+            x = torch.rand(1, 3, h, w, generator=g)
+            with torch.no_grad():
+                ref = model(x).numpy()
+            out[f"{h}x{w}"] = float(np.abs(runner(x).numpy() - ref).max())
+    finally:
+        set_topk_mode(model, "auto")
+    return ParityResult(out)

@@ -1,0 +1,160 @@
+"""Accuracy drift across compression stages (teacher -> student -> ONNX FP32 -> ONNX INT8 -> ...).
+
+Every stage derains the same paired test images with the same pre/post
+processing (:func:`drsedge.runtime.restore`). Per stage: PSNR-Y/SSIM-Y vs ground
+truth, PSNR-Y vs the teacher's output, the change (dB) vs the teacher and vs
+the previous stage, the worst image, and latency. A budget is the largest
+allowed PSNR drop (dB) of a stage vs the previous stage.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from drsedge.data.folders import Pair
+from drsedge.data.images import read_image, read_uint8, to_tensor, to_uint8
+from drsedge.runtime.tiling import restore
+
+from .psnr_ssim import psnr_y, ssim_y
+
+
+@dataclass
+class Stage:
+    """A stage to evaluate: ``runner(x [B,3,H,W]) -> y``; ``runtime`` names where it runs; ``info`` is free-form (params, MACs, path)."""
+
+    name: str
+    runner: Callable[[torch.Tensor], torch.Tensor]
+    runtime: str
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class StageResult:
+    name: str
+    runtime: str
+    psnr: float
+    ssim: float
+    psnr_vs_teacher: float
+    delta_vs_teacher: float
+    delta_vs_prev: float
+    worst_image: str
+    worst_psnr: float
+    per_image: dict[str, dict[str, float]]
+    latency: dict | None = None
+    info: dict = field(default_factory=dict)
+    budget_db: float | None = None
+
+    @property
+    def within_budget(self) -> bool:
+        return self.budget_db is None or self.delta_vs_prev >= -self.budget_db
+
+
+@dataclass
+class DriftReport:
+    stages: list[StageResult]
+    n_images: int
+    test_dir: str
+    convention: str = "matlab"
+
+    @property
+    def ok(self) -> bool:
+        return all(s.within_budget for s in self.stages)
+
+    def failures(self) -> list[str]:
+        return [
+            f"{s.name}: {s.delta_vs_prev:+.2f} dB vs previous stage breaks its budget of -{s.budget_db:.2f} dB"
+            for s in self.stages
+            if not s.within_budget
+        ]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ok"], d["failures"] = self.ok, self.failures()
+        return d
+
+
+def evaluate_stages(
+    stages: list[Stage],
+    pairs: list[Pair],
+    tile: int | None = None,
+    overlap: int = 32,
+    budgets: dict[str, float] | None = None,
+    latency_hw: tuple[int, int] | None = (256, 256),
+    latency_runs: int = 5,
+    progress: bool = True,
+) -> DriftReport:
+    """Evaluate ``stages`` (the first is the reference teacher) on ``pairs``.
+
+    Args:
+        budgets: stage name -> largest allowed PSNR drop in dB vs the previous stage.
+        latency_hw: ``(H, W)`` for latency timing (median/p95 ms); None skips timing.
+    """
+    budgets = budgets or {}
+    per = {s.name: {} for s in stages}
+    for pair in tqdm(pairs, desc="check", disable=not progress, dynamic_ncols=True):
+        x = to_tensor(read_image(pair.rainy))
+        gt = read_uint8(pair.clean)
+        ref = None
+        for s in stages:
+            out = to_uint8(restore(s.runner, x, tile=tile, overlap=overlap))
+            if out.shape != gt.shape:
+                raise ValueError(f"{pair.rainy}: output {out.shape} does not match target {gt.shape}")
+            ref = out if ref is None else ref
+            per[s.name][pair.name] = {
+                "psnr": psnr_y(out, gt),
+                "ssim": ssim_y(out, gt),
+                "psnr_vs_teacher": min(psnr_y(out, ref), 100.0),
+            }
+    results: list[StageResult] = []
+    for s in stages:
+        rows = per[s.name]
+        mean = lambda k: sum(r[k] for r in rows.values()) / len(rows)  # noqa: E731
+        worst = min(rows, key=lambda n: rows[n]["psnr"])
+        psnr = mean("psnr")
+        teacher_psnr = results[0].psnr if results else psnr
+        prev_psnr = results[-1].psnr if results else psnr
+        lat = s.runner.latency_ms(*latency_hw, runs=latency_runs) if latency_hw and hasattr(s.runner, "latency_ms") else None
+        results.append(
+            StageResult(
+                name=s.name, runtime=s.runtime, psnr=psnr, ssim=mean("ssim"), psnr_vs_teacher=mean("psnr_vs_teacher"),
+                delta_vs_teacher=psnr - teacher_psnr, delta_vs_prev=psnr - prev_psnr, worst_image=worst,
+                worst_psnr=rows[worst]["psnr"], per_image=rows, latency=lat, info=s.info, budget_db=budgets.get(s.name),
+            )
+        )
+    return DriftReport(results, len(pairs), str(pairs[0].rainy.parent.parent) if pairs else "")
+
+
+def _fmt(v, spec: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return format(v, spec)
+
+
+def report_markdown(rep: DriftReport) -> str:
+    """The drift report as a Markdown table plus budget verdicts."""
+    lines = [
+        "# drsedge drift report",
+        "",
+        f"Test set: `{rep.test_dir}` ({rep.n_images} images). PSNR-Y / SSIM-Y, {rep.convention} protocol. "
+        "Δ columns are PSNR differences in dB; *vs teacher (dB)* is PSNR of the stage's output against the teacher's output.",
+        "",
+        "| stage | runtime | PSNR (dB) | SSIM | Δ vs teacher | Δ vs prev | budget | vs teacher (dB) | worst image (dB) | params | GMACs | latency median / p95 (ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in rep.stages:
+        lat = f"{s.latency['median_ms']:.1f} / {s.latency['p95_ms']:.1f} @ {s.latency['height']}x{s.latency['width']}" if s.latency else "–"
+        budget = "–" if s.budget_db is None else f"-{s.budget_db:.2f} {'ok' if s.within_budget else '**BROKEN**'}"
+        params = s.info.get("params")
+        macs = s.info.get("macs")
+        lines.append(
+            f"| {s.name} | {s.runtime} | {s.psnr:.2f} | {s.ssim:.4f} | {s.delta_vs_teacher:+.2f} | {s.delta_vs_prev:+.2f} | {budget} | "
+            f"{s.psnr_vs_teacher:.2f} | {s.worst_image} ({s.worst_psnr:.2f}) | {_fmt(params, ',') if params else '–'} | "
+            f"{_fmt(macs / 1e9 if macs else None, '.3f')} | {lat} |"
+        )
+    lines += ["", "**Result: " + ("all stages within budget**" if rep.ok else "budget broken**: " + "; ".join(rep.failures())), ""]
+    return "\n".join(lines)

@@ -1,0 +1,196 @@
+"""Checkpoint I/O: official ``.pth`` files and drsedge's pickle-free ``.safetensors``.
+
+``load_checkpoint`` accepts what upstream BasicSR writes (``{'params': sd}``,
+``{'params_ema': sd}``) or a bare state_dict; ``.pth`` is read with
+``torch.load(weights_only=True)`` so a pickle with code in it is refused.
+``save_model`` / ``load_model`` store the model config as JSON in the
+safetensors metadata, so the file alone rebuilds the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from drsedge.errors import DrsedgeError
+
+from .config import ModelConfig
+
+CONFIG_KEY = "drsedge_model_config"
+
+
+def _read_state(path: Path, prefer: str = "params") -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise DrsedgeError(f"{path}: checkpoint not found; pass the path of a .pth or .safetensors file")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise DrsedgeError(f"{path}: not a readable safetensors file ({e}); re-export it") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError/RuntimeError/EOFError, etc.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DrsedgeError(
+            f"{path}: refused by torch.load(weights_only=True) ({first}); convert it to a plain state_dict "
+            "or .safetensors from a trusted environment"
+        ) from None
+    if isinstance(obj, dict):
+        for key in (prefer, "params", "params_ema", "state_dict", "model"):
+            if key in obj and isinstance(obj[key], dict):
+                return obj[key]
+        if all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+    raise DrsedgeError(f"{path}: no state_dict found (expected 'params', 'params_ema' or a bare state_dict)")
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, prefer: str = "params") -> nn.Module:
+    """Load weights into ``model`` with ``strict=True`` semantics.
+
+    Args:
+        model: the model whose keys and shapes must match exactly.
+        path: ``.pth`` / ``.pt`` (``{'params': ...}``, ``{'params_ema': ...}`` or a
+            bare state_dict) or ``.safetensors``.
+        prefer: ``"params"`` or ``"params_ema"`` when a file holds both.
+
+    Returns:
+        ``model`` (for chaining).
+
+    Raises:
+        DrsedgeError: unreadable file, refused pickle, or key/shape mismatch; the
+            message names the first missing, unexpected and mis-shaped keys.
+    """
+    path = Path(path)
+    state = _read_state(path, prefer)
+    state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first: {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first: {', '.join(unexpected[:3])})")
+        if shapes:
+            parts.append(f"{len(shapes)} mis-shaped (first: {'; '.join(shapes[:2])})")
+        hint = ""
+        if any(k.startswith(("encoder_level0.", "refinement.")) for k in missing + unexpected):
+            hint = " — MEFC keys differ: toggle mefc (the Rain200L/SPA checkpoints have no MEFC)"
+        raise DrsedgeError(f"{path}: checkpoint does not match the model: {'; '.join(parts)}{hint}")
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``, so no partial file is ever left at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_model(path: str | os.PathLike, model: nn.Module, config: ModelConfig, extra: dict | None = None) -> Path:
+    """Write ``model.state_dict()`` (float tensors, contiguous) + config JSON to ``.safetensors`` atomically."""
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {CONFIG_KEY: json.dumps(config.to_dict())}
+    if extra:
+        meta["drsedge_extra"] = json.dumps(extra)
+    return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
+
+
+def read_config(path: str | os.PathLike) -> ModelConfig:
+    """The :class:`ModelConfig` stored in a drsedge ``.safetensors`` file.
+
+    Raises:
+        DrsedgeError: file missing/unreadable or written without a drsedge config.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DrsedgeError(f"{path}: model file not found")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise DrsedgeError(f"{path}: not a readable safetensors file ({e})") from None
+    if CONFIG_KEY not in meta:
+        raise DrsedgeError(f"{path}: no drsedge model config in its metadata; load it with load_checkpoint(model, path) instead")
+    return ModelConfig.from_dict(json.loads(meta[CONFIG_KEY]), str(path))
+
+
+def load_model(path: str | os.PathLike) -> tuple[nn.Module, ModelConfig]:
+    """Rebuild a model saved by :func:`save_model`; returns ``(model in eval mode, config)``."""
+    cfg = read_config(path)
+    model = cfg.build()
+    load_checkpoint(model, path)
+    return model.eval(), cfg
+
+
+def config_from_state_dict(state: dict[str, torch.Tensor], source: str = "checkpoint") -> ModelConfig:
+    """Infer the DRSformer constructor arguments of an upstream-layout state_dict.
+
+    Reads dim (``patch_embed``), blocks per level, heads (``temperature``), bias,
+    LayerNorm type, MEFC presence and ASSA; the FFN factor is the first of
+    2.66, hidden/dim, (hidden+0.5)/dim that reproduces every level's hidden width.
+
+    Raises:
+        DrsedgeError: the keys are not a DRSformer-family layout.
+    """
+    try:
+        dim = state["patch_embed.proj.weight"].shape[0]
+        levels = ["encoder_level1", "encoder_level2", "encoder_level3", "latent"]
+        blocks = [len({k.split(".")[1] for k in state if k.startswith(lv + ".")}) for lv in levels]
+        heads = [state[f"{lv}.0.attn.temperature"].shape[0] for lv in levels]
+        hidden = [state[f"{lv}.0.ffn.project_in.weight"].shape[0] // 2 for lv in levels]
+    except KeyError as e:
+        raise DrsedgeError(f"{source}: not a DRSformer state_dict (no key {e}); pass the model config explicitly") from None
+    widths = [dim * 2**i for i in range(4)]
+    for f in (2.66, hidden[0] / dim, (hidden[0] + 0.5) / dim):
+        if all(int(w * f) == h for w, h in zip(widths, hidden)):
+            break
+    else:
+        raise DrsedgeError(f"{source}: FFN widths {hidden} fit no single ffn_expansion_factor")
+    attention = "assa" if any(k.endswith("attn.assa_weights") for k in state) else "topk"
+    return ModelConfig(
+        dim=dim, num_blocks=blocks, heads=heads, ffn_expansion_factor=f,
+        inp_channels=state["patch_embed.proj.weight"].shape[1], out_channels=state["output.weight"].shape[0],
+        bias="output.bias" in state, LayerNorm_type="WithBias" if "encoder_level1.0.norm1.body.bias" in state else "BiasFree",
+        mefc=any(k.startswith("encoder_level0.") for k in state), attention=attention,
+    )
+
+
+def load_any(path: str | os.PathLike, prefer: str = "params") -> tuple[nn.Module, ModelConfig]:
+    """Load a drsedge ``.safetensors`` (config in metadata) or an upstream checkpoint (config inferred).
+
+    Returns ``(model in eval mode, config)``. Raises :class:`DrsedgeError` as :func:`load_checkpoint`.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        try:
+            return load_model(path)
+        except DrsedgeError as e:
+            if "no drsedge model config" not in str(e):
+                raise
+    state = _read_state(path, prefer)
+    state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+    cfg = config_from_state_dict(state, str(path))
+    model = cfg.build()
+    load_checkpoint(model, path, prefer)
+    return model.eval(), cfg

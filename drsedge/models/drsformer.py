@@ -1,0 +1,299 @@
+"""DRSformer (Chen et al., CVPR 2023), written without einops.
+
+Module names and parameter shapes are identical to upstream
+``basicsr/models/archs/DRSformer_arch.py`` (``mefc=True``) and
+``DRSformer_arch_200L+SPA.py`` (``mefc=False``: no ``encoder_level0`` /
+``refinement``), so official checkpoints load with ``strict=True``.
+
+Extra constructor switches make the same class the student family:
+``attention`` picks TKSA (``"topk"``), AST's ASSA (``"assa"``) or plain softmax
+(``"dense"``); ``topk_mode`` picks the top-k mask form (see
+:mod:`drsedge.models.attention`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import assa_probs, topk_sizes, topk_sparse_probs
+from .mefc import subnet
+
+ATTENTION_KINDS = ("topk", "assa", "dense")
+TOPK_MODES = ("auto", "index", "threshold")
+
+
+class WithBias_LayerNorm(nn.Module):  # noqa: N801 - upstream name
+    """LayerNorm over channels of a ``[B, C, H, W]`` map, with weight and bias (eps 1e-5).
+
+    Upstream reshapes to ``[B, H*W, C]`` and normalises the last axis; this
+    normalises axis 1 directly, which is the same arithmetic without the two
+    transposes (exports as ReduceMean over axis 1).
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = x.mean(1, keepdim=True)
+        xc = x - mu
+        var = xc.square().mean(1, keepdim=True)
+        return xc / torch.sqrt(var + 1e-5) * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+class BiasFree_LayerNorm(nn.Module):  # noqa: N801 - upstream name
+    """Bias-free LayerNorm over channels: ``x / sqrt(var + 1e-5) * weight`` (mean not removed, as upstream)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        var = x.var(1, keepdim=True, unbiased=False)
+        return x / torch.sqrt(var + 1e-5) * self.weight[:, None, None]
+
+
+class LayerNorm(nn.Module):
+    """Upstream wrapper (keeps the ``.body`` key level)."""
+
+    def __init__(self, dim: int, LayerNorm_type: str):  # noqa: N803 - upstream kwarg
+        super().__init__()
+        self.body = BiasFree_LayerNorm(dim) if LayerNorm_type == "BiasFree" else WithBias_LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class FeedForward(nn.Module):
+    """MSFN, mixed-scale feed-forward network (paper Sec. 3.3): ``[B, dim, H, W] -> [B, dim, H, W]``.
+
+    ``hidden = int(dim * ffn_expansion_factor)``; parallel 3x3 / 5x5 depthwise
+    branches with a cross-scale exchange, then a 1x1 projection.
+    """
+
+    def __init__(self, dim: int, ffn_expansion_factor: float, bias: bool):
+        super().__init__()
+        hidden = int(dim * ffn_expansion_factor)
+        self.project_in = nn.Conv2d(dim, hidden * 2, 1, bias=bias)
+        self.dwconv3x3 = nn.Conv2d(hidden * 2, hidden * 2, 3, padding=1, groups=hidden * 2, bias=bias)
+        self.dwconv5x5 = nn.Conv2d(hidden * 2, hidden * 2, 5, padding=2, groups=hidden * 2, bias=bias)
+        self.relu3 = nn.ReLU()
+        self.relu5 = nn.ReLU()
+        self.dwconv3x3_1 = nn.Conv2d(hidden * 2, hidden, 3, padding=1, groups=hidden, bias=bias)
+        self.dwconv5x5_1 = nn.Conv2d(hidden * 2, hidden, 5, padding=2, groups=hidden, bias=bias)
+        self.relu3_1 = nn.ReLU()
+        self.relu5_1 = nn.ReLU()
+        self.project_out = nn.Conv2d(hidden * 2, dim, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.project_in(x)
+        x1_3, x2_3 = self.relu3(self.dwconv3x3(x)).chunk(2, dim=1)
+        x1_5, x2_5 = self.relu5(self.dwconv5x5(x)).chunk(2, dim=1)
+        x1 = self.relu3_1(self.dwconv3x3_1(torch.cat([x1_3, x1_5], dim=1)))
+        x2 = self.relu5_1(self.dwconv5x5_1(torch.cat([x2_3, x2_5], dim=1)))
+        return self.project_out(torch.cat([x1, x2], dim=1))
+
+
+class Attention(nn.Module):
+    """Channel-wise multi-head attention: TKSA (paper Sec. 3.2), ASSA or dense.
+
+    ``[B, dim, H, W] -> [B, dim, H, W]``. Scores are ``C x C`` per head with
+    ``C = dim / num_heads``. Parameters ``attn1..attn4`` exist for every kind so
+    that state_dicts stay interchangeable; ASSA adds ``assa_weights`` ``[2]``.
+    """
+
+    def __init__(self, dim: int, num_heads: int, bias: bool, kind: str = "topk", topk_mode: str = "auto"):
+        super().__init__()
+        if kind not in ATTENTION_KINDS:
+            raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {kind!r}")
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.kind = kind
+        self.topk_mode = topk_mode
+        self.attention_impl = "native"  # "fused" routes top-k through the custom op (drsedge.export.fused_op)
+        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.qkv = nn.Conv2d(dim, dim * 3, 1, bias=bias)
+        self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=bias)
+        self.project_out = nn.Conv2d(dim, dim, 1, bias=bias)
+        self.attn_drop = nn.Dropout(0.0)
+        self.attn1 = nn.Parameter(torch.tensor([0.2]))
+        self.attn2 = nn.Parameter(torch.tensor([0.2]))
+        self.attn3 = nn.Parameter(torch.tensor([0.2]))
+        self.attn4 = nn.Parameter(torch.tensor([0.2]))
+        if kind == "assa":
+            self.assa_weights = nn.Parameter(torch.ones(2))
+
+    def probs(self, scores: torch.Tensor) -> torch.Tensor:
+        """``[B, heads, C, C]`` logits -> combined attention matrix of the same shape."""
+        if self.kind == "dense":
+            return scores.softmax(dim=-1)
+        if self.kind == "assa":
+            return assa_probs(scores, self.assa_weights)
+        weights = torch.cat([self.attn1, self.attn2, self.attn3, self.attn4])
+        ks = topk_sizes(scores.shape[-1])
+        if self.attention_impl == "fused":
+            from drsedge.export.fused_op import topk_sparse_softmax  # local: registers the custom op lazily
+
+            return topk_sparse_softmax(scores, weights, ks)
+        mode = self.topk_mode
+        if mode == "auto":
+            mode = "index" if self.training else "threshold"
+        return topk_sparse_probs(scores, weights, ks, mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
+        ch = c // self.num_heads
+        q = torch.nn.functional.normalize(q.reshape(b, self.num_heads, ch, h * w), dim=-1)
+        k = torch.nn.functional.normalize(k.reshape(b, self.num_heads, ch, h * w), dim=-1)
+        v = v.reshape(b, self.num_heads, ch, h * w)
+        scores = (q @ k.transpose(-2, -1)) * self.temperature
+        out = self.probs(scores) @ v
+        return self.project_out(out.reshape(b, c, h, w))
+
+
+class TransformerBlock(nn.Module):
+    """Sparse Transformer Block (STB): ``x + attn(norm1(x))`` then ``x + ffn(norm2(x))``."""
+
+    def __init__(self, dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type, attention="topk", topk_mode="auto"):  # noqa: N803
+        super().__init__()
+        self.norm1 = LayerNorm(dim, LayerNorm_type)
+        self.attn = Attention(dim, num_heads, bias, attention, topk_mode)
+        self.norm2 = LayerNorm(dim, LayerNorm_type)
+        self.ffn = FeedForward(dim, ffn_expansion_factor, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.ffn(self.norm2(x))
+
+
+class OverlapPatchEmbed(nn.Module):
+    """3x3 conv embedding ``[B, in_c, H, W] -> [B, embed_dim, H, W]``."""
+
+    def __init__(self, in_c: int = 3, embed_dim: int = 48, bias: bool = False):
+        super().__init__()
+        self.proj = nn.Conv2d(in_c, embed_dim, 3, padding=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+class Downsample(nn.Module):
+    """``[B, C, H, W] -> [B, 2C, H/2, W/2]``: 3x3 conv to C/2 then PixelUnshuffle(2)."""
+
+    def __init__(self, n_feat: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(n_feat, n_feat // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class Upsample(nn.Module):
+    """``[B, C, H, W] -> [B, C/2, 2H, 2W]``: 3x3 conv to 2C then PixelShuffle(2)."""
+
+    def __init__(self, n_feat: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(n_feat, n_feat * 2, 3, padding=1, bias=False), nn.PixelShuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class DRSformer(nn.Module):
+    """DRSformer deraining network: ``[B, 3, H, W]`` in [0, 1] -> ``[B, 3, H, W]`` (unclamped).
+
+    H and W must be multiples of 8 (three 2x downsamplings); use
+    :func:`drsedge.runtime.tiling.pad_to_multiple` first, as upstream test.py does.
+    The output already includes the global residual ``+ inp_img``.
+
+    Args (upstream): inp_channels, out_channels, dim, num_blocks (4 levels),
+        heads (4 levels), ffn_expansion_factor, bias, LayerNorm_type
+        (``"WithBias"`` | ``"BiasFree"``).
+    Args (drsedge): mefc: build MEFC (``encoder_level0``/``refinement``);
+        False is upstream's Rain200L/SPA variant. attention: ``"topk"`` |
+        ``"assa"`` | ``"dense"``. topk_mode: ``"auto"`` (index in training,
+        threshold in eval) | ``"index"`` | ``"threshold"``.
+    """
+
+    def __init__(
+        self,
+        inp_channels: int = 3,
+        out_channels: int = 3,
+        dim: int = 48,
+        num_blocks=(4, 6, 6, 8),
+        heads=(1, 2, 4, 8),
+        ffn_expansion_factor: float = 2.66,
+        bias: bool = False,
+        LayerNorm_type: str = "WithBias",  # noqa: N803
+        mefc: bool = True,
+        attention: str = "topk",
+        topk_mode: str = "auto",
+    ):
+        super().__init__()
+        if len(num_blocks) != 4 or len(heads) != 4:
+            raise ValueError("num_blocks and heads need one entry per level (4)")
+        self.mefc = mefc
+
+        def level(width: int, n: int, h: int) -> nn.Sequential:
+            return nn.Sequential(
+                *[TransformerBlock(width, h, ffn_expansion_factor, bias, LayerNorm_type, attention, topk_mode) for _ in range(n)]
+            )
+
+        self.patch_embed = OverlapPatchEmbed(inp_channels, dim)
+        if mefc:
+            self.encoder_level0 = subnet(dim)
+        self.encoder_level1 = level(dim, num_blocks[0], heads[0])
+        self.down1_2 = Downsample(dim)
+        self.encoder_level2 = level(dim * 2, num_blocks[1], heads[1])
+        self.down2_3 = Downsample(dim * 2)
+        self.encoder_level3 = level(dim * 4, num_blocks[2], heads[2])
+        self.down3_4 = Downsample(dim * 4)
+        self.latent = level(dim * 8, num_blocks[3], heads[3])
+        self.up4_3 = Upsample(dim * 8)
+        self.reduce_chan_level3 = nn.Conv2d(dim * 8, dim * 4, 1, bias=bias)
+        self.decoder_level3 = level(dim * 4, num_blocks[2], heads[2])
+        self.up3_2 = Upsample(dim * 4)
+        self.reduce_chan_level2 = nn.Conv2d(dim * 4, dim * 2, 1, bias=bias)
+        self.decoder_level2 = level(dim * 2, num_blocks[1], heads[1])
+        self.up2_1 = Upsample(dim * 2)
+        self.decoder_level1 = level(dim * 2, num_blocks[0], heads[0])
+        if mefc:
+            self.refinement = subnet(dim * 2)
+        self.output = nn.Conv2d(dim * 2, out_channels, 3, padding=1, bias=bias)
+
+    def forward(self, inp_img: torch.Tensor) -> torch.Tensor:
+        x1 = self.patch_embed(inp_img)
+        if self.mefc:
+            x1 = self.encoder_level0(x1)
+        enc1 = self.encoder_level1(x1)
+        enc2 = self.encoder_level2(self.down1_2(enc1))
+        enc3 = self.encoder_level3(self.down2_3(enc2))
+        lat = self.latent(self.down3_4(enc3))
+        dec3 = self.decoder_level3(self.reduce_chan_level3(torch.cat([self.up4_3(lat), enc3], 1)))
+        dec2 = self.decoder_level2(self.reduce_chan_level2(torch.cat([self.up3_2(dec3), enc2], 1)))
+        dec1 = self.decoder_level1(torch.cat([self.up2_1(dec2), enc1], 1))
+        if self.mefc:
+            dec1 = self.refinement(dec1)
+        return self.output(dec1) + inp_img
+
+
+def set_topk_mode(model: nn.Module, mode: str) -> None:
+    """Set the top-k mask form (``auto``/``index``/``threshold``) of every Attention in ``model``."""
+    if mode not in TOPK_MODES:
+        raise ValueError(f"topk_mode must be one of {TOPK_MODES}, got {mode!r}")
+    for m in model.modules():
+        if isinstance(m, Attention):
+            m.topk_mode = mode
+
+
+def set_attention_impl(model: nn.Module, impl: str) -> None:
+    """Route top-k attention through the native graph (``"native"``) or the fused custom op (``"fused"``)."""
+    if impl not in ("native", "fused"):
+        raise ValueError(f"attention impl must be 'native' or 'fused', got {impl!r}")
+    for m in model.modules():
+        if isinstance(m, Attention):
+            m.attention_impl = impl

@@ -1,0 +1,268 @@
+"""The drsedge pipeline: teacher -> distilled student -> ONNX FP32 -> ONNX INT8 -> drift report.
+
+Each stage writes its artifacts into the run directory and records them in
+``manifest.json`` (paths, sha256, the stage's config, metrics). A stage is
+skipped on a re-run when its recorded key (a hash of its config and of the
+artifacts it consumes) is unchanged and its artifacts still hash the same.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from drsedge.calibration.calib import calibration_set
+from drsedge.compress.quantize import count_qdq, quantize_onnx
+from drsedge.compress.train import TrainConfig, train
+from drsedge.data.folders import find_pairs, find_unlabeled
+from drsedge.data.sampling import CropSampler, load_samples
+from drsedge.errors import DrsedgeError
+from drsedge.export.onnx_export import check_parity, export_onnx
+from drsedge.metrics.drift import Stage, evaluate_stages, report_markdown
+from drsedge.models.checkpoint import atomic_write, load_any, load_model, save_model
+from drsedge.models.config import ModelConfig
+from drsedge.models.info import model_info
+from drsedge.runtime.runners import OrtRunner, TorchRunner
+
+DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
+HELD_OUT = "rain100l"
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_run_config(path: str | os.PathLike, overrides: dict | None = None) -> dict:
+    """Read a run YAML (defaults from the demo config) and apply ``overrides`` (nested dict).
+
+    Raises:
+        DrsedgeError: missing or unparsable YAML, unknown top-level section.
+    """
+    path = Path(path)
+    try:
+        user = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise DrsedgeError(f"{path}: run config not found") from None
+    except yaml.YAMLError as e:
+        raise DrsedgeError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    base = yaml.safe_load(DEMO_CONFIG.read_text())
+    unknown = sorted(set(user) - set(base))
+    if unknown:
+        raise DrsedgeError(f"{path}: unknown section(s) {unknown}; valid: {sorted(base)}")
+    cfg = _merge(base, user)
+    return _merge(cfg, overrides or {})
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def default_data_root() -> Path | None:
+    """``../shared/data`` next to the working directory or the repository, if present."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        cand = (base / ".." / "shared" / "data").resolve()
+        if cand.is_dir():
+            return cand
+    return None
+
+
+class Pipeline:
+    """Runs the stages of one run config into ``run_dir`` (see module docstring)."""
+
+    def __init__(self, cfg: dict, progress: bool = True, log=print):
+        self.cfg, self.progress, self.log = cfg, progress, log
+        self.run_dir = Path(cfg["run_dir"])
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        root = cfg["data"].get("root") or default_data_root()
+        if root is None:
+            raise DrsedgeError("no data root: pass --data DIR (a folder laid out like ../shared/data)")
+        self.root = Path(root)
+        self.manifest_path = self.run_dir / "manifest.json"
+        self.manifest = json.loads(self.manifest_path.read_text()) if self.manifest_path.is_file() else {"stages": {}}
+        torch.manual_seed(cfg["seed"])
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _data(self, rel: str | list[str]) -> list[Path]:
+        rels = [rel] if isinstance(rel, str) else list(rel or [])
+        return [p if p.is_absolute() else self.root / p for p in map(Path, rels)]
+
+    def _guard_held_out(self, section: str, paths: list[Path]) -> None:
+        for p in paths:
+            if HELD_OUT in str(p).lower():
+                raise DrsedgeError(f"{p}: rain100L is the held-out test set; it cannot be used for {section}")
+
+    def _key(self, name: str, cfg, inputs: list[str]) -> str:
+        deps = [self.manifest["stages"][i]["artifacts"] for i in inputs]
+        return hashlib.sha256(json.dumps([name, cfg, deps], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def _done(self, name: str, key: str) -> bool:
+        st = self.manifest["stages"].get(name)
+        if not st or st.get("key") != key:
+            return False
+        return all((self.run_dir / a["path"]).is_file() and sha256(self.run_dir / a["path"]) == a["sha256"] for a in st["artifacts"].values())
+
+    def _record(self, name: str, key: str, artifacts: dict[str, Path], config, metrics: dict, seconds: float) -> None:
+        self.manifest["stages"][name] = {
+            "key": key,
+            "config": config,
+            "artifacts": {k: {"path": str(p.relative_to(self.run_dir)), "sha256": sha256(p)} for k, p in artifacts.items()},
+            "metrics": metrics,
+            "seconds": round(seconds, 1),
+        }
+        self.manifest["run_config"] = self.cfg
+        text = json.dumps(self.manifest, indent=2, default=str)
+        atomic_write(self.manifest_path, lambda tmp: Path(tmp).write_text(text))
+
+    def _stage(self, name: str, cfg, inputs: list[str], fn) -> dict:
+        key = self._key(name, cfg, inputs)
+        if self._done(name, key):
+            self.log(f"[{name}] up to date, skipped")
+            return self.manifest["stages"][name]
+        self.log(f"[{name}] running")
+        t0 = time.time()
+        artifacts, metrics = fn()
+        self._record(name, key, artifacts, cfg, metrics, time.time() - t0)
+        self.log(f"[{name}] done in {time.time() - t0:.0f} s")
+        return self.manifest["stages"][name]
+
+    def path(self, stage: str, artifact: str) -> Path:
+        return self.run_dir / self.manifest["stages"][stage]["artifacts"][artifact]["path"]
+
+    # -- stages ------------------------------------------------------------------------------------
+    def teacher(self) -> dict:
+        tc = self.cfg["teacher"]
+        out = self.run_dir / "teacher" / "teacher.safetensors"
+
+        def run():
+            mcfg = ModelConfig.from_dict({**ModelConfig().to_dict(), **(tc.get("model") or {})}, "teacher.model")
+            if tc.get("checkpoint"):
+                ckpt = Path(tc["checkpoint"])
+                model, mcfg = load_any(ckpt)
+                save_model(out, model, mcfg, {"source": str(ckpt)})
+                return {"model": out}, {"source": str(ckpt), "trained_steps": 0}
+            pairs = self._train_pairs()
+            tcfg = TrainConfig(**{**(tc.get("train") or {}), "seed": self.cfg["seed"]})
+            torch.manual_seed(self.cfg["seed"])
+            model = mcfg.build()
+            res = train(model, CropSampler(load_samples(pairs), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, out.parent, resume=True, progress=self.progress)
+            save_model(out, model, mcfg)
+            return {"model": out}, {"final_loss": res["loss"], "trained_steps": res["step"]}
+
+        return self._stage("teacher", tc, [], run)
+
+    def _train_pairs(self):
+        dirs = self._data(self.cfg["data"]["train"])
+        self._guard_held_out("training", dirs)
+        return [p for d in dirs for p in find_pairs(d)]
+
+    def student(self) -> dict:
+        sc = self.cfg["student"]
+        out = self.run_dir / "student" / "student.safetensors"
+
+        def run():
+            teacher, _ = load_model(self.path("teacher", "model"))
+            mcfg = ModelConfig.from_dict({**ModelConfig().to_dict(), "mefc": False, **(sc.get("model") or {})}, "student.model")
+            unl = self._data(self.cfg["data"].get("unlabeled"))
+            self._guard_held_out("distillation", unl)
+            samples = load_samples(self._train_pairs(), [f for d in unl for f in find_unlabeled(d)])
+            dcfg = TrainConfig(**{**(sc.get("distill") or {}), "seed": self.cfg["seed"]})
+            torch.manual_seed(self.cfg["seed"])
+            model = mcfg.build()
+            res = train(model, CropSampler(samples, dcfg.patch, dcfg.batch_size, dcfg.seed), dcfg, out.parent, teacher=teacher, resume=True, progress=self.progress)
+            save_model(out, model, mcfg)
+            return {"model": out}, {"final_loss": res["loss"], "trained_steps": res["step"], "train_images": len(samples)}
+
+        return self._stage("student", sc, ["teacher"], run)
+
+    def export(self) -> dict:
+        ec = self.cfg["export"]
+        out = self.run_dir / "export" / "student_fp32.onnx"
+
+        def run():
+            model, _ = load_model(self.path("student", "model"))
+            export_onnx(model, out, opset=ec["opset"], exporter=ec["exporter"], attention=ec.get("attention", "native"))
+            parity = check_parity(model, out, sizes=((64, 64), (96, 128)))
+            if parity.worst > 1e-4:
+                raise DrsedgeError(f"{out}: ONNX Runtime differs from PyTorch by {parity.worst:.2e} (> 1e-4)")
+            return {"onnx": out}, {"parity_max_abs": parity.max_abs}
+
+        return self._stage("export", ec, ["student"], run)
+
+    def quantize(self) -> dict:
+        qc = self.cfg["quantize"]
+        out = self.run_dir / "quantize" / "student_int8.onnx"
+
+        def run():
+            dirs = self._data(self.cfg["data"]["calibration"])
+            self._guard_held_out("calibration", dirs)
+            calib = calibration_set(dirs, size=qc["size"], limit=qc["limit"])
+            quantize_onnx(self.path("export", "onnx"), out, calib, qc["backend"])
+            return {"onnx": out}, {"calibration_images": len(calib.files), "calibration_sha256": calib.digest, **count_qdq(out)}
+
+        return self._stage("quantize", qc, ["export"], run)
+
+    def check(self) -> dict:
+        cc = self.cfg["check"]
+        out_dir = self.run_dir / "check"
+
+        def run():
+            test = self._data(self.cfg["data"]["test"])[0]
+            pairs = find_pairs(test, self.cfg["data"].get("test_limit"))
+            rep = run_check(
+                teacher=self.path("teacher", "model"), student=self.path("student", "model"),
+                onnx_fp32=self.path("export", "onnx"), onnx_int8=self.path("quantize", "onnx"),
+                pairs=pairs, cc=cc, progress=self.progress,
+            )
+            md, js = write_report(rep, out_dir)
+            return {"report_md": md, "report_json": js}, {"ok": rep.ok, "failures": rep.failures(), **{s.name: {"psnr": s.psnr, "ssim": s.ssim} for s in rep.stages}}
+
+        return self._stage("check", cc, ["teacher", "student", "export", "quantize"], run)
+
+    def run(self) -> dict:
+        for stage in (self.teacher, self.student, self.export, self.quantize, self.check):
+            stage()
+        return self.manifest
+
+
+def run_check(teacher, student, onnx_fp32, onnx_int8, pairs, cc: dict, progress: bool = True):
+    """Build the four stages (teacher, student, ONNX FP32, ONNX INT8; any may be None) and evaluate them."""
+    hw = tuple(cc.get("latency_hw") or (256, 256))
+    stages = []
+    for name, path in (("teacher", teacher), ("student", student)):
+        if path:
+            model, mcfg = load_model(path)
+            info = model_info(model, *hw)
+            stages.append(Stage(name, TorchRunner(model, name), "PyTorch eager CPU", {"params": info.params, "macs": info.macs, "path": str(path)}))
+    for name, path in (("onnx_fp32", onnx_fp32), ("onnx_int8", onnx_int8)):
+        if path:
+            info = stages[-1].info if stages else {}
+            stages.append(Stage(name, OrtRunner(path, name), "ONNX Runtime CPU", {"params": info.get("params"), "macs": info.get("macs"), "path": str(path)}))
+    if not stages:
+        raise DrsedgeError("nothing to check: give at least one of --teacher, --student, --onnx, --int8")
+    return evaluate_stages(
+        stages, pairs, tile=cc.get("tile"), budgets=cc.get("budgets") or {}, latency_hw=hw,
+        latency_runs=cc.get("latency_runs", 5), progress=progress,
+    )
+
+
+def write_report(rep, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.json`` into ``out_dir`` atomically."""
+    out_dir = Path(out_dir)
+    md = atomic_write(out_dir / "report.md", lambda tmp: Path(tmp).write_text(report_markdown(rep)))
+    js = atomic_write(out_dir / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(rep.to_dict(), indent=2)))
+    return md, js
+
