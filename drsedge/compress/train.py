@@ -185,7 +185,7 @@ def train(
             opt.step()
             sched.step()
             step += 1
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:

@@ -1,0 +1,74 @@
+"""Training/distillation: loss goes down on real crops, resume is bit-identical, LR schedule follows upstream."""
+
+import pytest
+import torch
+
+from drsedge.compress import TrainConfig, cosine_restart_lr, train
+from drsedge.data import CropSampler, find_pairs, find_unlabeled, load_samples
+from drsedge.errors import DrsedgeError
+from drsedge.models import student_config
+
+TINY = dict(dim=8, num_blocks=[1, 1, 1, 1], ffn_expansion_factor=1.5)
+
+
+def _sampler(data_dir, unlabeled=False):
+    pairs = find_pairs(data_dir / "rain200L" / "train")
+    unl = find_unlabeled(data_dir / "real")[:2] if unlabeled else []
+    return CropSampler(load_samples(pairs, unl), patch=32, batch_size=2, seed=1)
+
+
+def test_lr_schedule_is_constant_then_cosine():
+    cfg = TrainConfig(steps=300)
+    assert cosine_restart_lr(0, cfg) == pytest.approx(3e-4)
+    assert cosine_restart_lr(91, cfg) == pytest.approx(3e-4)
+    assert cosine_restart_lr(92, cfg) == pytest.approx(3e-4)
+    assert cosine_restart_lr(92 + 104, cfg) == pytest.approx((3e-4 + 1e-6) / 2, rel=1e-3)
+    assert cosine_restart_lr(299, cfg) < 2e-6 + 1e-7
+
+
+def test_resume_gives_identical_weights(tmp_path, data_dir):
+    teacher = student_config(**TINY).build()
+    cfg = TrainConfig(steps=6, batch_size=2, patch=32, checkpoint_every=3, feature_weight=0.1)
+
+    def fresh():
+        torch.manual_seed(7)
+        return student_config(**TINY, attention="assa").build()
+
+    full = fresh()
+    train(full, _sampler(data_dir, True), cfg, tmp_path / "a", teacher=teacher, progress=False)
+
+    part = fresh()
+    # Interrupt after 3 steps (checkpointed at step 3): the sampler raises when asked for step 3.
+    sampler = _sampler(data_dir, True)
+    orig = sampler.batch
+
+    def stop_at_3(step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return orig(step)
+
+    sampler.batch = stop_at_3
+    with pytest.raises(KeyboardInterrupt):
+        train(part, sampler, cfg, tmp_path / "b", teacher=teacher, progress=False)
+    resumed = fresh()  # a new process would start from fresh weights and load train_state.pt
+    res = train(resumed, _sampler(data_dir, True), cfg, tmp_path / "b", teacher=teacher, resume=True, progress=False)
+    assert res["step"] == 6
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_teacher_training_lowers_loss_and_needs_gt(tmp_path, data_dir):
+    torch.manual_seed(0)
+    model = student_config(**TINY).build()
+    res = train(model, _sampler(data_dir), TrainConfig(steps=30, batch_size=2, patch=32, checkpoint_every=100), tmp_path, progress=False)
+    first, last = sum(res["losses"][:5]) / 5, sum(res["losses"][-5:]) / 5
+    assert last < first
+    with pytest.raises(DrsedgeError, match="paired data"):
+        train(model, _sampler(data_dir, unlabeled=True), TrainConfig(steps=1), tmp_path / "x", progress=False)
+
+
+def test_resume_with_other_config_is_refused(tmp_path, data_dir):
+    model = student_config(**TINY).build()
+    train(model, _sampler(data_dir), TrainConfig(steps=1, batch_size=2, patch=32), tmp_path, progress=False)
+    with pytest.raises(DrsedgeError, match="different training config"):
+        train(model, _sampler(data_dir), TrainConfig(steps=2, batch_size=2, patch=32, lr=1e-3), tmp_path, resume=True, progress=False)

@@ -1,0 +1,40 @@
+"""Shared fixtures: ../shared (data, upstream fixtures) next to the repository; tests skip with the reason when absent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = (REPO / ".." / "shared").resolve()
+DATA = SHARED / "data"
+FIXTURES = SHARED / "fixtures" / "drsformer_parity"
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent (tests that need ../shared skip without it)")
+    return path
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return need(DATA)
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return need(FIXTURES)
+
+
+@pytest.fixture
+def fixture_config(fixtures_dir) -> dict:
+    return json.loads((fixtures_dir / "config.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

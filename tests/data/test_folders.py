@@ -1,0 +1,56 @@
+"""Paired/unlabeled folder discovery in the common layouts, and deterministic crops."""
+
+import shutil
+
+import pytest
+import torch
+
+from drsedge.data import CropSampler, find_pairs, find_unlabeled, load_samples
+from drsedge.errors import DrsedgeError
+
+
+def test_input_target_layout(data_dir):
+    pairs = find_pairs(data_dir / "rain200H" / "train")
+    assert [p.name for p in pairs][:4] == ["1", "2", "3", "4"] and len(pairs) == 13
+    assert all(p.rainy.stem == p.clean.stem for p in pairs)
+    assert len(find_pairs(data_dir / "rain100L", limit=5)) == 5
+
+
+def test_rain_norain_layouts(tmp_path, data_dir):
+    src = data_dir / "rain200L" / "train"
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for n in ("1", "2"):
+        shutil.copy(src / "input" / f"{n}.png", flat / f"rain-{n}.png")
+        shutil.copy(src / "target" / f"{n}.png", flat / f"norain-{n}.png")
+    assert [p.name for p in find_pairs(flat)] == ["1", "2"]
+    dirs = tmp_path / "dirs"
+    shutil.copytree(src / "input", dirs / "rain")
+    shutil.copytree(src / "target", dirs / "norain")
+    assert len(find_pairs(dirs)) == 2
+
+
+def test_unpaired_and_empty(tmp_path, data_dir):
+    root = tmp_path / "ds"
+    shutil.copytree(data_dir / "rain200L" / "train", root)
+    (root / "target" / "2.png").rename(root / "target" / "9.png")
+    with pytest.raises(DrsedgeError, match="unpaired names"):
+        find_pairs(root)
+    (tmp_path / "empty" / "input").mkdir(parents=True)
+    (tmp_path / "empty" / "target").mkdir()
+    with pytest.raises(DrsedgeError, match="no images"):
+        find_pairs(tmp_path / "empty")
+    with pytest.raises(DrsedgeError, match="no paired layout"):
+        find_pairs(tmp_path)
+
+
+def test_crops_are_deterministic_per_step(data_dir):
+    samples = load_samples(find_pairs(data_dir / "rain200L" / "train"), find_unlabeled(data_dir / "real")[:2])
+    s = CropSampler(samples, patch=32, batch_size=6, seed=3)
+    x1, y1, h1 = s.batch(5)
+    x2, y2, h2 = s.batch(5)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2) and torch.equal(h1, h2)
+    assert x1.shape == (6, 3, 32, 32)
+    assert not torch.equal(s.batch(6)[0], x1)
+    with pytest.raises(DrsedgeError, match="patch size"):
+        CropSampler(samples, patch=4096, batch_size=1)

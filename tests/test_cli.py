@@ -1,0 +1,100 @@
+"""CLI: bad input gives one line naming the file, a non-zero exit and no partial artifact."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from drsedge.cli import main
+from drsedge.models import ModelConfig, save_model, student_config
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_metrics_json_reproduces_published(capsys, data_dir):
+    root = data_dir / "drsformer_outputs" / "rain200L"
+    code, out, _ = run(capsys, "metrics", str(root / "drsformer"), str(root / "target"), "--json")
+    d = json.loads(out)
+    assert code == 0 and abs(d["psnr"] - 41.95) <= 0.01 and abs(d["ssim"] - 0.9891) <= 0.0005
+
+
+def test_info_counts_paper_model(capsys):
+    code, out, _ = run(capsys, "info", "--json", "--size", "64", "64")
+    d = json.loads(out)
+    assert code == 0 and d["params"] == 33_655_424 and d["macs"] > 0
+
+
+def _one_error_line(code, err, *needles):
+    assert code == 2
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert len(lines) == 1 and lines[0].startswith("drsedge: error: "), err
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_empty_folder_and_unpaired(capsys, tmp_path, data_dir):
+    (tmp_path / "p").mkdir()
+    (tmp_path / "t").mkdir()
+    code, _, err = run(capsys, "metrics", str(tmp_path / "p"), str(tmp_path / "t"))
+    _one_error_line(code, err, str(tmp_path / "p"), "no images")
+
+
+def test_corrupt_image(capsys, tmp_path, data_dir):
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    code, _, err = run(capsys, "metrics", str(tmp_path / "p"), str(data_dir / "drsformer_outputs" / "rain200L" / "target"))
+    _one_error_line(code, err, "1.png", "cannot decode")
+
+
+def test_wrong_checkpoint_and_refused_pickle(capsys, tmp_path):
+    bad = tmp_path / "bad.pth"
+    torch.save({"params": {"foo": torch.zeros(1)}}, bad)
+    code, _, err = run(capsys, "export", str(bad), "-o", str(tmp_path / "m.onnx"))
+    _one_error_line(code, err, "bad.pth", "patch_embed")
+    assert not (tmp_path / "m.onnx").exists()
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(b"\x80\x04\x95\x1d\x00\x00\x00\x00\x00\x00\x00\x8c\x08builtins\x94\x8c\x05print\x94\x93\x94\x8c\x01x\x94\x85\x94R\x94.")
+    code, _, err = run(capsys, "info", "--checkpoint", str(evil))
+    _one_error_line(code, err, "evil.pth", "weights_only")
+
+
+def test_unparsable_onnx(capsys, tmp_path, data_dir):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"garbage")
+    code, _, err = run(capsys, "quantize", str(bad), "--calib", str(data_dir / "real"), "-o", str(tmp_path / "q.onnx"), "--limit", "1")
+    _one_error_line(code, err, "bad.onnx")
+    assert not (tmp_path / "q.onnx").exists()
+    code, _, err = run(capsys, "check", "--test", str(data_dir / "rain200H" / "test"), "--onnx", str(bad), "--out", str(tmp_path / "r"))
+    _one_error_line(code, err, "bad.onnx")
+    assert not (tmp_path / "r" / "report.md").exists()
+
+
+def test_train_on_test_set_refused(capsys, tmp_path, data_dir):
+    code, _, err = run(capsys, "train-teacher", "--train", str(data_dir / "rain100L"), "--out", str(tmp_path / "t"), "--steps", "1")
+    _one_error_line(code, err, "held-out")
+
+
+def test_check_budget_exit_code(capsys, tmp_path, data_dir):
+    torch.manual_seed(0)
+    tiny = dict(dim=8, num_blocks=[1, 1, 1, 1])
+    t = save_model(tmp_path / "t.safetensors", ModelConfig(**tiny, mefc=False).build(), ModelConfig(**tiny, mefc=False))
+    s = save_model(tmp_path / "s.safetensors", student_config(**tiny).build(), student_config(**tiny))
+    args = ["check", "--test", str(data_dir / "rain200H" / "test"), "--teacher", str(t), "--student", str(s), "--limit", "1",
+            "--latency-size", "64", "64", "--latency-runs", "1", "--out", str(tmp_path / "r")]
+    code, out, _ = run(capsys, *args, "--budget", "student=0.0000001")
+    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+    different = rep["stages"][1]["delta_vs_prev"] < -1e-7
+    assert code == (3 if different else 0) and rep["ok"] is (not different)
+    code, _, _ = run(capsys, *args, "--budget", "student=100")
+    assert code == 0
+
+
+def test_console_script_entry_point():
+    r = subprocess.run([sys.executable, "-m", "drsedge.cli", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "pipeline" in r.stdout and "demo" in r.stdout

@@ -1,0 +1,66 @@
+"""The pipeline end to end on a tiny config with a few real images; re-running skips finished stages."""
+
+import json
+
+import pytest
+import yaml
+
+from drsedge.cli import main
+
+TINY = {
+    "seed": 0,
+    "data": {"test_limit": 2, "calibration": ["rain200H/train/input"], "unlabeled": ["real"]},
+    "teacher": {
+        "model": {"dim": 8, "num_blocks": [1, 1, 1, 1], "heads": [1, 2, 4, 8], "ffn_expansion_factor": 2.0, "mefc": False},
+        "train": {"steps": 6, "batch_size": 2, "patch": 32, "checkpoint_every": 3},
+    },
+    "student": {
+        "model": {"dim": 8, "num_blocks": [1, 1, 1, 1], "heads": [1, 1, 2, 4], "ffn_expansion_factor": 1.5, "attention": "topk"},
+        "distill": {"steps": 6, "batch_size": 2, "patch": 32, "feature_weight": 0.1, "checkpoint_every": 3},
+    },
+    "quantize": {"backend": "nncf", "size": 64, "limit": 4},
+    "check": {"latency_runs": 1, "latency_hw": [64, 64], "budgets": {"student": 100.0, "onnx_fp32": 0.05, "onnx_int8": 100.0}},
+}
+
+
+def test_pipeline_end_to_end_and_skip(tmp_path, data_dir, capsys):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "run_dir": str(tmp_path / "run")}))
+    assert main(["pipeline", "--config", str(cfg), "--data", str(data_dir)]) == 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert list(manifest["stages"]) == ["teacher", "student", "export", "quantize", "check"]
+    for st in manifest["stages"].values():
+        for art in st["artifacts"].values():
+            assert (tmp_path / "run" / art["path"]).is_file() and len(art["sha256"]) == 64
+    rep = json.loads((tmp_path / "run" / "check" / "report.json").read_text())
+    assert [s["name"] for s in rep["stages"]] == ["teacher", "student", "onnx_fp32", "onnx_int8"]
+    assert rep["n_images"] == 2 and "rain100L" in rep["test_dir"]
+    fp32 = rep["stages"][2]
+    assert abs(fp32["delta_vs_prev"]) < 0.05  # ONNX FP32 == PyTorch student
+    assert manifest["stages"]["export"]["metrics"]["parity_max_abs"]["64x64"] <= 1e-4
+    capsys.readouterr()
+
+    assert main(["pipeline", "--config", str(cfg), "--data", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("up to date, skipped") == 5
+
+    # Changing the quantizer re-runs quantize and check only.
+    cfg.write_text(yaml.safe_dump({**TINY, "run_dir": str(tmp_path / "run"), "quantize": {"backend": "ort", "size": 64, "limit": 4}}))
+    assert main(["pipeline", "--config", str(cfg), "--data", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("up to date, skipped") == 3 and "[quantize] running" in out
+
+
+def test_training_on_held_out_set_is_refused(tmp_path, data_dir, capsys):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "run_dir": str(tmp_path / "run"), "data": {"train": ["rain100L"]}}))
+    assert main(["pipeline", "--config", str(cfg), "--data", str(data_dir)]) == 2
+    assert "held-out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text,needle", [("teacher: [unclosed", "not valid YAML"), ("bogus: 1", "unknown section")])
+def test_bad_run_config(tmp_path, capsys, text, needle):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(text)
+    assert main(["pipeline", "--config", str(cfg)]) == 2
+    assert needle in capsys.readouterr().err
