@@ -64,6 +64,15 @@ def export_onnx(
     set_topk_mode(model, "threshold")
     set_attention_impl(model, attention)
     x = torch.rand(1, 3, *sample_hw)
+    if attention not in ("native", "fused"):
+        raise DrsedgeError(f"unknown attention export {attention!r}; use 'native' or 'fused'")
+    fused = attention == "fused"
+    if fused:
+        from . import fused_op
+
+        fused_op.register_onnx_schema()
+        if exporter == "torchscript":
+            fused_op.register_torchscript_symbolic(opset)
 
     def write(tmp: str) -> None:
         with warnings.catch_warnings():
@@ -74,13 +83,21 @@ def export_onnx(
                 prog = torch.onnx.export(
                     model, (x,), None, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                     opset_version=max(opset, 18), dynamo=True, dynamic_shapes={"inp_img": hw}, external_data=False,
+                    custom_translation_table=fused_op.dynamo_translation_table() if fused else None,
                 )
                 prog.save(tmp)
             else:
                 torch.onnx.export(
                     model, (x,), tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
                     dynamo=False, dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}},
+                    custom_opsets={fused_op.OP_DOMAIN: 1} if fused else None,
                 )
+        if fused:
+            import onnx
+
+            m = onnx.load(tmp)
+            fused_op.attach_function(m, next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")))
+            onnx.save(m, tmp)
 
     try:
         return atomic_write(path, write)
