@@ -55,6 +55,7 @@ class TrainConfig:
     feature_weight: float = 0.0
     feature_levels: list[str] = field(default_factory=lambda: ["encoder_level2", "latent"])
     grad_clip: float = 0.0  # max grad norm; 0 disables
+    zero_init_output: bool = True  # from scratch only: output conv starts at 0, so the net starts as identity (+ inp_img)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,6 +137,9 @@ def train(
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_restart_lr(s, cfg) / cfg.lr)
     step, losses = 0, []
+    if cfg.zero_init_output and hasattr(model, "output"):
+        with torch.no_grad():
+            model.output.weight.zero_()  # overwritten below when resuming
     state_path = out_dir / STATE_FILE
     if resume and state_path.is_file():
         st = torch.load(state_path, map_location="cpu", weights_only=True)
