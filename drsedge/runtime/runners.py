@@ -31,8 +31,12 @@ class TorchRunner:
         return _time(self, height, width, runs, warmup)
 
 
-def ort_session(path: str | os.PathLike, threads: int | None = None):
-    """An ONNX Runtime CPU ``InferenceSession`` for ``path``, with drsedge's custom-op library when present.
+def ort_session(path: str | os.PathLike, threads: int | None = None, fused_kernel: str = "function"):
+    """An ONNX Runtime CPU ``InferenceSession`` for ``path``.
+
+    ``fused_kernel`` says how ``drsedge::TopKSparseSoftmax`` nodes run: ``"function"`` (the
+    model-local function, native speed) or ``"pyop"`` (onnxruntime-extensions Python kernel, slow);
+    see :mod:`drsedge.runtime.ort_fused`.
 
     Raises:
         DrsedgeError: the file is missing or does not parse as ONNX.
@@ -47,7 +51,17 @@ def ort_session(path: str | os.PathLike, threads: int | None = None):
         so.intra_op_num_threads = threads
     so.log_severity_level = 3
     try:
+        if fused_kernel == "pyop":
+            import onnx
+
+            from .ort_fused import register_pyop, to_pyop_model
+
+            so.register_custom_ops_library(register_pyop())
+            model = to_pyop_model(onnx.load(str(path)))
+            return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
         return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except DrsedgeError:
+        raise
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/InvalidProtobuf types
         msg = str(e).strip().splitlines()[0][:200]
         raise DrsedgeError(f"{path}: ONNX Runtime cannot load this model ({msg}); re-run `drsedge export`") from None
@@ -56,8 +70,8 @@ def ort_session(path: str | os.PathLike, threads: int | None = None):
 class OrtRunner:
     """ONNX Runtime (CPU) session with one image input and one output."""
 
-    def __init__(self, path: str | os.PathLike, name: str = "onnx", threads: int | None = None):
-        self.session = ort_session(path, threads)
+    def __init__(self, path: str | os.PathLike, name: str = "onnx", threads: int | None = None, fused_kernel: str = "function"):
+        self.session = ort_session(path, threads, fused_kernel)
         self.input = self.session.get_inputs()[0].name
         self.name, self.path = name, Path(path)
 

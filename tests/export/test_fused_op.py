@@ -72,3 +72,18 @@ def test_fused_onnx_export(tmp_path, exporter):
     onnx.checker.check_model(m)
     # ONNX Runtime runs the node through its model-local function; parity with PyTorch <= 1e-5.
     assert check_parity(model, path, sizes=((64, 64), (48, 80))).worst <= 1e-5
+
+
+def test_ort_pyop_kernel_matches_function(tmp_path):
+    pytest.importorskip("onnxruntime_extensions", reason="onnxruntime-extensions not installed")
+    from drsedge.runtime import OrtRunner
+
+    model = student_config(dim=8, num_blocks=[1, 1, 1, 1]).build().eval()
+    path = export_onnx(model, tmp_path / "f.onnx", attention="fused")
+    x = torch.rand(1, 3, 48, 64)
+    with torch.no_grad():
+        ref = model(x)
+    with pytest.warns(UserWarning, match="slow"):
+        pyop = OrtRunner(path, fused_kernel="pyop")
+    torch.testing.assert_close(pyop(x), ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(OrtRunner(path)(x), ref, atol=1e-5, rtol=0)
