@@ -132,6 +132,9 @@ def cmd_export(a) -> int:
     model, _ = load_any(a.model)
     path = export_onnx(model, a.output, opset=a.opset, exporter=a.exporter, attention=a.attention)
     parity = check_parity(model, path)
+    if a.attention == "fused" and a.check_pyop:
+        parity_pyop = check_parity(model, path, fused_kernel="pyop")
+        print("ORT custom-op (pyop) kernel vs PyTorch max abs: " + ", ".join(f"{k} {v:.2e}" for k, v in parity_pyop.max_abs.items()))
     print(f"onnx: {path}; ORT vs PyTorch max abs: " + ", ".join(f"{k} {v:.2e}" for k, v in parity.max_abs.items()))
     if parity.worst > 1e-4:
         path.unlink()
@@ -145,7 +148,7 @@ def cmd_quantize(a) -> int:
 
     calib = calibration_set(a.calib, size=a.size, limit=a.limit)
     t0 = time.time()
-    path = quantize_onnx(a.onnx, a.output, calib, a.backend)
+    path = quantize_onnx(a.onnx, a.output, calib, a.backend, a.quantize_depthwise)
     print(f"int8: {path} ({a.backend}, {len(calib.files)} calibration images, {time.time() - t0:.0f} s, {count_qdq(path)})")
     return 0
 
@@ -271,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
-    p.add_argument("--attention", choices=("native",), default="native")
+    p.add_argument("--check-pyop", action="store_true", help="with --attention fused: also check the onnxruntime-extensions kernel (slow)")
+    p.add_argument("--attention", choices=("native", "fused"), default="native",
+                   help="fused: top-k attention as one drsedge::TopKSparseSoftmax node (TensorRT plugin; ONNX function fallback)")
     p.set_defaults(fn=cmd_export)
 
     p = sub.add_parser("quantize", help="INT8 Q/DQ ONNX by post-training quantization on real rainy images")
@@ -281,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("nncf", "ort"), default="nncf")
     p.add_argument("--size", type=int, default=128, help="calibration crop size (multiple of 8)")
     p.add_argument("--limit", type=int, default=32, help="number of calibration images")
+    p.add_argument("--quantize-depthwise", action="store_true", help="also quantize depthwise convs (slower in ORT CPU here)")
     p.set_defaults(fn=cmd_quantize)
 
     p = sub.add_parser("check", help="drift report: PSNR/SSIM per stage on a paired test folder, latency, budgets")

@@ -9,6 +9,10 @@ Two backends, both calibrated on real rainy images
 * ``"ort"``: ONNX Runtime's ``quantize_static`` (QDQ format, per-channel
   weights, MinMax calibration).
 
+Depthwise convolutions stay in float by default (``quantize_depthwise=False``): on
+this CPU (AVX-512 VNNI) their Q/DQ overhead outweighs the INT8 gain, measured with
+``benchmarks/bench_int8_ort.py``.
+
 In both, the top-k / -inf mask / softmax part of TKSA stays in floating point
 (TopK, Softmax, Where, the q/k normalisation and the score/prob matmuls are
 excluded): INT8 scores would create ties at the top-k threshold, and
@@ -55,7 +59,13 @@ def _attention_matmuls(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "MatMul" and not any(i in inits for i in n.input)]
 
 
-def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationSet, backend: str = "nncf") -> Path:
+def _depthwise_convs(model: onnx.ModelProto) -> list[str]:
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+
+
+def quantize_onnx(
+    src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationSet, backend: str = "nncf", quantize_depthwise: bool = False
+) -> Path:
     """Write an INT8 Q/DQ copy of ``src`` to ``dst`` (atomic).
 
     Raises:
@@ -67,7 +77,7 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calib: Calibra
         raise DrsedgeError("calibration set is empty: give a folder of real rainy images")
     model = load_onnx(src)
     input_name = model.graph.input[0].name
-    skip_nodes = _attention_matmuls(model)
+    skip_nodes = _attention_matmuls(model) + ([] if quantize_depthwise else _depthwise_convs(model))
     skip_types = [t for t in FLOAT_OP_TYPES if any(n.op_type == t for n in model.graph.node)]
     if backend == "nncf":
         import logging

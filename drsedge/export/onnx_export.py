@@ -106,11 +106,18 @@ def export_onnx(
         set_attention_impl(model, "native")
 
 
-def check_parity(model: torch.nn.Module, onnx_path: str | os.PathLike, sizes=((64, 64), (48, 80)), seed: int = 0) -> ParityResult:
-    """Max |ORT - PyTorch| on random inputs at each ``(H, W)`` in ``sizes`` (threshold top-k in PyTorch)."""
+def check_parity(
+    model: torch.nn.Module, onnx_path: str | os.PathLike, sizes=((64, 64), (48, 80)), seed: int = 0, fused_kernel: str = "function"
+) -> ParityResult:
+    """Max |ORT - PyTorch| on random inputs at each ``(H, W)`` in ``sizes`` (threshold top-k in PyTorch).
+
+    ``fused_kernel`` picks how ORT runs fused nodes (see :func:`drsedge.runtime.ort_session`).
+    """
     from drsedge.runtime.runners import OrtRunner
 
-    runner = OrtRunner(onnx_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runner = OrtRunner(onnx_path, fused_kernel=fused_kernel)
     model = model.eval()
     set_topk_mode(model, "threshold")
     g = torch.Generator().manual_seed(seed)
