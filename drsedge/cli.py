@@ -222,6 +222,25 @@ def cmd_derain(a) -> int:
     return 0
 
 
+def cmd_build_engine(a) -> int:
+    from drsedge.runtime.trt_engine import BuildOptions, Shapes, build_engine, trtexec_command
+
+    shapes = Shapes(Shapes.parse(a.min_shape), Shapes.parse(a.opt_shape), Shapes.parse(a.max_shape))
+    o = BuildOptions(
+        onnx=a.onnx, engine=a.output, precision=a.precision, plugin=a.plugin, shapes=shapes, timing_cache=a.timing_cache,
+        optimization_level=a.optimization_level, workspace_mib=a.workspace, hardware_compatible=a.hardware_compatibility,
+        version_compatible=a.version_compatible, fp16_keep_fp32=not a.fp16_all_layers,
+    )
+    o.validate()
+    if a.print_trtexec:
+        print(trtexec_command(o, a.trt_major))
+        return 0
+    engine, side = build_engine(o)
+    print(f"engine: {engine} (TensorRT {side['tensorrt_version']}, {side['gpu_name']} sm_{side['compute_capability']}, "
+          f"{side['precision']}, {side['build_seconds']} s); sidecar: {engine}.json")
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------------
 def _add_train_args(p, steps: int):
     p.add_argument("--train", nargs="+", metavar="DIR", help="paired folders (input/+target/, rain/+norain/, rain-N/norain-N)")
@@ -311,6 +330,24 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--run-dir", help="override run_dir")
         p.add_argument("--teacher", help="use this teacher checkpoint instead of training one")
         p.set_defaults(fn=cmd_pipeline if name == "pipeline" else cmd_demo)
+
+    p = sub.add_parser("build-engine", help="TensorRT engine (FP32/FP16/INT8) from an ONNX file, with a JSON sidecar")
+    p.add_argument("onnx", help="FP32 ONNX (fp32/fp16 engines) or the Q/DQ INT8 ONNX (int8 engines)")
+    p.add_argument("-o", "--output", required=True, help="engine path; the sidecar is written to OUTPUT.json")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    p.add_argument("--plugin", help="TopKSparseSoftmax plugin library (needed for --attention fused exports)")
+    p.add_argument("--min-shape", default="1x3x64x64")
+    p.add_argument("--opt-shape", default="1x3x256x256")
+    p.add_argument("--max-shape", default="1x3x720x1280")
+    p.add_argument("--timing-cache", help="timing cache file, read if present and written back")
+    p.add_argument("--optimization-level", type=int, default=3, help="builder optimization level 0..5")
+    p.add_argument("--workspace", type=int, default=1024, help="workspace limit in MiB")
+    p.add_argument("--hardware-compatibility", action="store_true", help="Ampere+ hardware-compatible engine (TensorRT >= 8.6)")
+    p.add_argument("--version-compatible", action="store_true", help="version-compatible engine (TensorRT >= 8.6)")
+    p.add_argument("--fp16-all-layers", action="store_true", help="do not keep LayerNorm / q,k normalisation in FP32 in FP16 engines")
+    p.add_argument("--print-trtexec", action="store_true", help="print the equivalent trtexec command instead of building")
+    p.add_argument("--trt-major", type=int, default=10, help="TensorRT major version the printed trtexec command targets")
+    p.set_defaults(fn=cmd_build_engine)
 
     p = sub.add_parser("derain", help="derain a folder of images with a checkpoint or ONNX model")
     p.add_argument("model")
