@@ -159,7 +159,8 @@ def cmd_check(a) -> int:
 
     budgets = {k: float(v) for k, v in _kv(a.budget).items()}
     cc = {"tile": a.tile, "latency_hw": a.latency_size, "latency_runs": a.latency_runs, "budgets": budgets}
-    rep = run_check(a.teacher, a.student, a.onnx, a.int8, find_pairs(a.test, a.limit), cc)
+    engines = {k: str(v) for k, v in _kv(a.engine).items()}
+    rep = run_check(a.teacher, a.student, a.onnx, a.int8, find_pairs(a.test, a.limit), cc, engines=engines, plugin=a.plugin)
     md, js = write_report(rep, a.out)
     print(md.read_text())
     print(f"wrote {md} and {js}")
@@ -314,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student")
     p.add_argument("--onnx", help="FP32 ONNX")
     p.add_argument("--int8", help="INT8 Q/DQ ONNX")
+    p.add_argument("--engine", action="append", metavar="NAME=ENGINE", help="TensorRT stage, e.g. trt_fp16=s.engine (needs a GPU)")
+    p.add_argument("--plugin", help="TopKSparseSoftmax plugin library for engines built from fused exports")
     p.add_argument("--limit", type=int, help="first N test pairs only")
     p.add_argument("--tile", type=int, help="tiled inference with this tile size (multiple of 8)")
     p.add_argument("--budget", action="append", metavar="STAGE=DB", help="largest PSNR drop vs previous stage, e.g. onnx_int8=1.0")

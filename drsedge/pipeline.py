@@ -238,8 +238,9 @@ class Pipeline:
         return self.manifest
 
 
-def run_check(teacher, student, onnx_fp32, onnx_int8, pairs, cc: dict, progress: bool = True):
-    """Build the four stages (teacher, student, ONNX FP32, ONNX INT8; any may be None) and evaluate them."""
+def run_check(teacher, student, onnx_fp32, onnx_int8, pairs, cc: dict, progress: bool = True, engines: dict | None = None, plugin=None):
+    """Build the stages (teacher, student, ONNX FP32, ONNX INT8, then TensorRT ``engines`` name -> path;
+    any may be None / empty) and evaluate them."""
     hw = tuple(cc.get("latency_hw") or (256, 256))
     stages = []
     for name, path in (("teacher", teacher), ("student", student)):
@@ -251,6 +252,11 @@ def run_check(teacher, student, onnx_fp32, onnx_int8, pairs, cc: dict, progress:
         if path:
             info = stages[-1].info if stages else {}
             stages.append(Stage(name, OrtRunner(path, name), "ONNX Runtime CPU", {"params": info.get("params"), "macs": info.get("macs"), "path": str(path)}))
+    for name, path in (engines or {}).items():
+        from drsedge.runtime.trt_engine import TrtRunner
+
+        info = stages[-1].info if stages else {}
+        stages.append(Stage(name, TrtRunner(path, name, plugin), "TensorRT GPU", {"params": info.get("params"), "macs": info.get("macs"), "path": str(path)}))
     if not stages:
         raise DrsedgeError("nothing to check: give at least one of --teacher, --student, --onnx, --int8")
     return evaluate_stages(

@@ -101,3 +101,11 @@ def test_build_fp32_engine(onnx_files, tmp_path):
     native, _, _ = onnx_files
     engine, side = build_engine(BuildOptions(str(native), str(tmp_path / "s.engine"), precision="fp32"))
     assert engine.is_file() and side["precision"] == "fp32"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_check_with_engine_without_gpu_is_a_clear_error(onnx_files, tmp_path, capsys, data_dir):
+    native, _, _ = onnx_files
+    code = main(["check", "--test", str(data_dir / "rain200H" / "test"), "--onnx", str(native), "--engine", f"trt_fp16={tmp_path / 'x.engine'}",
+                 "--limit", "1", "--out", str(tmp_path / "r")])
+    assert code == 2 and "needs a CUDA GPU" in capsys.readouterr().err
