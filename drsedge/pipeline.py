@@ -33,6 +33,8 @@ from drsedge.runtime.runners import OrtRunner, TorchRunner
 
 DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 HELD_OUT = "rain100l"
+# The data-config entries each stage reads (a change re-runs that stage and everything after it).
+STAGE_DATA = {"teacher": ("train",), "student": ("train", "unlabeled"), "quantize": ("calibration",), "check": ("test", "test_limit")}
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -106,8 +108,13 @@ class Pipeline:
                 raise DrsedgeError(f"{p}: rain100L is the held-out test set; it cannot be used for {section}")
 
     def _key(self, name: str, cfg, inputs: list[str]) -> str:
+        """Hash of the stage config, the seed, the data section, an input checkpoint's bytes and upstream artifacts."""
         deps = [self.manifest["stages"][i]["artifacts"] for i in inputs]
-        return hashlib.sha256(json.dumps([name, cfg, deps], sort_keys=True, default=str).encode()).hexdigest()[:16]
+        data = {k: self.cfg["data"].get(k) for k in STAGE_DATA.get(name, ())}
+        extra = {"seed": self.cfg["seed"], "data": data, "root": str(self.root)}
+        if isinstance(cfg, dict) and cfg.get("checkpoint"):
+            extra["checkpoint_sha256"] = sha256(cfg["checkpoint"]) if Path(cfg["checkpoint"]).is_file() else None
+        return hashlib.sha256(json.dumps([name, cfg, extra, deps], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def _done(self, name: str, key: str) -> bool:
         st = self.manifest["stages"].get(name)
