@@ -25,8 +25,9 @@ from drsedge.data.folders import find_pairs, find_unlabeled
 from drsedge.data.sampling import CropSampler, load_samples
 from drsedge.errors import DrsedgeError
 from drsedge.export.onnx_export import check_parity, export_onnx
+from drsedge.fileio import atomic_write, sha256
 from drsedge.metrics.drift import Stage, evaluate_stages, report_markdown
-from drsedge.models.checkpoint import atomic_write, load_any, load_model, save_model
+from drsedge.models.checkpoint import load_any, load_model, save_model
 from drsedge.models.config import ModelConfig
 from drsedge.models.info import model_info
 from drsedge.runtime.runners import OrtRunner, TorchRunner
@@ -35,14 +36,6 @@ DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 HELD_OUT = "rain100l"
 # The data-config entries each stage reads (a change re-runs that stage and everything after it).
 STAGE_DATA = {"teacher": ("train",), "student": ("train", "unlabeled"), "quantize": ("calibration",), "check": ("test", "test_limit")}
-
-
-def sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_run_config(path: str | os.PathLike, overrides: dict | None = None) -> dict:

@@ -29,7 +29,7 @@ import onnx
 
 from drsedge.calibration.calib import CalibrationSet
 from drsedge.errors import DrsedgeError
-from drsedge.models.checkpoint import atomic_write
+from drsedge.fileio import atomic_write
 
 BACKENDS = ("nncf", "ort")
 # Op types kept in float: the attention score/probability path.

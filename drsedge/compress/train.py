@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from drsedge.data.sampling import CropSampler
 from drsedge.errors import DrsedgeError
-from drsedge.models.checkpoint import atomic_write
+from drsedge.fileio import atomic_write
 
 STATE_FILE = "train_state.pt"
 

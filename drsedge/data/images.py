@@ -10,6 +10,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from drsedge.errors import DrsedgeError
+from drsedge.fileio import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MIN_SIDE = 8
@@ -66,8 +67,6 @@ def read_uint8(path: str | os.PathLike) -> np.ndarray:
 
 def write_image(path: str | os.PathLike, img: np.ndarray | torch.Tensor) -> Path:
     """Write a float [0, 1] image as 8-bit PNG/JPEG, atomically (temp file + rename)."""
-    from drsedge.models.checkpoint import atomic_write
-
     arr = to_uint8(img)
     path = Path(path)
     fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from drsedge.errors import DrsedgeError
-from drsedge.models.checkpoint import atomic_write
+from drsedge.fileio import atomic_write
 from drsedge.models.drsformer import set_attention_impl, set_topk_mode
 
 INPUT_NAME, OUTPUT_NAME = "image", "derained"

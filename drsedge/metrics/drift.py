@@ -119,15 +119,14 @@ def evaluate_stages(
     results: list[StageResult] = []
     for s in stages:
         rows = per[s.name]
-        mean = lambda k: sum(r[k] for r in rows.values()) / len(rows)  # noqa: E731
         worst = min(rows, key=lambda n: rows[n]["psnr"])
-        psnr = mean("psnr")
+        psnr = _mean(rows, "psnr")
         teacher_psnr = results[0].psnr if results else psnr
         prev_psnr = results[-1].psnr if results else psnr
         lat = s.runner.latency_ms(*latency_hw, runs=latency_runs) if latency_hw and hasattr(s.runner, "latency_ms") else None
         results.append(
             StageResult(
-                name=s.name, runtime=s.runtime, psnr=psnr, ssim=mean("ssim"), psnr_vs_teacher=mean("psnr_vs_teacher"),
+                name=s.name, runtime=s.runtime, psnr=psnr, ssim=_mean(rows, "ssim"), psnr_vs_teacher=_mean(rows, "psnr_vs_teacher"),
                 delta_vs_teacher=psnr - teacher_psnr, delta_vs_prev=psnr - prev_psnr, worst_image=worst,
                 worst_psnr=rows[worst]["psnr"], per_image=rows, latency=lat, info=s.info, budget_db=budgets.get(s.name),
             )
@@ -137,6 +136,10 @@ def evaluate_stages(
         rep.input_psnr = sum(b[0] for b in base) / len(base)
         rep.input_ssim = sum(b[1] for b in base) / len(base)
     return rep
+
+
+def _mean(rows: dict[str, dict[str, float]], key: str) -> float:
+    return sum(r[key] for r in rows.values()) / len(rows)
 
 
 def _fmt(v, spec: str) -> str:

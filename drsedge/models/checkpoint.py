@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from drsedge.errors import DrsedgeError
+from drsedge.fileio import atomic_write
 
 from .config import ModelConfig
 
@@ -88,21 +88,6 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, prefer: str = "pa
         raise DrsedgeError(f"{path}: checkpoint does not match the model: {'; '.join(parts)}{hint}")
     model.load_state_dict(state, strict=True)
     return model
-
-
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``, so no partial file is ever left at ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def save_model(path: str | os.PathLike, model: nn.Module, config: ModelConfig, extra: dict | None = None) -> Path:

@@ -12,7 +12,6 @@ Nothing here needs a GPU except :func:`build_engine` itself.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -21,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from drsedge.errors import DrsedgeError
+from drsedge.fileio import sha256
 
 PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_NAME = "image"
@@ -167,14 +167,6 @@ def trtexec_command(o: BuildOptions, tensorrt_major: int = 10) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
-def sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def make_sidecar(o: BuildOptions, tensorrt_version: str, gpu_name: str, compute_capability: str, build_seconds: float) -> dict:
     """The JSON sidecar written next to an engine."""
     return {
@@ -245,7 +237,7 @@ def build_engine(o: BuildOptions) -> tuple[Path, dict]:  # pragma: no cover - ne
         import tensorrt as trt
     except ImportError:
         raise DrsedgeError("TensorRT Python bindings missing: pip install -e '.[trt]' (needs an NVIDIA GPU to build)") from None
-    from drsedge.models.checkpoint import atomic_write
+    from drsedge.fileio import atomic_write
 
     t0 = time.time()
     logger = trt.Logger(trt.Logger.WARNING)

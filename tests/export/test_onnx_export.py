@@ -2,7 +2,6 @@
 
 import onnx
 import pytest
-import torch
 
 from drsedge.export import check_parity, export_onnx
 from drsedge.models import student_config
