@@ -32,6 +32,7 @@ class ModelConfig:
     LayerNorm_type: str = "WithBias"  # noqa: N815 - upstream kwarg
     mefc: bool = True
     attention: str = "topk"
+    ffn_hidden: dict[str, int] = field(default_factory=dict)  # per-block MSFN widths of pruned models
 
     def build(self) -> DRSformer:
         """Instantiate the model (random init)."""

@@ -73,9 +73,9 @@ class FeedForward(nn.Module):
     branches with a cross-scale exchange, then a 1x1 projection.
     """
 
-    def __init__(self, dim: int, ffn_expansion_factor: float, bias: bool):
+    def __init__(self, dim: int, ffn_expansion_factor: float, bias: bool, hidden: int | None = None):
         super().__init__()
-        hidden = int(dim * ffn_expansion_factor)
+        hidden = int(dim * ffn_expansion_factor) if hidden is None else hidden  # explicit width: pruned models
         self.project_in = nn.Conv2d(dim, hidden * 2, 1, bias=bias)
         self.dwconv3x3 = nn.Conv2d(hidden * 2, hidden * 2, 3, padding=1, groups=hidden * 2, bias=bias)
         self.dwconv5x5 = nn.Conv2d(hidden * 2, hidden * 2, 5, padding=2, groups=hidden * 2, bias=bias)
@@ -158,12 +158,12 @@ class Attention(nn.Module):
 class TransformerBlock(nn.Module):
     """Sparse Transformer Block (STB): ``x + attn(norm1(x))`` then ``x + ffn(norm2(x))``."""
 
-    def __init__(self, dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type, attention="topk", topk_mode="auto"):  # noqa: N803
+    def __init__(self, dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type, attention="topk", topk_mode="auto", ffn_hidden=None):  # noqa: N803
         super().__init__()
         self.norm1 = LayerNorm(dim, LayerNorm_type)
         self.attn = Attention(dim, num_heads, bias, attention, topk_mode)
         self.norm2 = LayerNorm(dim, LayerNorm_type)
-        self.ffn = FeedForward(dim, ffn_expansion_factor, bias)
+        self.ffn = FeedForward(dim, ffn_expansion_factor, bias, ffn_hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
@@ -216,7 +216,8 @@ class DRSformer(nn.Module):
     Args (drsedge): mefc: build MEFC (``encoder_level0``/``refinement``);
         False is upstream's Rain200L/SPA variant. attention: ``"topk"`` |
         ``"assa"`` | ``"dense"``. topk_mode: ``"auto"`` (index in training,
-        threshold in eval) | ``"index"`` | ``"threshold"``.
+        threshold in eval) | ``"index"`` | ``"threshold"``. ffn_hidden: per-block
+        MSFN hidden width overrides, ``{"encoder_level2.1": 24, ...}`` (pruned models).
     """
 
     def __init__(
@@ -232,35 +233,40 @@ class DRSformer(nn.Module):
         mefc: bool = True,
         attention: str = "topk",
         topk_mode: str = "auto",
+        ffn_hidden: dict[str, int] | None = None,
     ):
         super().__init__()
         if len(num_blocks) != 4 or len(heads) != 4:
             raise ValueError("num_blocks and heads need one entry per level (4)")
         self.mefc = mefc
+        ffn_hidden = ffn_hidden or {}
 
-        def level(width: int, n: int, h: int) -> nn.Sequential:
+        def level(name: str, width: int, n: int, h: int) -> nn.Sequential:
             return nn.Sequential(
-                *[TransformerBlock(width, h, ffn_expansion_factor, bias, LayerNorm_type, attention, topk_mode) for _ in range(n)]
+                *[
+                    TransformerBlock(width, h, ffn_expansion_factor, bias, LayerNorm_type, attention, topk_mode, ffn_hidden.get(f"{name}.{i}"))
+                    for i in range(n)
+                ]
             )
 
         self.patch_embed = OverlapPatchEmbed(inp_channels, dim)
         if mefc:
             self.encoder_level0 = subnet(dim)
-        self.encoder_level1 = level(dim, num_blocks[0], heads[0])
+        self.encoder_level1 = level("encoder_level1", dim, num_blocks[0], heads[0])
         self.down1_2 = Downsample(dim)
-        self.encoder_level2 = level(dim * 2, num_blocks[1], heads[1])
+        self.encoder_level2 = level("encoder_level2", dim * 2, num_blocks[1], heads[1])
         self.down2_3 = Downsample(dim * 2)
-        self.encoder_level3 = level(dim * 4, num_blocks[2], heads[2])
+        self.encoder_level3 = level("encoder_level3", dim * 4, num_blocks[2], heads[2])
         self.down3_4 = Downsample(dim * 4)
-        self.latent = level(dim * 8, num_blocks[3], heads[3])
+        self.latent = level("latent", dim * 8, num_blocks[3], heads[3])
         self.up4_3 = Upsample(dim * 8)
         self.reduce_chan_level3 = nn.Conv2d(dim * 8, dim * 4, 1, bias=bias)
-        self.decoder_level3 = level(dim * 4, num_blocks[2], heads[2])
+        self.decoder_level3 = level("decoder_level3", dim * 4, num_blocks[2], heads[2])
         self.up3_2 = Upsample(dim * 4)
         self.reduce_chan_level2 = nn.Conv2d(dim * 4, dim * 2, 1, bias=bias)
-        self.decoder_level2 = level(dim * 2, num_blocks[1], heads[1])
+        self.decoder_level2 = level("decoder_level2", dim * 2, num_blocks[1], heads[1])
         self.up2_1 = Upsample(dim * 2)
-        self.decoder_level1 = level(dim * 2, num_blocks[0], heads[0])
+        self.decoder_level1 = level("decoder_level1", dim * 2, num_blocks[0], heads[0])
         if mefc:
             self.refinement = subnet(dim * 2)
         self.output = nn.Conv2d(dim * 2, out_channels, 3, padding=1, bias=bias)

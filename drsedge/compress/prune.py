@@ -1,0 +1,169 @@
+"""Structural pruning of the MSFN hidden width of DRSformer-family models.
+
+Why not Torch-Pruning's DependencyGraph here: checked with torch-pruning 1.6.1 on this
+model, ``get_all_groups()`` does not terminate on a DRSformer ``TransformerBlock``
+(channel attention reshapes + top-k), and on the MSFN alone its groups break the
+model: the cross-scale grouped convs (``dwconv3x3_1``/``dwconv5x5_1``, groups = hidden,
+two inputs each) read channel pairs of ``cat(dw3[:h], dw5[:h])``, so removing one
+``project_in`` channel must remove a *pair* of groups, which its grouping rules do not
+express ("expected input to have 64 channels, but got 62").
+
+The MSFN coupling, with h = hidden width and ``project_in`` giving 2h channels
+(halves A = [0, h), B = [h, 2h)), h even:
+
+* unit ``u`` of half A = ``project_in`` channels {2u, 2u+1} (and the same depthwise
+  channels of ``dwconv3x3``/``dwconv5x5``) -> groups {u, h/2 + u} of ``dwconv3x3_1``
+  -> ``project_out`` input channels {u, h/2 + u};
+* unit ``v`` of half B = channels {h + 2v, h + 2v + 1} -> groups {v, h/2 + v} of
+  ``dwconv5x5_1`` -> ``project_out`` inputs {h + v, h + h/2 + v}.
+
+Pruning k units from each half gives a valid MSFN of width h - 2k that computes
+exactly the sub-network of the kept units. Importance per unit (``group`` of all
+weights it owns, DepGraph's group-norm idea): ``l1``/``l2`` magnitude, or ``taylor``
+(|w * dL/dw| summed, L = L1 to a reference output on a calibration batch).
+Attention widths (heads, channels per head) are not pruned yet.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from drsedge.errors import DrsedgeError
+from drsedge.models.config import ModelConfig
+from drsedge.models.drsformer import FeedForward
+
+IMPORTANCES = ("l1", "l2", "taylor")
+
+
+def _unit_slices(ffn: FeedForward):
+    """For each half, a list over units of (param name, index tensor, dim) triples."""
+    h = ffn.dwconv3x3_1.out_channels
+    half = h // 2
+    out = {"A": [], "B": []}
+    for u in range(half):
+        a = [2 * u, 2 * u + 1]
+        out["A"].append([("project_in", a, 0), ("dwconv3x3", a, 0), ("dwconv5x5", a, 0), ("dwconv3x3_1", [u, half + u], 0),
+                         ("project_out", [u, half + u], 1)])
+        b = [h + 2 * u, h + 2 * u + 1]
+        out["B"].append([("project_in", b, 0), ("dwconv3x3", b, 0), ("dwconv5x5", b, 0), ("dwconv5x5_1", [u, half + u], 0),
+                         ("project_out", [h + u, h + half + u], 1)])
+    return out
+
+
+def unit_importance(ffn: FeedForward, kind: str = "l2") -> dict[str, torch.Tensor]:
+    """``{"A": [h/2], "B": [h/2]}`` importance of every prunable unit (higher = keep).
+
+    ``taylor`` needs ``.grad`` on the FFN weights (run a backward pass first).
+
+    Raises:
+        DrsedgeError: unknown kind, or taylor without gradients.
+    """
+    if kind not in IMPORTANCES:
+        raise DrsedgeError(f"importance must be one of {IMPORTANCES}, got {kind!r}")
+    scores = {}
+    for half, units in _unit_slices(ffn).items():
+        vals = []
+        for unit in units:
+            total = 0.0
+            for name, idx, dim in unit:
+                w = getattr(ffn, name).weight
+                sel = w.detach().index_select(dim, torch.tensor(idx))
+                if kind == "l1":
+                    total += float(sel.abs().sum())
+                elif kind == "l2":
+                    total += float(sel.square().sum())
+                else:
+                    if w.grad is None:
+                        raise DrsedgeError("taylor importance needs gradients: run a backward pass on calibration data first")
+                    total += float((sel * w.grad.index_select(dim, torch.tensor(idx))).abs().sum())
+            vals.append(total)
+        scores[half] = torch.tensor(vals)
+    return scores
+
+
+def _take(conv: nn.Conv2d, out_idx=None, in_idx=None, groups=None) -> nn.Conv2d:
+    w = conv.weight.detach()
+    if out_idx is not None:
+        w = w[out_idx]
+    if in_idx is not None:
+        w = w[:, in_idx]
+    new = nn.Conv2d(
+        w.shape[1] * (groups or 1), w.shape[0], conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+        groups or 1, bias=conv.bias is not None,
+    )
+    new.weight.data.copy_(w)
+    if conv.bias is not None:
+        new.bias.data.copy_(conv.bias.detach()[out_idx] if out_idx is not None else conv.bias.detach())
+    return new
+
+
+def prune_ffn(ffn: FeedForward, keep_a: list[int], keep_b: list[int]) -> None:
+    """Keep units ``keep_a`` / ``keep_b`` (equal counts, ascending) of an MSFN, in place."""
+    if len(keep_a) != len(keep_b) or not keep_a:
+        raise DrsedgeError("both MSFN halves must keep the same, non-zero number of units")
+    h = ffn.dwconv3x3_1.out_channels
+    half = h // 2
+    keep_a, keep_b = sorted(keep_a), sorted(keep_b)
+    ch = [c for u in keep_a for c in (2 * u, 2 * u + 1)] + [h + c for u in keep_b for c in (2 * u, 2 * u + 1)]
+    g_a = keep_a + [half + u for u in keep_a]
+    g_b = keep_b + [half + u for u in keep_b]
+    new_h = 2 * len(keep_a)
+    ffn.project_in = _take(ffn.project_in, out_idx=ch)
+    ffn.dwconv3x3 = _take(ffn.dwconv3x3, out_idx=ch, groups=2 * new_h)
+    ffn.dwconv5x5 = _take(ffn.dwconv5x5, out_idx=ch, groups=2 * new_h)
+    ffn.dwconv3x3_1 = _take(ffn.dwconv3x3_1, out_idx=g_a, groups=new_h)
+    ffn.dwconv5x5_1 = _take(ffn.dwconv5x5_1, out_idx=g_b, groups=new_h)
+    ffn.project_out = _take(ffn.project_out, in_idx=g_a + [h + g for g in g_b])
+
+
+def ffn_blocks(model: nn.Module) -> dict[str, FeedForward]:
+    """``{"encoder_level1.0": ffn, ...}`` for every transformer block of a DRSformer-family model."""
+    return {name[: -len(".ffn")]: m for name, m in model.named_modules() if isinstance(m, FeedForward) and name.endswith(".ffn")}
+
+
+def prune_msfn(model: nn.Module, config: ModelConfig, ratio: float, importance: str = "l2") -> tuple[nn.Module, ModelConfig]:
+    """Remove ``ratio`` of the MSFN hidden units of every block (lowest importance first).
+
+    Returns a pruned deep copy and its config (per-block widths in ``ffn_hidden``), so the
+    result saves as plain safetensors and reloads without pickles.
+
+    Raises:
+        DrsedgeError: ratio outside [0, 1), a block whose width is odd (its MSFN channel
+            pairs cannot be split, see module docstring) or that would keep zero units.
+    """
+    if not 0.0 <= ratio < 1.0:
+        raise DrsedgeError(f"pruning ratio {ratio} must be in [0, 1): a ratio of 1 would leave zero channels")
+    if importance == "taylor" and not any(p.grad is not None for p in model.parameters()):
+        raise DrsedgeError("taylor importance needs gradients: run a backward pass on calibration data first")
+    pruned = copy.deepcopy(model)
+    widths = dict(config.ffn_hidden)
+    src = ffn_blocks(model)
+    for name, ffn in ffn_blocks(pruned).items():
+        h = ffn.dwconv3x3_1.out_channels
+        if h % 2:
+            raise DrsedgeError(f"{name}: MSFN hidden width {h} is odd; pruning needs even widths (use an even dim * ffn_expansion_factor)")
+        units = h // 2
+        keep = units - int(round(ratio * units))
+        if keep < 1:
+            raise DrsedgeError(f"{name}: ratio {ratio} leaves zero MSFN channels (width {h}); lower it")
+        if importance == "taylor":  # gradients live on the source model's parameters
+            for attr in ("project_in", "dwconv3x3", "dwconv5x5", "dwconv3x3_1", "dwconv5x5_1", "project_out"):
+                getattr(ffn, attr).weight.grad = getattr(src[name], attr).weight.grad
+        scores = unit_importance(ffn, importance)
+        keep_a = torch.topk(scores["A"], keep).indices.tolist()
+        keep_b = torch.topk(scores["B"], keep).indices.tolist()
+        prune_ffn(ffn, keep_a, keep_b)
+        widths[name] = 2 * keep
+    cfg = ModelConfig.from_dict({**config.to_dict(), "ffn_hidden": widths}, "pruned config")
+    return pruned.eval(), cfg
+
+
+def taylor_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> None:
+    """Populate ``.grad`` with d L1(model(x), target) / dw for Taylor importance (``x``, ``target`` ``[B, 3, H, W]``)."""
+    model.zero_grad(set_to_none=True)
+    model.train()
+    torch.nn.functional.l1_loss(model(x), target).backward()
+    model.eval()

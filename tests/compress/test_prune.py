@@ -1,0 +1,75 @@
+"""MSFN structural pruning: exact sub-network, valid shapes, reload without pickles, export, MACs drop, clear errors."""
+
+import pytest
+import torch
+
+from drsedge.compress.prune import _unit_slices, ffn_blocks, prune_msfn, taylor_gradients, unit_importance
+from drsedge.errors import DrsedgeError
+from drsedge.export import check_parity, export_onnx
+from drsedge.models import load_model, model_info, save_model, student_config
+
+CFG = dict(dim=8, num_blocks=[1, 1, 1, 2], ffn_expansion_factor=2.0)
+
+
+def _model():
+    torch.manual_seed(0)
+    cfg = student_config(**CFG)
+    return cfg.build().eval(), cfg
+
+
+@pytest.mark.parametrize("importance", ["l1", "l2", "taylor"])
+def test_pruned_model_equals_masked_original(importance):
+    model, cfg = _model()
+    x = torch.rand(1, 3, 32, 32)
+    if importance == "taylor":
+        taylor_gradients(model, x, x)
+    pruned, pcfg = prune_msfn(model, cfg, 0.5, importance)
+    # Masking the removed units' project_in channels in the original gives the same function.
+    masked = cfg.build().eval()
+    masked.load_state_dict(model.state_dict())
+    for name, ffn in ffn_blocks(masked).items():
+        h = ffn.dwconv3x3_1.out_channels
+        kept_w = ffn_blocks(pruned)[name].project_in.weight
+        units = _unit_slices(ffn)
+        for half in ("A", "B"):
+            for unit in units[half]:
+                rows = unit[0][1]
+                w = ffn.project_in.weight.data[rows]
+                if not any(torch.equal(w[0], k) for k in kept_w):
+                    ffn.project_in.weight.data[rows] = 0
+        assert ffn_blocks(pruned)[name].dwconv3x3_1.out_channels == h // 2
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), masked(x), atol=1e-5, rtol=0)
+    orig = {n: f.dwconv3x3_1.out_channels for n, f in ffn_blocks(model).items()}
+    assert pcfg.ffn_hidden == {n: h // 2 for n, h in orig.items()}
+
+
+def test_reload_export_and_macs(tmp_path):
+    model, cfg = _model()
+    pruned, pcfg = prune_msfn(model, cfg, 0.5)
+    path = save_model(tmp_path / "p.safetensors", pruned, pcfg)
+    loaded, lcfg = load_model(path)
+    x = torch.rand(1, 3, 40, 48)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), pruned(x))
+    assert lcfg == pcfg
+    before, after = model_info(model, 64, 64), model_info(pruned, 64, 64)
+    assert after.params < before.params and after.macs < before.macs
+    assert check_parity(pruned, export_onnx(pruned, tmp_path / "p.onnx")).worst <= 1e-4
+    # Pruning again keeps shrinking; ratio 0 is the identity.
+    same, _ = prune_msfn(model, cfg, 0.0)
+    with torch.no_grad():
+        assert torch.equal(same(x), model(x))
+
+
+def test_bad_ratio_odd_width_and_taylor_without_grad():
+    model, cfg = _model()
+    with pytest.raises(DrsedgeError, match="zero channels"):
+        prune_msfn(model, cfg, 1.0)
+    with pytest.raises(DrsedgeError, match="needs gradients"):
+        prune_msfn(model, cfg, 0.5, "taylor")
+    odd = student_config(dim=8, num_blocks=[1, 1, 1, 1], ffn_expansion_factor=2.66)  # int(8 * 2.66) = 21
+    with pytest.raises(DrsedgeError, match="odd"):
+        prune_msfn(odd.build(), odd, 0.5)
+    with pytest.raises(DrsedgeError, match="importance"):
+        unit_importance(ffn_blocks(model)["latent.0"], "hessian")
