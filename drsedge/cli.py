@@ -43,6 +43,7 @@ def _train_cfg(a, **extra):
     return TrainConfig(steps=a.steps, batch_size=a.batch_size, patch=a.patch, lr=a.lr, seed=a.seed, checkpoint_every=a.checkpoint_every, **extra)
 
 
+
 # -- commands --------------------------------------------------------------------------------------
 def cmd_info(a) -> int:
     from drsedge.models.checkpoint import load_any
@@ -223,6 +224,62 @@ def cmd_derain(a) -> int:
     return 0
 
 
+def cmd_prune(a) -> int:
+    import torch
+
+    from drsedge.compress.prune import prune_msfn, ratio_for_macs, taylor_gradients
+    from drsedge.compress.train import train
+    from drsedge.data.folders import find_pairs
+    from drsedge.data.images import read_image, to_tensor, to_uint8
+    from drsedge.data.sampling import CropSampler
+    from drsedge.metrics.psnr_ssim import psnr_y
+    from drsedge.models.checkpoint import load_any, save_model
+    from drsedge.models.info import model_info
+    from drsedge.runtime.runners import TorchRunner
+    from drsedge.runtime.tiling import restore
+
+    model, cfg = load_any(a.model)
+    hw = tuple(a.size)
+    pairs = find_pairs(a.test, a.limit) if a.test else []
+
+    def psnr(m) -> float | None:
+        if not pairs:
+            return None
+        r = TorchRunner(m)
+        vals = [psnr_y(to_uint8(restore(r, to_tensor(read_image(p.rainy)))), to_uint8(to_tensor(read_image(p.clean)))) for p in pairs]
+        return sum(vals) / len(vals)
+
+    if a.target_gmacs is not None:
+        ratio = ratio_for_macs(model, cfg, int(a.target_gmacs * 1e9), hw)
+    else:
+        ratio = a.ratio
+    teacher = load_any(a.teacher)[0] if a.teacher else None
+    samples = _samples(a, paired_only=False) if (a.train or a.unlabeled) else []
+    if a.importance == "taylor" and not samples:
+        raise DrsedgeError("taylor importance needs --train or --unlabeled images to compute gradients")
+    rows = [("original", model_info(model, *hw), psnr(model))]
+    steps = max(1, a.iterations)
+    for it in range(1, steps + 1):
+        step_ratio = 1 - (1 - ratio) ** (1 / steps)  # equal fraction per iteration, compounding to `ratio`
+        if a.importance == "taylor":
+            x, _, _ = CropSampler(samples, a.patch, a.batch_size, a.seed).batch(10_000 + it)
+            ref = teacher(x).detach() if teacher is not None else model(x).detach()
+            taylor_gradients(model, x, ref)
+        model, cfg = prune_msfn(model, cfg, step_ratio, a.importance)
+        rows.append((f"pruned step {it}", model_info(model, *hw), psnr(model)))
+        if teacher is not None and samples and a.steps > 0:
+            tcfg = _train_cfg(a, lambda_kd=1.0, zero_init_output=False)
+            train(model, CropSampler(samples, tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, Path(a.output).parent / f"prune_ft{it}", teacher=teacher)
+            rows.append((f"fine-tuned step {it}", model_info(model, *hw), psnr(model)))
+    path = save_model(a.output, model, cfg, {"pruned_from": str(a.model), "ratio": ratio, "importance": a.importance})
+    print(f"| model | params | GMACs @ {hw[0]}x{hw[1]} | PSNR-Y (dB){' on ' + str(a.test) if pairs else ''} |")
+    print("|---|---|---|---|")
+    for name, info, p in rows:
+        print(f"| {name} | {info.params:,} | {info.gmacs:.3f} | {'–' if p is None else f'{p:.2f}'} |")
+    print(f"pruned model: {path} (MSFN ratio {ratio:.3f}, {a.importance} importance, {steps} step(s))")
+    return 0
+
+
 def cmd_build_engine(a) -> int:
     from drsedge.runtime.trt_engine import BuildOptions, Shapes, build_engine, trtexec_command
 
@@ -243,9 +300,10 @@ def cmd_build_engine(a) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------------
-def _add_train_args(p, steps: int):
+def _add_train_args(p, steps: int, out: bool = True):
     p.add_argument("--train", nargs="+", metavar="DIR", help="paired folders (input/+target/, rain/+norain/, rain-N/norain-N)")
-    p.add_argument("--out", required=True, help="output folder (model.safetensors, train_state.pt)")
+    if out:
+        p.add_argument("--out", required=True, help="output folder (model.safetensors, train_state.pt)")
     p.add_argument("--model", action="append", metavar="KEY=VALUE", help="model option override, e.g. dim=16")
     p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--batch-size", type=int, default=4)
@@ -333,6 +391,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--run-dir", help="override run_dir")
         p.add_argument("--teacher", help="use this teacher checkpoint instead of training one")
         p.set_defaults(fn=cmd_pipeline if name == "pipeline" else cmd_demo)
+
+    p = sub.add_parser("prune", help="structural MSFN pruning of a student, with distillation fine-tuning between steps")
+    p.add_argument("model", help="model checkpoint (.safetensors from drsedge)")
+    p.add_argument("-o", "--output", required=True, help="pruned model .safetensors (config with per-block widths inside)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--ratio", type=float, default=0.5, help="fraction of MSFN hidden channels to remove")
+    g.add_argument("--target-gmacs", type=float, help="prune until the model needs at most this many GMACs at --size")
+    p.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
+    p.add_argument("--importance", choices=("l1", "l2", "taylor"), default="l2")
+    p.add_argument("--iterations", type=int, default=1, help="prune in this many steps, fine-tuning after each")
+    p.add_argument("--teacher", help="teacher for distillation fine-tuning (the same loss as `drsedge distill`)")
+    p.add_argument("--unlabeled", nargs="+", metavar="DIR")
+    p.add_argument("--test", help="paired folder to report PSNR before/after (not used for decisions)")
+    p.add_argument("--limit", type=int, default=5)
+    _add_train_args(p, 100, out=False)
+    p.set_defaults(fn=cmd_prune)
 
     p = sub.add_parser("build-engine", help="TensorRT engine (FP32/FP16/INT8) from an ONNX file, with a JSON sidecar")
     p.add_argument("onnx", help="FP32 ONNX (fp32/fp16 engines) or the Q/DQ INT8 ONNX (int8 engines)")

@@ -97,3 +97,20 @@ def test_check_budget_exit_code(capsys, tmp_path, data_dir):
 def test_console_script_entry_point():
     r = subprocess.run([sys.executable, "-m", "drsedge.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "pipeline" in r.stdout and "demo" in r.stdout
+
+
+def test_prune_cli(capsys, tmp_path):
+    from drsedge.models import load_model
+
+    torch.manual_seed(0)
+    cfg = student_config(dim=8, num_blocks=[1, 1, 1, 1], ffn_expansion_factor=2.0)
+    src = save_model(tmp_path / "s.safetensors", cfg.build(), cfg)
+    out = tmp_path / "p.safetensors"
+    assert main(["prune", str(src), "-o", str(out), "--ratio", "0.5", "--size", "64", "64"]) == 0
+    text = capsys.readouterr().out
+    assert "| original |" in text and "| pruned step 1 |" in text
+    pruned, pcfg = load_model(out)
+    assert pcfg.ffn_hidden["latent.0"] == 64
+    code = main(["prune", str(src), "-o", str(tmp_path / "q.safetensors"), "--ratio", "1.0"])
+    assert code == 2 and "zero channels" in capsys.readouterr().err
+    assert not (tmp_path / "q.safetensors").exists()

@@ -167,3 +167,25 @@ def taylor_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor) ->
     model.train()
     torch.nn.functional.l1_loss(model(x), target).backward()
     model.eval()
+
+
+def ratio_for_macs(model: nn.Module, config: ModelConfig, target_macs: int, hw: tuple[int, int] = (256, 256)) -> float:
+    """Smallest uniform MSFN ratio whose pruned model needs <= ``target_macs`` MACs at ``hw`` (bisection, 12 steps).
+
+    Raises:
+        DrsedgeError: the target is below what pruning every MSFN to 2 channels reaches.
+    """
+    from drsedge.models.info import model_info
+
+    def macs(r: float) -> int:
+        return model_info(prune_msfn(model, config, r)[0], *hw).macs
+
+    lo, hi = 0.0, 0.99
+    if macs(hi) > target_macs:
+        raise DrsedgeError(f"target {target_macs / 1e9:.3f} GMACs at {hw[0]}x{hw[1]} is out of reach by MSFN pruning alone (min {macs(hi) / 1e9:.3f})")
+    if macs(lo) <= target_macs:
+        return 0.0
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if macs(mid) <= target_macs else (mid, hi)
+    return hi
