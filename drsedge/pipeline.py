@@ -35,7 +35,7 @@ from drsedge.runtime.runners import OrtRunner, TorchRunner
 DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 HELD_OUT = "rain100l"
 # The data-config entries each stage reads (a change re-runs that stage and everything after it).
-STAGE_DATA = {"teacher": ("train",), "student": ("train", "unlabeled"), "quantize": ("calibration",), "check": ("test", "test_limit")}
+STAGE_DATA = {"teacher": ("train",), "student": ("train", "unlabeled"), "prune": ("train", "unlabeled"), "quantize": ("calibration",), "check": ("test", "test_limit")}
 
 
 def load_run_config(path: str | os.PathLike, overrides: dict | None = None) -> dict:
@@ -188,19 +188,51 @@ class Pipeline:
 
         return self._stage("student", sc, ["teacher"], run)
 
+    def prune(self) -> dict | None:
+        """Optional MSFN pruning of the student with distillation fine-tuning (``prune.enabled``)."""
+        pc = self.cfg.get("prune") or {}
+        if not pc.get("enabled"):
+            self.manifest["stages"].pop("prune", None)
+            return None
+        out = self.run_dir / "prune" / "pruned.safetensors"
+
+        def run():
+            from drsedge.compress.prune import prune_msfn
+
+            teacher, _ = load_model(self.path("teacher", "model"))
+            model, mcfg = load_model(self.path("student", "model"))
+            steps = max(1, int(pc.get("iterations", 1)))
+            step_ratio = 1 - (1 - float(pc["ratio"])) ** (1 / steps)
+            unl = self._data(self.cfg["data"].get("unlabeled"))
+            samples = load_samples(self._train_pairs(), [f for d in unl for f in find_unlabeled(d)])
+            ft = TrainConfig(**{**(pc.get("finetune") or {}), "seed": self.cfg["seed"], "zero_init_output": False})
+            for it in range(steps):
+                model, mcfg = prune_msfn(model, mcfg, step_ratio, pc.get("importance", "l2"))
+                if ft.steps > 0:
+                    train(model, CropSampler(samples, ft.patch, ft.batch_size, ft.seed + it), ft, out.parent / f"finetune{it + 1}",
+                          teacher=teacher, resume=True, progress=self.progress)
+            save_model(out, model, mcfg, {"ratio": pc["ratio"], "importance": pc.get("importance", "l2")})
+            return {"model": out}, {"ffn_hidden": mcfg.ffn_hidden}
+
+        return self._stage("prune", pc, ["teacher", "student"], run)
+
+    def deploy_model(self) -> Path:
+        """The model that gets exported: the pruned student when pruning is enabled."""
+        return self.path("prune", "model") if "prune" in self.manifest["stages"] else self.path("student", "model")
+
     def export(self) -> dict:
         ec = self.cfg["export"]
         out = self.run_dir / "export" / "student_fp32.onnx"
 
         def run():
-            model, _ = load_model(self.path("student", "model"))
+            model, _ = load_model(self.deploy_model())
             export_onnx(model, out, opset=ec["opset"], exporter=ec["exporter"], attention=ec.get("attention", "native"))
             parity = check_parity(model, out, sizes=((64, 64), (96, 128)))
             if parity.worst > 1e-4:
                 raise DrsedgeError(f"{out}: ONNX Runtime differs from PyTorch by {parity.worst:.2e} (> 1e-4)")
             return {"onnx": out}, {"parity_max_abs": parity.max_abs}
 
-        return self._stage("export", ec, ["student"], run)
+        return self._stage("export", ec, ["prune" if "prune" in self.manifest["stages"] else "student"], run)
 
     def quantize(self) -> dict:
         qc = self.cfg["quantize"]
@@ -226,24 +258,28 @@ class Pipeline:
                 teacher=self.path("teacher", "model"), student=self.path("student", "model"),
                 onnx_fp32=self.path("export", "onnx"), onnx_int8=self.path("quantize", "onnx"),
                 pairs=pairs, cc=cc, progress=self.progress,
+                pruned=self.path("prune", "model") if "prune" in self.manifest["stages"] else None,
             )
             md, js = write_report(rep, out_dir)
             return {"report_md": md, "report_json": js}, {"ok": rep.ok, "failures": rep.failures(), **{s.name: {"psnr": s.psnr, "ssim": s.ssim} for s in rep.stages}}
 
-        return self._stage("check", cc, ["teacher", "student", "export", "quantize"], run)
+        deps = ["teacher", "student"] + (["prune"] if "prune" in self.manifest["stages"] else []) + ["export", "quantize"]
+        return self._stage("check", cc, deps, run)
 
     def run(self) -> dict:
-        for stage in (self.teacher, self.student, self.export, self.quantize, self.check):
+        for stage in (self.teacher, self.student, self.prune, self.export, self.quantize, self.check):
             stage()
         return self.manifest
 
 
-def run_check(teacher, student, onnx_fp32, onnx_int8, pairs, cc: dict, progress: bool = True, engines: dict | None = None, plugin=None):
+def run_check(
+    teacher, student, onnx_fp32, onnx_int8, pairs, cc: dict, progress: bool = True, engines: dict | None = None, plugin=None, pruned=None
+):
     """Build the stages (teacher, student, ONNX FP32, ONNX INT8, then TensorRT ``engines`` name -> path;
     any may be None / empty) and evaluate them."""
     hw = tuple(cc.get("latency_hw") or (256, 256))
     stages = []
-    for name, path in (("teacher", teacher), ("student", student)):
+    for name, path in (("teacher", teacher), ("student", student), ("pruned", pruned)):
         if path:
             model, mcfg = load_model(path)
             info = model_info(model, *hw)

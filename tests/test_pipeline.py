@@ -18,8 +18,9 @@ TINY = {
         "model": {"dim": 8, "num_blocks": [1, 1, 1, 1], "heads": [1, 1, 2, 4], "ffn_expansion_factor": 1.5, "attention": "topk"},
         "distill": {"steps": 6, "batch_size": 2, "patch": 32, "feature_weight": 0.1, "checkpoint_every": 3},
     },
+    "prune": {"enabled": True, "ratio": 0.5, "iterations": 1, "finetune": {"steps": 2, "batch_size": 2, "patch": 32}},
     "quantize": {"backend": "nncf", "size": 64, "limit": 4},
-    "check": {"latency_runs": 1, "latency_hw": [64, 64], "budgets": {"student": 100.0, "onnx_fp32": 0.05, "onnx_int8": 100.0}},
+    "check": {"latency_runs": 1, "latency_hw": [64, 64], "budgets": {"student": 100.0, "pruned": 100.0, "onnx_fp32": 0.05, "onnx_int8": 100.0}},
 }
 
 
@@ -28,27 +29,34 @@ def test_pipeline_end_to_end_and_skip(tmp_path, data_dir, capsys):
     cfg.write_text(yaml.safe_dump({**TINY, "run_dir": str(tmp_path / "run")}))
     assert main(["pipeline", "--config", str(cfg), "--data", str(data_dir)]) == 0
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert list(manifest["stages"]) == ["teacher", "student", "export", "quantize", "check"]
+    assert list(manifest["stages"]) == ["teacher", "student", "prune", "export", "quantize", "check"]
     for st in manifest["stages"].values():
         for art in st["artifacts"].values():
             assert (tmp_path / "run" / art["path"]).is_file() and len(art["sha256"]) == 64
     rep = json.loads((tmp_path / "run" / "check" / "report.json").read_text())
-    assert [s["name"] for s in rep["stages"]] == ["teacher", "student", "onnx_fp32", "onnx_int8"]
+    assert [s["name"] for s in rep["stages"]] == ["teacher", "student", "pruned", "onnx_fp32", "onnx_int8"]
+    assert rep["stages"][2]["info"]["params"] < rep["stages"][1]["info"]["params"]
     assert rep["n_images"] == 2 and "rain100L" in rep["test_dir"]
-    fp32 = rep["stages"][2]
+    fp32 = rep["stages"][3]
     assert abs(fp32["delta_vs_prev"]) < 0.05  # ONNX FP32 == PyTorch student
     assert manifest["stages"]["export"]["metrics"]["parity_max_abs"]["64x64"] <= 1e-4
     capsys.readouterr()
 
     assert main(["pipeline", "--config", str(cfg), "--data", str(data_dir)]) == 0
     out = capsys.readouterr().out
-    assert out.count("up to date, skipped") == 5
+    assert out.count("up to date, skipped") == 6
 
     # Changing the quantizer re-runs quantize and check only.
     cfg.write_text(yaml.safe_dump({**TINY, "run_dir": str(tmp_path / "run"), "quantize": {"backend": "ort", "size": 64, "limit": 4}}))
     assert main(["pipeline", "--config", str(cfg), "--data", str(data_dir)]) == 0
     out = capsys.readouterr().out
-    assert out.count("up to date, skipped") == 3 and "[quantize] running" in out
+    assert out.count("up to date, skipped") == 4 and "[quantize] running" in out
+
+    # Turning pruning off exports the unpruned student again.
+    cfg.write_text(yaml.safe_dump({**TINY, "run_dir": str(tmp_path / "run"), "prune": {"enabled": False}}))
+    assert main(["pipeline", "--config", str(cfg), "--data", str(data_dir)]) == 0
+    rep = json.loads((tmp_path / "run" / "check" / "report.json").read_text())
+    assert [s["name"] for s in rep["stages"]] == ["teacher", "student", "onnx_fp32", "onnx_int8"]
 
 
 def test_training_on_held_out_set_is_refused(tmp_path, data_dir, capsys):
