@@ -225,7 +225,6 @@ def cmd_derain(a) -> int:
 
 
 def cmd_prune(a) -> int:
-    import torch
 
     from drsedge.compress.prune import prune_msfn, ratio_for_macs, taylor_gradients
     from drsedge.compress.train import train
