@@ -43,7 +43,6 @@ def _train_cfg(a, **extra):
     return TrainConfig(steps=a.steps, batch_size=a.batch_size, patch=a.patch, lr=a.lr, seed=a.seed, checkpoint_every=a.checkpoint_every, **extra)
 
 
-
 # -- commands --------------------------------------------------------------------------------------
 def cmd_info(a) -> int:
     from drsedge.models.checkpoint import load_any
@@ -225,7 +224,6 @@ def cmd_derain(a) -> int:
 
 
 def cmd_prune(a) -> int:
-
     from drsedge.compress.prune import prune_msfn, ratio_for_macs, taylor_gradients
     from drsedge.compress.train import train
     from drsedge.data.folders import find_pairs
