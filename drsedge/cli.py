@@ -224,7 +224,7 @@ def cmd_derain(a) -> int:
 
 
 def cmd_prune(a) -> int:
-    from drsedge.compress.prune import prune_msfn, ratio_for_macs, taylor_gradients
+    from drsedge.compress.prune import prune_model, ratio_for_macs, taylor_gradients
     from drsedge.compress.train import train
     from drsedge.data.folders import find_pairs
     from drsedge.data.images import read_image, to_tensor, to_uint8
@@ -247,7 +247,7 @@ def cmd_prune(a) -> int:
         return sum(vals) / len(vals)
 
     if a.target_gmacs is not None:
-        ratio = ratio_for_macs(model, cfg, int(a.target_gmacs * 1e9), hw)
+        ratio = ratio_for_macs(model, cfg, int(a.target_gmacs * 1e9), hw, a.scope)
     else:
         ratio = a.ratio
     teacher = load_any(a.teacher)[0] if a.teacher else None
@@ -262,7 +262,7 @@ def cmd_prune(a) -> int:
             x, _, _ = CropSampler(samples, a.patch, a.batch_size, a.seed).batch(10_000 + it)
             ref = teacher(x).detach() if teacher is not None else model(x).detach()
             taylor_gradients(model, x, ref)
-        model, cfg = prune_msfn(model, cfg, step_ratio, a.importance)
+        model, cfg = prune_model(model, cfg, step_ratio, a.importance, a.scope)
         rows.append((f"pruned step {it}", model_info(model, *hw), psnr(model)))
         if teacher is not None and samples and a.steps > 0:
             tcfg = _train_cfg(a, lambda_kd=1.0, zero_init_output=False)
@@ -273,7 +273,7 @@ def cmd_prune(a) -> int:
     print("|---|---|---|---|")
     for name, info, p in rows:
         print(f"| {name} | {info.params:,} | {info.gmacs:.3f} | {'–' if p is None else f'{p:.2f}'} |")
-    print(f"pruned model: {path} (MSFN ratio {ratio:.3f}, {a.importance} importance, {steps} step(s))")
+    print(f"pruned model: {path} ({'+'.join(a.scope)} ratio {ratio:.3f}, {a.importance} importance, {steps} step(s))")
     return 0
 
 
@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--teacher", help="use this teacher checkpoint instead of training one")
         p.set_defaults(fn=cmd_pipeline if name == "pipeline" else cmd_demo)
 
-    p = sub.add_parser("prune", help="structural MSFN pruning of a student, with distillation fine-tuning between steps")
+    p = sub.add_parser("prune", help="structural pruning (MSFN width, channels per head), with distillation fine-tuning between steps")
     p.add_argument("model", help="model checkpoint (.safetensors from drsedge)")
     p.add_argument("-o", "--output", required=True, help="pruned model .safetensors (config with per-block widths inside)")
     g = p.add_mutually_exclusive_group()
@@ -397,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--target-gmacs", type=float, help="prune until the model needs at most this many GMACs at --size")
     p.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
     p.add_argument("--importance", choices=("l1", "l2", "taylor"), default="l2")
+    p.add_argument("--scope", nargs="+", choices=("msfn", "attention"), default=["msfn"],
+                   help="what to prune: MSFN hidden channels and/or the same channels in every attention head")
     p.add_argument("--iterations", type=int, default=1, help="prune in this many steps, fine-tuning after each")
     p.add_argument("--teacher", help="teacher for distillation fine-tuning (the same loss as `drsedge distill`)")
     p.add_argument("--unlabeled", nargs="+", metavar="DIR")

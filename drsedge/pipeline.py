@@ -197,7 +197,7 @@ class Pipeline:
         out = self.run_dir / "prune" / "pruned.safetensors"
 
         def run():
-            from drsedge.compress.prune import prune_msfn
+            from drsedge.compress.prune import prune_model
 
             teacher, _ = load_model(self.path("teacher", "model"))
             model, mcfg = load_model(self.path("student", "model"))
@@ -207,12 +207,12 @@ class Pipeline:
             samples = load_samples(self._train_pairs(), [f for d in unl for f in find_unlabeled(d)])
             ft = TrainConfig(**{**(pc.get("finetune") or {}), "seed": self.cfg["seed"], "zero_init_output": False})
             for it in range(steps):
-                model, mcfg = prune_msfn(model, mcfg, step_ratio, pc.get("importance", "l2"))
+                model, mcfg = prune_model(model, mcfg, step_ratio, pc.get("importance", "l2"), pc.get("scope", ["msfn"]))
                 if ft.steps > 0:
                     train(model, CropSampler(samples, ft.patch, ft.batch_size, ft.seed + it), ft, out.parent / f"finetune{it + 1}",
                           teacher=teacher, resume=True, progress=self.progress)
             save_model(out, model, mcfg, {"ratio": pc["ratio"], "importance": pc.get("importance", "l2")})
-            return {"model": out}, {"ffn_hidden": mcfg.ffn_hidden}
+            return {"model": out}, {"ffn_hidden": mcfg.ffn_hidden, "attn_inner": mcfg.attn_inner}
 
         return self._stage("prune", pc, ["teacher", "student"], run)
 

@@ -1,4 +1,4 @@
-"""Structural pruning of the MSFN hidden width of DRSformer-family models.
+"""Structural pruning of DRSformer-family models: MSFN hidden width and channels per attention head.
 
 Why not Torch-Pruning's DependencyGraph here: checked with torch-pruning 1.6.1 on this
 model, ``get_all_groups()`` does not terminate on a DRSformer ``TransformerBlock``
@@ -21,7 +21,9 @@ Pruning k units from each half gives a valid MSFN of width h - 2k that computes
 exactly the sub-network of the kept units. Importance per unit (``group`` of all
 weights it owns, DepGraph's group-norm idea): ``l1``/``l2`` magnitude, or ``taylor``
 (|w * dL/dw| summed, L = L1 to a reference output on a calibration batch).
-Attention widths (heads, channels per head) are not pruned yet.
+Attention: the same channels are removed from every head (q, k and v together), so
+heads stay equal and the top-k sizes follow the new C (:func:`prune_attention`).
+Whole-head removal is not implemented.
 """
 
 from __future__ import annotations
@@ -169,8 +171,8 @@ def taylor_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor) ->
     model.eval()
 
 
-def ratio_for_macs(model: nn.Module, config: ModelConfig, target_macs: int, hw: tuple[int, int] = (256, 256)) -> float:
-    """Smallest uniform MSFN ratio whose pruned model needs <= ``target_macs`` MACs at ``hw`` (bisection, 12 steps).
+def ratio_for_macs(model: nn.Module, config: ModelConfig, target_macs: int, hw: tuple[int, int] = (256, 256), scopes=("msfn",)) -> float:
+    """Smallest uniform ratio whose pruned model needs <= ``target_macs`` MACs at ``hw`` (bisection, 12 steps).
 
     Raises:
         DrsedgeError: the target is below what pruning every MSFN to 2 channels reaches.
@@ -178,14 +180,109 @@ def ratio_for_macs(model: nn.Module, config: ModelConfig, target_macs: int, hw: 
     from drsedge.models.info import model_info
 
     def macs(r: float) -> int:
-        return model_info(prune_msfn(model, config, r)[0], *hw).macs
+        return model_info(prune_model(model, config, r, "l2", scopes)[0], *hw).macs
 
-    lo, hi = 0.0, 0.99
+    lo, hi = 0.0, 0.99 if "attention" not in scopes else 0.5
     if macs(hi) > target_macs:
-        raise DrsedgeError(f"target {target_macs / 1e9:.3f} GMACs at {hw[0]}x{hw[1]} is out of reach by MSFN pruning alone (min {macs(hi) / 1e9:.3f})")
+        raise DrsedgeError(f"target {target_macs / 1e9:.3f} GMACs at {hw[0]}x{hw[1]} is out of reach by pruning {'+'.join(scopes)} (min {macs(hi) / 1e9:.3f})")
     if macs(lo) <= target_macs:
         return 0.0
     for _ in range(12):
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if macs(mid) <= target_macs else (mid, hi)
     return hi
+
+
+def attention_blocks(model: nn.Module) -> dict:
+    """``{"encoder_level1.0": attn, ...}`` for every channel-attention module of a DRSformer-family model."""
+    from drsedge.models.drsformer import Attention
+
+    return {name[: -len(".attn")]: m for name, m in model.named_modules() if isinstance(m, Attention) and name.endswith(".attn")}
+
+
+def _attn_unit_rows(inner: int, heads: int, j: int) -> tuple[list[int], list[int]]:
+    """Rows of qkv / qkv_dwconv and columns of project_out owned by channel ``j`` of every head."""
+    c = inner // heads
+    cols = [h * c + j for h in range(heads)]
+    return [p * inner + col for p in range(3) for col in cols], cols
+
+
+def attention_importance(attn, kind: str = "l2") -> torch.Tensor:
+    """``[C]`` importance of channel j (in every head at once) of a channel-attention block (higher = keep)."""
+    if kind not in IMPORTANCES:
+        raise DrsedgeError(f"importance must be one of {IMPORTANCES}, got {kind!r}")
+    inner = attn.project_out.in_channels
+    out = []
+    for j in range(inner // attn.num_heads):
+        rows, cols = _attn_unit_rows(inner, attn.num_heads, j)
+        parts = [(attn.qkv.weight, rows, 0), (attn.qkv_dwconv.weight, rows, 0), (attn.project_out.weight, cols, 1)]
+        total = 0.0
+        for w, idx, dim in parts:
+            sel = w.detach().index_select(dim, torch.tensor(idx))
+            if kind == "l1":
+                total += float(sel.abs().sum())
+            elif kind == "l2":
+                total += float(sel.square().sum())
+            else:
+                if w.grad is None:
+                    raise DrsedgeError("taylor importance needs gradients: run a backward pass on calibration data first")
+                total += float((sel * w.grad.index_select(dim, torch.tensor(idx))).abs().sum())
+        out.append(total)
+    return torch.tensor(out)
+
+
+def prune_attention(model: nn.Module, config: ModelConfig, ratio: float, importance: str = "l2") -> tuple[nn.Module, ModelConfig]:
+    """Remove ``ratio`` of the channels per head of every channel-attention block (the same channels in each head).
+
+    q, k and v lose channel j together, so each head's C x C score matrix shrinks to C' x C' and the
+    top-k sizes follow C' (``topk_sizes(C')``, as the model computes them from the score shape).
+    Returns a pruned deep copy and its config (per-block widths in ``attn_inner``).
+
+    Raises:
+        DrsedgeError: ratio outside [0, 1) or one that leaves fewer than 2 channels per head.
+    """
+    if not 0.0 <= ratio < 1.0:
+        raise DrsedgeError(f"pruning ratio {ratio} must be in [0, 1): a ratio of 1 would leave zero channels")
+    pruned = copy.deepcopy(model)
+    src = attention_blocks(model)
+    widths = dict(config.attn_inner)
+    for name, attn in attention_blocks(pruned).items():
+        inner, heads = attn.project_out.in_channels, attn.num_heads
+        c = inner // heads
+        keep = c - int(round(ratio * c))
+        if keep < 2:
+            raise DrsedgeError(f"{name}: ratio {ratio} leaves {keep} channel(s) per head (C={c}); top-k attention needs >= 2")
+        if keep == c:
+            continue
+        if importance == "taylor":
+            for attr in ("qkv", "qkv_dwconv", "project_out"):
+                getattr(attn, attr).weight.grad = getattr(src[name], attr).weight.grad
+        kept = sorted(torch.topk(attention_importance(attn, importance), keep).indices.tolist())
+        rows = [p * inner + h * c + j for p in range(3) for h in range(heads) for j in kept]
+        cols = [h * c + j for h in range(heads) for j in kept]
+        attn.qkv = _take(attn.qkv, out_idx=rows)
+        attn.qkv_dwconv = _take(attn.qkv_dwconv, out_idx=rows, groups=len(rows))
+        attn.project_out = _take(attn.project_out, in_idx=cols)
+        widths[name] = heads * keep
+    cfg = ModelConfig.from_dict({**config.to_dict(), "attn_inner": widths}, "pruned config")
+    return pruned.eval(), cfg
+
+
+SCOPES = ("msfn", "attention")
+
+
+def prune_model(model: nn.Module, config: ModelConfig, ratio: float, importance: str = "l2", scopes=SCOPES) -> tuple[nn.Module, ModelConfig]:
+    """Prune the chosen ``scopes`` (``"msfn"``, ``"attention"``) by ``ratio`` each."""
+    unknown = set(scopes) - set(SCOPES)
+    if unknown or not scopes:
+        raise DrsedgeError(f"pruning scope must be some of {SCOPES}, got {sorted(scopes)}")
+    if "msfn" in scopes:
+        grads = {n: {a: getattr(f, a).weight.grad for a in ("qkv", "qkv_dwconv", "project_out")} for n, f in attention_blocks(model).items()}
+        model_new, config = prune_msfn(model, config, ratio, importance)
+        for n, f in attention_blocks(model_new).items():  # keep gradients for a following taylor attention pass
+            for a, g in grads[n].items():
+                getattr(f, a).weight.grad = g
+        model = model_new
+    if "attention" in scopes:
+        model, config = prune_attention(model, config, ratio, importance)
+    return model, config

@@ -156,18 +156,21 @@ def config_from_state_dict(state: dict[str, torch.Tensor], source: str = "checkp
     # Blocks whose MSFN width differs from int(width * f) (pruned models) are listed explicitly.
     level_width = {"encoder_level1": dim, "encoder_level2": dim * 2, "encoder_level3": dim * 4, "latent": dim * 8,
                    "decoder_level3": dim * 4, "decoder_level2": dim * 2, "decoder_level1": dim * 2}
-    ffn_hidden = {}
+    ffn_hidden, attn_inner = {}, {}
     for k, v in state.items():
         parts = k.split(".")
-        if len(parts) == 5 and parts[2:] == ["ffn", "project_in", "weight"] and parts[0] in level_width:
+        if len(parts) == 5 and parts[0] in level_width and parts[2:] == ["ffn", "project_in", "weight"]:
             if v.shape[0] // 2 != int(level_width[parts[0]] * f):
                 ffn_hidden[f"{parts[0]}.{parts[1]}"] = v.shape[0] // 2
+        if len(parts) == 5 and parts[0] in level_width and parts[2:] == ["attn", "qkv", "weight"]:
+            if v.shape[0] // 3 != level_width[parts[0]]:
+                attn_inner[f"{parts[0]}.{parts[1]}"] = v.shape[0] // 3
     attention = "assa" if any(k.endswith("attn.assa_weights") for k in state) else "topk"
     return ModelConfig(
         dim=dim, num_blocks=blocks, heads=heads, ffn_expansion_factor=f,
         inp_channels=state["patch_embed.proj.weight"].shape[1], out_channels=state["output.weight"].shape[0],
         bias="output.bias" in state, LayerNorm_type="WithBias" if "encoder_level1.0.norm1.body.bias" in state else "BiasFree",
-        mefc=any(k.startswith("encoder_level0.") for k in state), attention=attention, ffn_hidden=ffn_hidden,
+        mefc=any(k.startswith("encoder_level0.") for k in state), attention=attention, ffn_hidden=ffn_hidden, attn_inner=attn_inner,
     )
 
 

@@ -33,6 +33,7 @@ class ModelConfig:
     mefc: bool = True
     attention: str = "topk"
     ffn_hidden: dict[str, int] = field(default_factory=dict)  # per-block MSFN widths of pruned models
+    attn_inner: dict[str, int] = field(default_factory=dict)  # per-block q/k/v widths of pruned models
 
     def build(self) -> DRSformer:
         """Instantiate the model (random init)."""

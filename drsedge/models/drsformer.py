@@ -104,20 +104,21 @@ class Attention(nn.Module):
     that state_dicts stay interchangeable; ASSA adds ``assa_weights`` ``[2]``.
     """
 
-    def __init__(self, dim: int, num_heads: int, bias: bool, kind: str = "topk", topk_mode: str = "auto"):
+    def __init__(self, dim: int, num_heads: int, bias: bool, kind: str = "topk", topk_mode: str = "auto", inner: int | None = None):
         super().__init__()
         if kind not in ATTENTION_KINDS:
             raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {kind!r}")
-        if dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        inner = dim if inner is None else inner  # q/k/v width; < dim in pruned models (fewer channels per head)
+        if inner % num_heads:
+            raise ValueError(f"attention width {inner} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.kind = kind
         self.topk_mode = topk_mode
         self.attention_impl = "native"  # "fused" routes top-k through the custom op (drsedge.export.fused_op)
         self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
-        self.qkv = nn.Conv2d(dim, dim * 3, 1, bias=bias)
-        self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=bias)
-        self.project_out = nn.Conv2d(dim, dim, 1, bias=bias)
+        self.qkv = nn.Conv2d(dim, inner * 3, 1, bias=bias)
+        self.qkv_dwconv = nn.Conv2d(inner * 3, inner * 3, 3, padding=1, groups=inner * 3, bias=bias)
+        self.project_out = nn.Conv2d(inner, dim, 1, bias=bias)
         self.attn_drop = nn.Dropout(0.0)
         self.attn1 = nn.Parameter(torch.tensor([0.2]))
         self.attn2 = nn.Parameter(torch.tensor([0.2]))
@@ -144,8 +145,9 @@ class Attention(nn.Module):
         return topk_sparse_probs(scores, weights, ks, mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
+        b, _, h, w = x.shape
         q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
+        c = q.shape[1]
         ch = c // self.num_heads
         q = torch.nn.functional.normalize(q.reshape(b, self.num_heads, ch, h * w), dim=-1)
         k = torch.nn.functional.normalize(k.reshape(b, self.num_heads, ch, h * w), dim=-1)
@@ -158,10 +160,11 @@ class Attention(nn.Module):
 class TransformerBlock(nn.Module):
     """Sparse Transformer Block (STB): ``x + attn(norm1(x))`` then ``x + ffn(norm2(x))``."""
 
-    def __init__(self, dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type, attention="topk", topk_mode="auto", ffn_hidden=None):  # noqa: N803
+    def __init__(self, dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type, attention="topk", topk_mode="auto",  # noqa: N803
+                 ffn_hidden=None, attn_inner=None):
         super().__init__()
         self.norm1 = LayerNorm(dim, LayerNorm_type)
-        self.attn = Attention(dim, num_heads, bias, attention, topk_mode)
+        self.attn = Attention(dim, num_heads, bias, attention, topk_mode, attn_inner)
         self.norm2 = LayerNorm(dim, LayerNorm_type)
         self.ffn = FeedForward(dim, ffn_expansion_factor, bias, ffn_hidden)
 
@@ -217,7 +220,8 @@ class DRSformer(nn.Module):
         False is upstream's Rain200L/SPA variant. attention: ``"topk"`` |
         ``"assa"`` | ``"dense"``. topk_mode: ``"auto"`` (index in training,
         threshold in eval) | ``"index"`` | ``"threshold"``. ffn_hidden: per-block
-        MSFN hidden width overrides, ``{"encoder_level2.1": 24, ...}`` (pruned models).
+        MSFN hidden width overrides, ``{"encoder_level2.1": 24, ...}``; attn_inner:
+        per-block q/k/v width overrides (heads x channels per head); both for pruned models.
     """
 
     def __init__(
@@ -234,17 +238,20 @@ class DRSformer(nn.Module):
         attention: str = "topk",
         topk_mode: str = "auto",
         ffn_hidden: dict[str, int] | None = None,
+        attn_inner: dict[str, int] | None = None,
     ):
         super().__init__()
         if len(num_blocks) != 4 or len(heads) != 4:
             raise ValueError("num_blocks and heads need one entry per level (4)")
         self.mefc = mefc
         ffn_hidden = ffn_hidden or {}
+        attn_inner = attn_inner or {}
 
         def level(name: str, width: int, n: int, h: int) -> nn.Sequential:
             return nn.Sequential(
                 *[
-                    TransformerBlock(width, h, ffn_expansion_factor, bias, LayerNorm_type, attention, topk_mode, ffn_hidden.get(f"{name}.{i}"))
+                    TransformerBlock(width, h, ffn_expansion_factor, bias, LayerNorm_type, attention, topk_mode,
+                                     ffn_hidden.get(f"{name}.{i}"), attn_inner.get(f"{name}.{i}"))
                     for i in range(n)
                 ]
             )

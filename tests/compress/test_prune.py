@@ -73,3 +73,52 @@ def test_bad_ratio_odd_width_and_taylor_without_grad():
         prune_msfn(odd.build(), odd, 0.5)
     with pytest.raises(DrsedgeError, match="importance"):
         unit_importance(ffn_blocks(model)["latent.0"], "hessian")
+
+
+@pytest.mark.parametrize("importance", ["l2", "taylor"])
+def test_attention_pruning_keeps_heads_equal_and_ks_follow_c(tmp_path, importance):
+    from drsedge.compress.prune import attention_blocks, prune_model
+    from drsedge.models import topk_sizes
+
+    model, cfg = _model()
+    x = torch.rand(1, 3, 32, 32)
+    if importance == "taylor":
+        taylor_gradients(model, x, x)
+    pruned, pcfg = prune_model(model, cfg, 0.25, importance, ("msfn", "attention"))
+    probs = {}  # block -> C seen by its top-k attention during a forward pass
+    for name, attn in attention_blocks(pruned).items():
+        orig = attention_blocks(model)[name]
+        c_old = orig.project_out.in_channels // orig.num_heads
+        c_new = attn.project_out.in_channels // attn.num_heads
+        assert attn.num_heads == orig.num_heads and attn.project_out.in_channels == attn.num_heads * c_new
+        assert c_new == c_old - round(0.25 * c_old) and pcfg.attn_inner[name] == attn.num_heads * c_new
+        orig_probs = attn.probs
+
+        def spy(scores, n=name, f=orig_probs):
+            probs[n] = scores.shape[-1]
+            return f(scores)
+
+        attn.probs = spy
+    with torch.no_grad():
+        y = pruned(x)
+    assert y.shape == x.shape
+    for name, attn in attention_blocks(pruned).items():
+        c = attn.project_out.in_channels // attn.num_heads
+        assert probs[name] == c and len(topk_sizes(c)) == 4
+    for attn in attention_blocks(pruned).values():
+        del attn.probs  # drop the spy before saving / exporting
+    path = save_model(tmp_path / "a.safetensors", pruned, pcfg)
+    loaded, lcfg = load_model(path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), y, atol=0, rtol=0)
+    assert lcfg == pcfg
+    assert model_info(pruned, 64, 64).macs < model_info(prune_msfn(model, cfg, 0.25)[0], 64, 64).macs
+    assert check_parity(loaded, export_onnx(loaded, tmp_path / "a.onnx")).worst <= 1e-4
+
+
+def test_attention_ratio_leaving_one_channel_is_refused():
+    from drsedge.compress.prune import prune_attention
+
+    model, cfg = _model()  # C = 8 per head everywhere
+    with pytest.raises(DrsedgeError, match="channel"):
+        prune_attention(model, cfg, 0.9)
