@@ -63,27 +63,32 @@ def unit_importance(ffn: FeedForward, kind: str = "l2") -> dict[str, torch.Tenso
     Raises:
         DrsedgeError: unknown kind, or taylor without gradients.
     """
+    _check_kind(kind)
+    return {
+        half: torch.tensor([_group_score([(getattr(ffn, n).weight, idx, dim) for n, idx, dim in unit], kind) for unit in units])
+        for half, units in _unit_slices(ffn).items()
+    }
+
+
+def _check_kind(kind: str) -> None:
     if kind not in IMPORTANCES:
         raise DrsedgeError(f"importance must be one of {IMPORTANCES}, got {kind!r}")
-    scores = {}
-    for half, units in _unit_slices(ffn).items():
-        vals = []
-        for unit in units:
-            total = 0.0
-            for name, idx, dim in unit:
-                w = getattr(ffn, name).weight
-                sel = w.detach().index_select(dim, torch.tensor(idx))
-                if kind == "l1":
-                    total += float(sel.abs().sum())
-                elif kind == "l2":
-                    total += float(sel.square().sum())
-                else:
-                    if w.grad is None:
-                        raise DrsedgeError("taylor importance needs gradients: run a backward pass on calibration data first")
-                    total += float((sel * w.grad.index_select(dim, torch.tensor(idx))).abs().sum())
-            vals.append(total)
-        scores[half] = torch.tensor(vals)
-    return scores
+
+
+def _group_score(parts: list[tuple[torch.Tensor, list[int], int]], kind: str) -> float:
+    """Importance of one coupled group: ``parts`` are (weight, indices, dim) slices it owns."""
+    total = 0.0
+    for w, idx, dim in parts:
+        sel = w.detach().index_select(dim, torch.tensor(idx))
+        if kind == "l1":
+            total += float(sel.abs().sum())
+        elif kind == "l2":
+            total += float(sel.square().sum())
+        else:
+            if w.grad is None:
+                raise DrsedgeError("taylor importance needs gradients: run a backward pass on calibration data first")
+            total += float((sel * w.grad.index_select(dim, torch.tensor(idx))).abs().sum())
+    return total
 
 
 def _take(conv: nn.Conv2d, out_idx=None, in_idx=None, groups=None) -> nn.Conv2d:
@@ -209,25 +214,12 @@ def _attn_unit_rows(inner: int, heads: int, j: int) -> tuple[list[int], list[int
 
 def attention_importance(attn, kind: str = "l2") -> torch.Tensor:
     """``[C]`` importance of channel j (in every head at once) of a channel-attention block (higher = keep)."""
-    if kind not in IMPORTANCES:
-        raise DrsedgeError(f"importance must be one of {IMPORTANCES}, got {kind!r}")
+    _check_kind(kind)
     inner = attn.project_out.in_channels
     out = []
     for j in range(inner // attn.num_heads):
         rows, cols = _attn_unit_rows(inner, attn.num_heads, j)
-        parts = [(attn.qkv.weight, rows, 0), (attn.qkv_dwconv.weight, rows, 0), (attn.project_out.weight, cols, 1)]
-        total = 0.0
-        for w, idx, dim in parts:
-            sel = w.detach().index_select(dim, torch.tensor(idx))
-            if kind == "l1":
-                total += float(sel.abs().sum())
-            elif kind == "l2":
-                total += float(sel.square().sum())
-            else:
-                if w.grad is None:
-                    raise DrsedgeError("taylor importance needs gradients: run a backward pass on calibration data first")
-                total += float((sel * w.grad.index_select(dim, torch.tensor(idx))).abs().sum())
-        out.append(total)
+        out.append(_group_score([(attn.qkv.weight, rows, 0), (attn.qkv_dwconv.weight, rows, 0), (attn.project_out.weight, cols, 1)], kind))
     return torch.tensor(out)
 
 
