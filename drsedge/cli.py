@@ -164,7 +164,12 @@ def cmd_check(a) -> int:
     md, js = write_report(rep, a.out)
     print(md.read_text())
     print(f"wrote {md} and {js}")
-    if not rep.ok:
+    if a.localize and not rep.ok:
+        failing = {s.name for s in rep.stages if not s.within_budget}
+        if "onnx_int8" in failing and a.onnx:
+            print(_localize_report(a.onnx, a.int8, a.localize, 128, 4, 0.05, 10))
+        if failing - {"onnx_int8"}:
+            print("drsedge: --localize compares ONNX stages only (the INT8 stage against the FP32 ONNX)", file=sys.stderr)
         print("drsedge: budget broken: " + "; ".join(rep.failures()), file=sys.stderr)
         return EXIT_BUDGET
     return 0
@@ -277,6 +282,26 @@ def cmd_prune(a) -> int:
     return 0
 
 
+def _localize_report(ref: str, test: str, image_dirs: list[str], size: int, limit: int, threshold: float, top: int) -> str:
+    from drsedge.calibration.calib import calibration_set
+    from drsedge.metrics.localize import first_offenders, localize, worst_modules
+
+    images = calibration_set(image_dirs, size=size, limit=limit)
+    drifts = localize(ref, test, images.inputs, threshold)
+    lines = [f"## Drift localisation: {test} vs {ref} ({len(images.files)} images, {size}x{size} crops, {len(drifts)} layers compared)", ""]
+    first = first_offenders(drifts, threshold, top)
+    lines += [f"First layers with relative error > {threshold} (graph order):", "", "| layer | module | op | rel. error |", "|---|---|---|---|"]
+    lines += [f"| {d.node} | {d.module} | {d.op_type} | {d.rel_err:.4f} |" for d in first] or ["| – | – | – | – |"]
+    lines += ["", "Modules adding the most error:", "", "| module | added rel. error |", "|---|---|"]
+    lines += [f"| {m} | {e:.4f} |" for m, e in worst_modules(drifts, top)]
+    return "\n".join(lines)
+
+
+def cmd_localize(a) -> int:
+    print(_localize_report(a.ref, a.test, a.images, a.size, a.limit, a.threshold, a.top))
+    return 0
+
+
 def cmd_build_engine(a) -> int:
     from drsedge.runtime.trt_engine import BuildOptions, Shapes, build_engine, trtexec_command
 
@@ -378,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
     p.add_argument("--latency-runs", type=int, default=5)
     p.add_argument("--out", default="drsedge-check", help="folder for report.md and report.json")
+    p.add_argument("--localize", nargs="+", metavar="DIR",
+                   help="when the INT8 stage breaks its budget, compare it layer by layer with the FP32 ONNX on these images (not the test set)")
     p.set_defaults(fn=cmd_check)
 
     for name, help_ in (("pipeline", "run every stage of a run config into a run directory"), ("demo", "the bundled small pipeline on ../shared/data")):
@@ -406,6 +433,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=5)
     _add_train_args(p, 100, out=False)
     p.set_defaults(fn=cmd_prune)
+
+    p = sub.add_parser("localize", help="per-layer drift of one ONNX model against another (e.g. INT8 vs FP32) on real images")
+    p.add_argument("ref", help="reference ONNX (e.g. FP32)")
+    p.add_argument("test", help="ONNX to examine (e.g. INT8 Q/DQ)")
+    p.add_argument("--images", nargs="+", required=True, metavar="DIR", help="rainy images (not the held-out test set)")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--limit", type=int, default=4)
+    p.add_argument("--threshold", type=float, default=0.05, help="relative error that marks a layer")
+    p.add_argument("--top", type=int, default=10)
+    p.set_defaults(fn=cmd_localize)
 
     p = sub.add_parser("build-engine", help="TensorRT engine (FP32/FP16/INT8) from an ONNX file, with a JSON sidecar")
     p.add_argument("onnx", help="FP32 ONNX (fp32/fp16 engines) or the Q/DQ INT8 ONNX (int8 engines)")

@@ -1,0 +1,112 @@
+"""Where does an ONNX stage drift? Per-layer comparison of two ONNX models in ONNX Runtime.
+
+Both models (e.g. the FP32 export and its INT8 Q/DQ copy) keep the tensor names of
+the original graph: NNCF and ONNX Runtime's quantizer insert Q/DQ nodes but leave the
+outputs of Conv/MatMul/... named as before. Every such tensor present in both graphs
+is exposed as an extra output, both models run on the same real images, and each
+layer gets ``rel_err = ||a - b|| / ||a||`` (a: reference). Layers are reported in graph
+order; the first ones above the threshold are where the drift starts. Node names from
+drsedge's exporters carry the PyTorch module path (``/encoder_level2/encoder_level2.0/
+attn/qkv/Conv`` -> ``encoder_level2.0.attn.qkv``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from drsedge.errors import DrsedgeError
+
+COMPARED_OPS = ("Conv", "MatMul", "Add", "Mul", "Softmax", "TopKSparseSoftmax", "Div", "Relu", "DepthToSpace", "SpaceToDepth")
+
+
+@dataclass
+class LayerDrift:
+    """One compared tensor: ONNX node and output names, PyTorch module path, mean relative error over images."""
+
+    node: str
+    tensor: str
+    module: str
+    op_type: str
+    rel_err: float
+
+
+def module_path(node_name: str) -> str:
+    """``/encoder_level2/encoder_level2.0/attn/qkv/Conv`` -> ``encoder_level2.0.attn.qkv``; ``/Add`` -> ``""`` (the
+    model itself); names without a path are returned unchanged (best effort)."""
+    if not node_name.startswith("/"):
+        return node_name
+    parts = [p for p in node_name.strip("/").split("/") if p]
+    if len(parts) <= 1:
+        return ""
+    mods = parts[:-1]
+    # TorchScript names repeat the parent path in each level ("encoder_level2/encoder_level2.0"); keep the deepest.
+    out: list[str] = []
+    for m in mods:
+        if out and m.startswith(out[-1] + "."):
+            out[-1] = m
+        else:
+            out.append(m)
+    return ".".join(out)
+
+
+def _with_outputs(model: onnx.ModelProto, names: list[str]) -> bytes:
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    existing = {o.name for o in m.graph.output}
+    for n in names:
+        if n not in existing:
+            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(n))
+    return m.SerializeToString()
+
+
+def localize(ref_path: str | os.PathLike, test_path: str | os.PathLike, inputs: list[np.ndarray], threshold: float = 0.05) -> list[LayerDrift]:
+    """Per-layer relative error of ``test`` vs ``ref`` on ``inputs`` (``[1, 3, H, W]`` float32 arrays), graph order.
+
+    Raises:
+        DrsedgeError: unparsable models, no shared layer names, or no input.
+    """
+    import onnxruntime as ort
+
+    if not inputs:
+        raise DrsedgeError("localize needs at least one image")
+    try:
+        ref, test = onnx.load(str(ref_path)), onnx.load(str(test_path))
+    except Exception as e:
+        raise DrsedgeError(f"cannot parse {ref_path} or {test_path} ({str(e).splitlines()[0][:120]})") from None
+    test_tensors = {o for n in test.graph.node for o in n.output}
+    nodes = [(n, o) for n in ref.graph.node if n.op_type in COMPARED_OPS for o in n.output[:1] if o in test_tensors]
+    if not nodes:
+        raise DrsedgeError(f"{test_path}: shares no layer output names with {ref_path}; were both made from the same export?")
+    names = [o for _, o in nodes]
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every named tensor
+    sessions = [ort.InferenceSession(_with_outputs(m, names), so, providers=["CPUExecutionProvider"]) for m in (ref, test)]
+    in_name = ref.graph.input[0].name
+    errs = np.zeros(len(names))
+    for x in inputs:
+        outs = [dict(zip([o.name for o in s.get_outputs()], s.run(None, {in_name: x}))) for s in sessions]
+        for i, n in enumerate(names):
+            a, b = outs[0][n].astype(np.float64), outs[1][n].astype(np.float64)
+            errs[i] += np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12)
+    errs /= len(inputs)
+    return [LayerDrift(node.name, out, module_path(node.name), node.op_type, float(e)) for (node, out), e in zip(nodes, errs)]
+
+
+def first_offenders(drifts: list[LayerDrift], threshold: float = 0.05, top: int = 10) -> list[LayerDrift]:
+    """The first ``top`` layers (graph order) whose relative error crosses ``threshold``."""
+    return [d for d in drifts if d.rel_err > threshold][:top]
+
+
+def worst_modules(drifts: list[LayerDrift], top: int = 10) -> list[tuple[str, float]]:
+    """PyTorch modules ranked by the largest increase of relative error over the previous compared layer (graph order)."""
+    jumps: dict[str, float] = {}
+    prev = 0.0
+    for d in drifts:
+        jumps[d.module] = max(jumps.get(d.module, 0.0), d.rel_err - prev)
+        prev = d.rel_err
+    return sorted(jumps.items(), key=lambda kv: -kv[1])[:top]

@@ -1,0 +1,48 @@
+"""Per-layer drift localisation between ONNX models, mapped back to PyTorch module names."""
+
+import torch
+
+from drsedge.calibration import calibration_set
+from drsedge.cli import main
+from drsedge.compress import quantize_onnx
+from drsedge.export import export_onnx
+from drsedge.metrics.localize import first_offenders, localize, module_path, worst_modules
+from drsedge.models import student_config
+
+
+def test_module_path():
+    assert module_path("/encoder_level2/encoder_level2.0/attn/qkv/Conv") == "encoder_level2.0.attn.qkv"
+    assert module_path("/output/Conv") == "output"
+    assert module_path("Conv_3") == "Conv_3"
+    assert module_path("/Add") == ""  # the model's own global residual
+
+
+def test_localize_int8_against_fp32(tmp_path, data_dir, capsys):
+    torch.manual_seed(0)
+    model = student_config(dim=8, num_blocks=[1, 1, 1, 1]).build()
+    fp32 = export_onnx(model, tmp_path / "fp32.onnx")
+    calib = calibration_set([data_dir / "rain200H" / "train" / "input"], size=64, limit=2)
+    int8 = quantize_onnx(fp32, tmp_path / "int8.onnx", calib)
+    same = localize(fp32, fp32, calib.inputs)
+    assert same and max(d.rel_err for d in same) == 0.0
+    drifts = localize(fp32, int8, calib.inputs)
+    assert len(drifts) == len(same) and max(d.rel_err for d in drifts) > 0
+    modules = {name for name, _ in model.named_modules()}
+    assert all(d.module in modules for d in drifts if d.node.startswith("/"))
+    assert first_offenders(drifts, threshold=0.0, top=3) == [d for d in drifts if d.rel_err > 0][:3]
+    assert worst_modules(drifts, 2)[0][1] >= worst_modules(drifts, 2)[1][1]
+    assert main(["localize", str(fp32), str(int8), "--images", str(data_dir / "real"), "--limit", "1", "--size", "64"]) == 0
+    assert "Drift localisation" in capsys.readouterr().out
+
+
+def test_check_localize_when_int8_budget_breaks(tmp_path, data_dir, capsys):
+    torch.manual_seed(0)
+    model = student_config(dim=8, num_blocks=[1, 1, 1, 1]).build()
+    fp32 = export_onnx(model, tmp_path / "fp32.onnx")
+    int8 = quantize_onnx(fp32, tmp_path / "int8.onnx", calibration_set([data_dir / "real"], size=64, limit=2))
+    code = main(["check", "--test", str(data_dir / "rain200H" / "test"), "--onnx", str(fp32), "--int8", str(int8), "--limit", "1",
+                 "--latency-size", "64", "64", "--latency-runs", "1", "--budget", "onnx_int8=-100", "--out", str(tmp_path / "r"),
+                 "--localize", str(data_dir / "real")])
+    out = capsys.readouterr().out
+    # A budget of -100 dB demands a 100 dB gain, so the INT8 stage always breaks it and gets localised.
+    assert code == 3 and "BROKEN" in out and "Drift localisation" in out and "| encoder_level1" in out
