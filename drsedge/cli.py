@@ -148,7 +148,7 @@ def cmd_quantize(a) -> int:
 
     calib = calibration_set(a.calib, size=a.size, limit=a.limit)
     t0 = time.time()
-    path = quantize_onnx(a.onnx, a.output, calib, a.backend, a.quantize_depthwise)
+    path = quantize_onnx(a.onnx, a.output, calib, a.backend, a.quantize_depthwise, a.keep_float)
     print(f"int8: {path} ({a.backend}, {len(calib.files)} calibration images, {time.time() - t0:.0f} s, {count_qdq(path)})")
     return 0
 
@@ -293,7 +293,11 @@ def _localize_report(ref: str, test: str, image_dirs: list[str], size: int, limi
     lines += [f"First layers with relative error > {threshold} (graph order):", "", "| layer | module | op | rel. error |", "|---|---|---|---|"]
     lines += [f"| {d.node} | {d.module} | {d.op_type} | {d.rel_err:.4f} |" for d in first] or ["| – | – | – | – |"]
     lines += ["", "Modules adding the most error:", "", "| module | added rel. error |", "|---|---|"]
-    lines += [f"| {m} | {e:.4f} |" for m, e in worst_modules(drifts, top)]
+    worst = worst_modules(drifts, top)
+    lines += [f"| {m} | {e:.4f} |" for m, e in worst]
+    if worst:
+        lines += ["", f"To keep the worst modules in float: drsedge quantize {ref} --calib ... -o ... --keep-float "
+                  + " ".join(m for m, _ in worst[:3] if m)]
     return "\n".join(lines)
 
 
@@ -387,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128, help="calibration crop size (multiple of 8)")
     p.add_argument("--limit", type=int, default=32, help="number of calibration images")
     p.add_argument("--quantize-depthwise", action="store_true", help="also quantize depthwise convs (slower in ORT CPU here)")
+    p.add_argument("--keep-float", nargs="+", metavar="MODULE", help="PyTorch modules to keep in float, e.g. latent.1.attn (see `drsedge localize`)")
     p.set_defaults(fn=cmd_quantize)
 
     p = sub.add_parser("check", help="drift report: PSNR/SSIM per stage on a paired test folder, latency, budgets")

@@ -242,7 +242,7 @@ class Pipeline:
             dirs = self._data(self.cfg["data"]["calibration"])
             self._guard_held_out("calibration", dirs)
             calib = calibration_set(dirs, size=qc["size"], limit=qc["limit"])
-            quantize_onnx(self.path("export", "onnx"), out, calib, qc["backend"], qc.get("quantize_depthwise", False))
+            quantize_onnx(self.path("export", "onnx"), out, calib, qc["backend"], qc.get("quantize_depthwise", False), qc.get("keep_float"))
             return {"onnx": out}, {"calibration_images": len(calib.files), "calibration_sha256": calib.digest, **count_qdq(out)}
 
         return self._stage("quantize", qc, ["export"], run)

@@ -63,10 +63,32 @@ def _depthwise_convs(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
 
 
+def nodes_of_modules(model: onnx.ModelProto, modules: list[str]) -> list[str]:
+    """ONNX node names that belong to the given PyTorch module paths (e.g. ``latent.1.attn``), via
+    :func:`drsedge.metrics.localize.module_path`.
+
+    Raises:
+        DrsedgeError: a module matches no node.
+    """
+    from drsedge.metrics.localize import module_path
+
+    out = []
+    for mod in modules:
+        hits = [n.name for n in model.graph.node if n.name and (module_path(n.name) + ".").startswith(mod.rstrip(".") + ".")]
+        if not hits:
+            raise DrsedgeError(f"--keep-float {mod}: no ONNX node belongs to this module (names look like encoder_level2.0.attn.qkv)")
+        out += hits
+    return out
+
+
 def quantize_onnx(
-    src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationSet, backend: str = "nncf", quantize_depthwise: bool = False
+    src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationSet, backend: str = "nncf", quantize_depthwise: bool = False,
+    keep_float: list[str] | None = None,
 ) -> Path:
     """Write an INT8 Q/DQ copy of ``src`` to ``dst`` (atomic).
+
+    ``keep_float``: PyTorch module paths whose nodes stay in float (e.g. the modules
+    ``drsedge localize`` names); NNCF ignored scope / ORT ``nodes_to_exclude``.
 
     Raises:
         DrsedgeError: unknown backend, unparsable ``src``, or empty calibration set.
@@ -78,6 +100,7 @@ def quantize_onnx(
     model = load_onnx(src)
     input_name = model.graph.input[0].name
     skip_nodes = _attention_matmuls(model) + ([] if quantize_depthwise else _depthwise_convs(model))
+    skip_nodes += nodes_of_modules(model, keep_float or [])
     skip_types = [t for t in FLOAT_OP_TYPES if any(n.op_type == t for n in model.graph.node)]
     if backend == "nncf":
         import logging

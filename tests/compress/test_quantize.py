@@ -53,3 +53,20 @@ def test_calibration_refuses_test_set_and_bad_onnx(data_dir, tmp_path):
     with pytest.raises(DrsedgeError, match="bad.onnx"):
         quantize_onnx(bad, tmp_path / "out.onnx", calib)
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_keep_float_modules(fp32_onnx, data_dir):
+    import onnx
+
+    calib = calibration_set([data_dir / "real"], size=64, limit=2)
+    q = quantize_onnx(fp32_onnx, fp32_onnx.with_name("int8_keep.onnx"), calib, "nncf", keep_float=["latent.0.attn"])
+    m = onnx.load(q)
+    by_name = {n.name: n for n in m.graph.node}
+    qkv = by_name["/latent/latent.0/attn/qkv/Conv"]
+    producers = {o: n for n in m.graph.node for o in n.output}
+    # The kept module's conv reads a float weight (no DequantizeLinear in front of it).
+    assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in qkv.input)
+    other = by_name["/encoder_level1/encoder_level1.0/attn/qkv/Conv"]
+    assert any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in other.input)
+    with pytest.raises(DrsedgeError, match="no ONNX node"):
+        quantize_onnx(fp32_onnx, fp32_onnx.with_name("x.onnx"), calib, "nncf", keep_float=["not.a.module"])
