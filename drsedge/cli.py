@@ -170,6 +170,7 @@ def cmd_check(a) -> int:
             print(_localize_report(a.onnx, a.int8, a.localize, 128, 4, 0.05, 10))
         if failing - {"onnx_int8"}:
             print("drsedge: --localize compares ONNX stages only (the INT8 stage against the FP32 ONNX)", file=sys.stderr)
+    if not rep.ok:
         print("drsedge: budget broken: " + "; ".join(rep.failures()), file=sys.stderr)
         return EXIT_BUDGET
     return 0
