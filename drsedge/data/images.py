@@ -1,4 +1,4 @@
-"""Image decode/encode with Pillow: any PNG/JPEG flavour in, ``[3, H, W]`` float32 RGB in [0, 1] out."""
+"""Image decode/encode with Pillow: any PNG/JPEG flavour in, ``[H, W, 3]`` float32 RGB in [0, 1] out."""
 
 from __future__ import annotations
 
