@@ -130,7 +130,7 @@ def cmd_export(a) -> int:
     from drsedge.models.checkpoint import load_any
 
     model, _ = load_any(a.model)
-    path = export_onnx(model, a.output, opset=a.opset, exporter=a.exporter, attention=a.attention)
+    path = export_onnx(model, a.output, opset=a.opset, exporter=a.exporter, attention=a.attention, fp16_safe=a.fp16_safe)
     parity = check_parity(model, path)
     if a.attention == "fused" and a.check_pyop:
         parity_pyop = check_parity(model, path, fused_kernel="pyop")
@@ -139,6 +139,31 @@ def cmd_export(a) -> int:
     if parity.worst > 1e-4:
         path.unlink()
         raise DrsedgeError(f"{a.output}: ONNX Runtime differs from PyTorch by {parity.worst:.2e} (> 1e-4); file removed")
+    return 0
+
+
+def cmd_fp16_check(a) -> int:
+    from drsedge.calibration.calib import calibration_set
+    from drsedge.metrics.fp16_range import FP16_MAX, fp16_overflows, fp16_ranges
+
+    try:
+        ph, pw = (int(v) for v in a.project.lower().split("x"))
+    except ValueError:
+        raise DrsedgeError(f"--project {a.project!r}: expected HxW, e.g. 720x1280") from None
+    images = calibration_set(a.images, size=None, limit=a.limit)
+    ranges = fp16_ranges(a.onnx, images.inputs, (ph, pw))
+    bad = fp16_overflows(ranges)
+    top = sorted(ranges, key=lambda r: -r.projected)[:10]
+    hw = {f"{x.shape[2]}x{x.shape[3]}" for x in images.inputs}
+    print(f"## FP16 range: {a.onnx} ({len(images.files)} images at {', '.join(sorted(hw))}; {len(ranges)} nodes; projected to {ph}x{pw})")
+    print("\n| node | module | op | peak | projected | x FP16 max |\n|---|---|---|---|---|---|")
+    for r in top:
+        print(f"| {r.node} | {r.module} | {r.op_type} | {r.peak:.4g} | {r.projected:.4g} | {r.projected / FP16_MAX:.2f} |")
+    if bad:
+        print(f"drsedge: {len(bad)} node(s) exceed the FP16 range (65504): keep them in FP32 (build-engine default) "
+              f"or re-export with `drsedge export --fp16-safe`", file=sys.stderr)
+        return EXIT_BUDGET
+    print("no node exceeds the FP16 range")
     return 0
 
 
@@ -382,7 +407,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-pyop", action="store_true", help="with --attention fused: also check the onnxruntime-extensions kernel (slow)")
     p.add_argument("--attention", choices=("native", "fused"), default="native",
                    help="fused: top-k attention as one drsedge::TopKSparseSoftmax node (TensorRT plugin; ONNX function fallback)")
+    p.add_argument("--fp16-safe", action="store_true",
+                   help="LayerNorm and q/k normalisation in a bounded form (same FP32 output) so FP16 engines need no FP32 layers")
     p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("fp16-check", help="which layers of an FP32 ONNX would overflow in an FP16 engine, on real images")
+    p.add_argument("onnx")
+    p.add_argument("--images", nargs="+", required=True, metavar="DIR", help="rainy images at deployment size (not the test set)")
+    p.add_argument("--limit", type=int, default=4)
+    p.add_argument("--project", default="720x1280", metavar="HxW", help="frame size to project sums over the pixels to")
+    p.set_defaults(fn=cmd_fp16_check)
 
     p = sub.add_parser("quantize", help="INT8 Q/DQ ONNX by post-training quantization on real rainy images")
     p.add_argument("onnx")

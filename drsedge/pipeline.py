@@ -226,7 +226,8 @@ class Pipeline:
 
         def run():
             model, _ = load_model(self.deploy_model())
-            export_onnx(model, out, opset=ec["opset"], exporter=ec["exporter"], attention=ec.get("attention", "native"))
+            export_onnx(model, out, opset=ec["opset"], exporter=ec["exporter"], attention=ec.get("attention", "native"),
+                        fp16_safe=ec.get("fp16_safe", False))
             parity = check_parity(model, out, sizes=((64, 64), (96, 128)))
             if parity.worst > 1e-4:
                 raise DrsedgeError(f"{out}: ONNX Runtime differs from PyTorch by {parity.worst:.2e} (> 1e-4)")

@@ -29,14 +29,16 @@ class CalibrationSet:
     digest: str
 
 
-def calibration_set(folders: list[str | os.PathLike], size: int = 128, limit: int = 32) -> CalibrationSet:
+def calibration_set(folders: list[str | os.PathLike], size: int | None = 128, limit: int = 32) -> CalibrationSet:
     """Center crops of up to ``limit`` rainy images from ``folders`` (each folder: images, or an ``input/`` subfolder).
+
+    ``size``: square crop side (a multiple of 8); ``None`` keeps each whole frame, cropped to multiples of 8.
 
     Raises:
         DrsedgeError: no folder given, empty folder, corrupt image, ``size`` not a multiple of 8,
             or a folder named like the held-out test set (rain100L).
     """
-    if size % 8:
+    if size is not None and size % 8:
         raise DrsedgeError(f"calibration size {size} must be a multiple of 8")
     if not folders:
         raise DrsedgeError("no calibration folder given: pass a folder of real rainy images (not the test set)")
@@ -49,9 +51,11 @@ def calibration_set(folders: list[str | os.PathLike], size: int = 128, limit: in
     inputs, h = [], hashlib.sha256()
     for path in files:
         img = read_image(path)
-        s = min(size, img.shape[0] // 8 * 8, img.shape[1] // 8 * 8)
-        i, j = (img.shape[0] - s) // 2, (img.shape[1] - s) // 2
-        x = np.ascontiguousarray(img[i : i + s, j : j + s].transpose(2, 0, 1)[None])
+        sh, sw = img.shape[0] // 8 * 8, img.shape[1] // 8 * 8
+        if size is not None:
+            sh = sw = min(size, sh, sw)
+        i, j = (img.shape[0] - sh) // 2, (img.shape[1] - sw) // 2
+        x = np.ascontiguousarray(img[i : i + sh, j : j + sw].transpose(2, 0, 1)[None])
         h.update(x.tobytes())
         inputs.append(x)
     return CalibrationSet(inputs, files, h.hexdigest())

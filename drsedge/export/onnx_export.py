@@ -19,9 +19,10 @@ import torch
 
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
-from drsedge.models.drsformer import set_attention_impl, set_topk_mode
+from drsedge.models.drsformer import set_attention_impl, set_fp16_safe, set_topk_mode
 
 INPUT_NAME, OUTPUT_NAME = "image", "derained"
+META_ATTENTION, META_FP16_SAFE = "drsedge.attention", "drsedge.fp16_safe"  # ONNX metadata_props keys
 EXPORTERS = ("torchscript", "dynamo")
 
 
@@ -43,6 +44,7 @@ def export_onnx(
     exporter: str = "torchscript",
     sample_hw: tuple[int, int] = (64, 64),
     attention: str = "native",
+    fp16_safe: bool = False,
 ) -> Path:
     """Export ``model`` to ONNX at ``path`` (atomic), batch/H/W dynamic.
 
@@ -52,6 +54,9 @@ def export_onnx(
             ``"dynamo"`` (``torch.export`` based; ~30 s for a small model on 2 cores).
         attention: ``"native"`` (plain ONNX ops) or ``"fused"`` (custom op
             ``drsedge::TopKSparseSoftmax``, see :mod:`drsedge.export.fused_op`).
+        fp16_safe: export LayerNorm and the q/k normalisation in the bounded form of
+            :mod:`drsedge.models.fp16_safe` (same FP32 results; no ReduceL2), so FP16 engines
+            need no FP32 layers. Recorded as metadata ``drsedge.fp16_safe = "1"``.
 
     Raises:
         DrsedgeError: opset < 17 or an unknown exporter.
@@ -63,6 +68,7 @@ def export_onnx(
     model = model.eval()
     set_topk_mode(model, "threshold")
     set_attention_impl(model, attention)
+    set_fp16_safe(model, fp16_safe)
     x = torch.rand(1, 3, *sample_hw)
     if attention not in ("native", "fused"):
         raise DrsedgeError(f"unknown attention export {attention!r}; use 'native' or 'fused'")
@@ -92,18 +98,21 @@ def export_onnx(
                     dynamo=False, dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}},
                     custom_opsets={fused_op.OP_DOMAIN: 1} if fused else None,
                 )
-        if fused:
-            import onnx
+        import onnx
 
-            m = onnx.load(tmp)
+        m = onnx.load(tmp)
+        if fused:
             fused_op.attach_function(m, next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")))
-            onnx.save(m, tmp)
+        onnx.helper.set_model_props(m, {**{p.key: p.value for p in m.metadata_props}, **{
+            META_ATTENTION: attention, META_FP16_SAFE: "1" if fp16_safe else "0"}})
+        onnx.save(m, tmp)
 
     try:
         return atomic_write(path, write)
     finally:
         set_topk_mode(model, "auto")
         set_attention_impl(model, "native")
+        set_fp16_safe(model, False)
 
 
 def check_parity(

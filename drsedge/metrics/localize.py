@@ -53,7 +53,8 @@ def module_path(node_name: str) -> str:
     return ".".join(out)
 
 
-def _with_outputs(model: onnx.ModelProto, names: list[str]) -> bytes:
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> bytes:
+    """Serialized copy of ``model`` with the tensors ``names`` added as graph outputs (untyped)."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     existing = {o.name for o in m.graph.output}
@@ -85,7 +86,7 @@ def localize(ref_path: str | os.PathLike, test_path: str | os.PathLike, inputs: 
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every named tensor
-    sessions = [ort.InferenceSession(_with_outputs(m, names), so, providers=["CPUExecutionProvider"]) for m in (ref, test)]
+    sessions = [ort.InferenceSession(with_outputs(m, names), so, providers=["CPUExecutionProvider"]) for m in (ref, test)]
     in_name = ref.graph.input[0].name
     errs = np.zeros(len(names))
     for x in inputs:

@@ -3,7 +3,7 @@
 from .attention import assa_probs, topk_sizes, topk_sparse_probs
 from .checkpoint import config_from_state_dict, load_any, load_checkpoint, load_model, read_config, save_model
 from .config import ModelConfig, student_config, teacher_config
-from .drsformer import DRSformer, set_attention_impl, set_topk_mode
+from .drsformer import DRSformer, set_attention_impl, set_fp16_safe, set_topk_mode
 from .info import model_info
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "read_config",
     "save_model",
     "set_attention_impl",
+    "set_fp16_safe",
     "set_topk_mode",
     "student_config",
     "teacher_config",

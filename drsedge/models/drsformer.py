@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .attention import assa_probs, topk_sizes, topk_sparse_probs
+from . import fp16_safe
 from .mefc import subnet
 
 ATTENTION_KINDS = ("topk", "assa", "dense")
@@ -35,8 +36,11 @@ class WithBias_LayerNorm(nn.Module):  # noqa: N801 - upstream name
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.bias = nn.Parameter(torch.zeros(dim))
+        self.fp16_safe = False  # see drsedge.models.fp16_safe / set_fp16_safe
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fp16_safe:
+            return fp16_safe.layer_norm_with_bias(x, self.weight, self.bias)
         mu = x.mean(1, keepdim=True)
         xc = x - mu
         var = xc.square().mean(1, keepdim=True)
@@ -49,8 +53,11 @@ class BiasFree_LayerNorm(nn.Module):  # noqa: N801 - upstream name
     def __init__(self, dim: int):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
+        self.fp16_safe = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fp16_safe:
+            return fp16_safe.layer_norm_bias_free(x, self.weight)
         var = x.var(1, keepdim=True, unbiased=False)
         return x / torch.sqrt(var + 1e-5) * self.weight[:, None, None]
 
@@ -115,6 +122,7 @@ class Attention(nn.Module):
         self.kind = kind
         self.topk_mode = topk_mode
         self.attention_impl = "native"  # "fused" routes top-k through the custom op (drsedge.export.fused_op)
+        self.fp16_safe = False  # q/k normalisation in the bounded form of drsedge.models.fp16_safe
         self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
         self.qkv = nn.Conv2d(dim, inner * 3, 1, bias=bias)
         self.qkv_dwconv = nn.Conv2d(inner * 3, inner * 3, 3, padding=1, groups=inner * 3, bias=bias)
@@ -149,8 +157,12 @@ class Attention(nn.Module):
         q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
         c = q.shape[1]
         ch = c // self.num_heads
-        q = torch.nn.functional.normalize(q.reshape(b, self.num_heads, ch, h * w), dim=-1)
-        k = torch.nn.functional.normalize(k.reshape(b, self.num_heads, ch, h * w), dim=-1)
+        if self.fp16_safe:  # normalise over (H, W) of a 5-D view: no factor larger than an image side
+            q = fp16_safe.l2_normalize(q.reshape(b, self.num_heads, ch, h, w), (-2, -1)).reshape(b, self.num_heads, ch, h * w)
+            k = fp16_safe.l2_normalize(k.reshape(b, self.num_heads, ch, h, w), (-2, -1)).reshape(b, self.num_heads, ch, h * w)
+        else:
+            q = torch.nn.functional.normalize(q.reshape(b, self.num_heads, ch, h * w), dim=-1)
+            k = torch.nn.functional.normalize(k.reshape(b, self.num_heads, ch, h * w), dim=-1)
         v = v.reshape(b, self.num_heads, ch, h * w)
         scores = (q @ k.transpose(-2, -1)) * self.temperature
         out = self.probs(scores) @ v
@@ -310,3 +322,13 @@ def set_attention_impl(model: nn.Module, impl: str) -> None:
     for m in model.modules():
         if isinstance(m, Attention):
             m.attention_impl = impl
+
+
+def set_fp16_safe(model: nn.Module, on: bool = True) -> None:
+    """Switch every LayerNorm and TKSA q/k normalisation to the FP16-safe form (:mod:`drsedge.models.fp16_safe`).
+
+    Weights are untouched; FP32 outputs agree with the default form to rounding (<= 1e-6).
+    """
+    for m in model.modules():
+        if hasattr(m, "fp16_safe"):
+            m.fp16_safe = bool(on)

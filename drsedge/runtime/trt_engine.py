@@ -122,11 +122,16 @@ def onnx_op_types(path: str | os.PathLike) -> set[tuple[str, str]]:
 def fp16_unsafe_nodes(path: str | os.PathLike) -> list[str]:
     """ONNX node names of the FP16-unsafe layers (LayerNorm statistics, q/k L2-normalisation).
 
+    Empty for an export made with ``--fp16-safe`` (metadata ``drsedge.fp16_safe = "1"``): its
+    reductions are bounded (:mod:`drsedge.models.fp16_safe`) and need no FP32 layers.
     TensorRT's ONNX parser names each layer after its node, so these names address the layers.
+    ``drsedge fp16-check`` measures which of them actually overflow on real images.
     """
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
+    if any(p.key == "drsedge.fp16_safe" and p.value == "1" for p in model.metadata_props):
+        return []
     return [
         n.name for n in model.graph.node
         if n.name and n.op_type != "Constant" and any(p in n.name or p == n.op_type for p in FP16_UNSAFE_PATTERNS)
