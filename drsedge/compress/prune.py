@@ -21,9 +21,11 @@ Pruning k units from each half gives a valid MSFN of width h - 2k that computes
 exactly the sub-network of the kept units. Importance per unit (``group`` of all
 weights it owns, DepGraph's group-norm idea): ``l1``/``l2`` magnitude, or ``taylor``
 (|w * dL/dw| summed, L = L1 to a reference output on a calibration batch).
-Attention: the same channels are removed from every head (q, k and v together), so
-heads stay equal and the top-k sizes follow the new C (:func:`prune_attention`).
-Whole-head removal is not implemented.
+Attention, two units: the same channels removed from every head (q, k and v together), so
+heads stay equal and the top-k sizes follow the new C (:func:`prune_attention`, scope
+``attention``); or whole heads (q, k, v rows, their ``temperature`` entry and the
+``project_out`` columns of the head; :func:`prune_heads`, scope ``heads``), which keeps C and
+the top-k sizes and changes the block's head count (``attn_heads`` in the config).
 """
 
 from __future__ import annotations
@@ -102,6 +104,10 @@ def _take(conv: nn.Conv2d, out_idx=None, in_idx=None, groups=None) -> nn.Conv2d:
         groups or 1, bias=conv.bias is not None,
     )
     new.weight.data.copy_(w)
+    if conv.weight.grad is not None:  # carried along, so a following taylor pass still has its gradients
+        g = conv.weight.grad
+        g = g[out_idx] if out_idx is not None else g
+        new.weight.grad = (g[:, in_idx] if in_idx is not None else g).clone()
     if conv.bias is not None:
         new.bias.data.copy_(conv.bias.detach()[out_idx] if out_idx is not None else conv.bias.detach())
     return new
@@ -260,11 +266,61 @@ def prune_attention(model: nn.Module, config: ModelConfig, ratio: float, importa
     return pruned.eval(), cfg
 
 
-SCOPES = ("msfn", "attention")
+def head_importance(attn, kind: str = "l2") -> torch.Tensor:
+    """``[heads]`` importance of each whole head of a channel-attention block (higher = keep)."""
+    _check_kind(kind)
+    inner, heads = attn.project_out.in_channels, attn.num_heads
+    c = inner // heads
+    out = []
+    for h in range(heads):
+        cols = list(range(h * c, (h + 1) * c))
+        rows = [p * inner + col for p in range(3) for col in cols]
+        out.append(_group_score([(attn.qkv.weight, rows, 0), (attn.qkv_dwconv.weight, rows, 0), (attn.project_out.weight, cols, 1)], kind))
+    return torch.tensor(out)
+
+
+def prune_heads(model: nn.Module, config: ModelConfig, ratio: float, importance: str = "l2") -> tuple[nn.Module, ModelConfig]:
+    """Remove ``int(ratio * heads)`` whole heads of every channel-attention block (lowest importance first).
+
+    Each head keeps its C channels, so its C x C scores and top-k sizes are unchanged; a block
+    keeps at least one head (single-head blocks, e.g. level 1, are left as they are). Returns a
+    pruned deep copy and its config (per-block head counts in ``attn_heads``, widths in ``attn_inner``).
+
+    Raises:
+        DrsedgeError: ratio outside [0, 1).
+    """
+    if not 0.0 <= ratio < 1.0:
+        raise DrsedgeError(f"pruning ratio {ratio} must be in [0, 1): a ratio of 1 would leave zero heads")
+    pruned = copy.deepcopy(model)
+    src = attention_blocks(model)
+    widths, counts = dict(config.attn_inner), dict(config.attn_heads)
+    for name, attn in attention_blocks(pruned).items():
+        inner, heads = attn.project_out.in_channels, attn.num_heads
+        keep = heads - int(ratio * heads)
+        if importance == "taylor":  # deepcopy drops .grad; every block keeps it for a following taylor pass
+            for attr in ("qkv", "qkv_dwconv", "project_out"):
+                getattr(attn, attr).weight.grad = getattr(src[name], attr).weight.grad
+        if keep == heads:
+            continue
+        kept = sorted(torch.topk(head_importance(attn, importance), keep).indices.tolist())
+        c = inner // heads
+        cols = [h * c + j for h in kept for j in range(c)]
+        rows = [p * inner + col for p in range(3) for col in cols]
+        attn.qkv = _take(attn.qkv, out_idx=rows)
+        attn.qkv_dwconv = _take(attn.qkv_dwconv, out_idx=rows, groups=len(rows))
+        attn.project_out = _take(attn.project_out, in_idx=cols)
+        attn.temperature = nn.Parameter(attn.temperature.detach()[kept].clone())
+        attn.num_heads = keep
+        widths[name], counts[name] = keep * c, keep
+    cfg = ModelConfig.from_dict({**config.to_dict(), "attn_inner": widths, "attn_heads": counts}, "pruned config")
+    return pruned.eval(), cfg
+
+
+SCOPES = ("msfn", "attention", "heads")
 
 
 def prune_model(model: nn.Module, config: ModelConfig, ratio: float, importance: str = "l2", scopes=SCOPES) -> tuple[nn.Module, ModelConfig]:
-    """Prune the chosen ``scopes`` (``"msfn"``, ``"attention"``) by ``ratio`` each."""
+    """Prune the chosen ``scopes`` (``"msfn"``, ``"attention"`` channels per head, whole ``"heads"``) by ``ratio`` each."""
     unknown = set(scopes) - set(SCOPES)
     if unknown or not scopes:
         raise DrsedgeError(f"pruning scope must be some of {SCOPES}, got {sorted(scopes)}")
@@ -275,6 +331,8 @@ def prune_model(model: nn.Module, config: ModelConfig, ratio: float, importance:
             for a, g in grads[n].items():
                 getattr(f, a).weight.grad = g
         model = model_new
+    if "heads" in scopes:
+        model, config = prune_heads(model, config, ratio, importance)
     if "attention" in scopes:
         model, config = prune_attention(model, config, ratio, importance)
     return model, config

@@ -143,7 +143,9 @@ def config_from_state_dict(state: dict[str, torch.Tensor], source: str = "checkp
         dim = state["patch_embed.proj.weight"].shape[0]
         levels = ["encoder_level1", "encoder_level2", "encoder_level3", "latent"]
         blocks = [len({k.split(".")[1] for k in state if k.startswith(lv + ".")}) for lv in levels]
-        heads = [state[f"{lv}.0.attn.temperature"].shape[0] for lv in levels]
+        # a level's heads: the most any of its blocks has (head-pruned blocks have fewer; listed below)
+        heads = [max(v.shape[0] for k, v in state.items() if k.startswith(f"{lv}.") and k.endswith(".attn.temperature"))
+                 for lv in levels]
         hidden = [state[f"{lv}.0.ffn.project_in.weight"].shape[0] // 2 for lv in levels]
     except KeyError as e:
         raise DrsedgeError(f"{source}: not a DRSformer state_dict (no key {e}); pass the model config explicitly") from None
@@ -156,7 +158,8 @@ def config_from_state_dict(state: dict[str, torch.Tensor], source: str = "checkp
     # Blocks whose MSFN width differs from int(width * f) (pruned models) are listed explicitly.
     level_width = {"encoder_level1": dim, "encoder_level2": dim * 2, "encoder_level3": dim * 4, "latent": dim * 8,
                    "decoder_level3": dim * 4, "decoder_level2": dim * 2, "decoder_level1": dim * 2}
-    ffn_hidden, attn_inner = {}, {}
+    ffn_hidden, attn_inner, attn_heads = {}, {}, {}
+    level_heads = dict(zip(levels, heads)) | {"decoder_level3": heads[2], "decoder_level2": heads[1], "decoder_level1": heads[0]}
     for k, v in state.items():
         parts = k.split(".")
         if len(parts) == 5 and parts[0] in level_width and parts[2:] == ["ffn", "project_in", "weight"]:
@@ -165,12 +168,16 @@ def config_from_state_dict(state: dict[str, torch.Tensor], source: str = "checkp
         if len(parts) == 5 and parts[0] in level_width and parts[2:] == ["attn", "qkv", "weight"]:
             if v.shape[0] // 3 != level_width[parts[0]]:
                 attn_inner[f"{parts[0]}.{parts[1]}"] = v.shape[0] // 3
+        if len(parts) == 4 and parts[0] in level_width and parts[2:] == ["attn", "temperature"]:
+            if v.shape[0] != level_heads[parts[0]]:
+                attn_heads[f"{parts[0]}.{parts[1]}"] = v.shape[0]
     attention = "assa" if any(k.endswith("attn.assa_weights") for k in state) else "topk"
     return ModelConfig(
         dim=dim, num_blocks=blocks, heads=heads, ffn_expansion_factor=f,
         inp_channels=state["patch_embed.proj.weight"].shape[1], out_channels=state["output.weight"].shape[0],
         bias="output.bias" in state, LayerNorm_type="WithBias" if "encoder_level1.0.norm1.body.bias" in state else "BiasFree",
         mefc=any(k.startswith("encoder_level0.") for k in state), attention=attention, ffn_hidden=ffn_hidden, attn_inner=attn_inner,
+        attn_heads=attn_heads,
     )
 
 

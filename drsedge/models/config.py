@@ -34,6 +34,7 @@ class ModelConfig:
     attention: str = "topk"
     ffn_hidden: dict[str, int] = field(default_factory=dict)  # per-block MSFN widths of pruned models
     attn_inner: dict[str, int] = field(default_factory=dict)  # per-block q/k/v widths of pruned models
+    attn_heads: dict[str, int] = field(default_factory=dict)  # per-block head counts of head-pruned models
 
     def build(self) -> DRSformer:
         """Instantiate the model (random init)."""

@@ -233,7 +233,8 @@ class DRSformer(nn.Module):
         ``"assa"`` | ``"dense"``. topk_mode: ``"auto"`` (index in training,
         threshold in eval) | ``"index"`` | ``"threshold"``. ffn_hidden: per-block
         MSFN hidden width overrides, ``{"encoder_level2.1": 24, ...}``; attn_inner:
-        per-block q/k/v width overrides (heads x channels per head); both for pruned models.
+        per-block q/k/v width overrides (heads x channels per head); attn_heads: per-block
+        head counts (whole-head pruning); all three for pruned models.
     """
 
     def __init__(
@@ -251,6 +252,7 @@ class DRSformer(nn.Module):
         topk_mode: str = "auto",
         ffn_hidden: dict[str, int] | None = None,
         attn_inner: dict[str, int] | None = None,
+        attn_heads: dict[str, int] | None = None,
     ):
         super().__init__()
         if len(num_blocks) != 4 or len(heads) != 4:
@@ -258,11 +260,12 @@ class DRSformer(nn.Module):
         self.mefc = mefc
         ffn_hidden = ffn_hidden or {}
         attn_inner = attn_inner or {}
+        attn_heads = attn_heads or {}
 
         def level(name: str, width: int, n: int, h: int) -> nn.Sequential:
             return nn.Sequential(
                 *[
-                    TransformerBlock(width, h, ffn_expansion_factor, bias, LayerNorm_type, attention, topk_mode,
+                    TransformerBlock(width, attn_heads.get(f"{name}.{i}", h), ffn_expansion_factor, bias, LayerNorm_type, attention, topk_mode,
                                      ffn_hidden.get(f"{name}.{i}"), attn_inner.get(f"{name}.{i}"))
                     for i in range(n)
                 ]

@@ -122,3 +122,46 @@ def test_attention_ratio_leaving_one_channel_is_refused():
     model, cfg = _model()  # C = 8 per head everywhere
     with pytest.raises(DrsedgeError, match="channel"):
         prune_attention(model, cfg, 0.9)
+
+
+@pytest.mark.parametrize("importance", ["l1", "taylor"])
+def test_head_pruning_equals_masking_those_heads(tmp_path, importance):
+    from drsedge.compress.prune import attention_blocks, head_importance, prune_heads, prune_model
+    from drsedge.models import config_from_state_dict
+
+    model, cfg = _model()  # heads 1/2/4/8: C = 8 per head (16 in decoder_level1)
+    x = torch.rand(1, 3, 32, 32)
+    if importance == "taylor":
+        taylor_gradients(model, x, x)
+    pruned, pcfg = prune_heads(model, cfg, 0.5, importance)
+    masked = cfg.build().eval()
+    masked.load_state_dict(model.state_dict())
+    for name, attn in attention_blocks(masked).items():
+        h = attn.num_heads
+        c = attn.project_out.in_channels // h
+        new = attention_blocks(pruned)[name]
+        assert new.num_heads == h - h // 2 and new.temperature.shape == (new.num_heads, 1, 1)
+        assert new.project_out.in_channels == c * new.num_heads and pcfg.attn_heads.get(name, h) == new.num_heads
+        kept = set(torch.topk(head_importance(attention_blocks(model)[name], importance), new.num_heads).indices.tolist())
+        for dropped in set(range(h)) - kept:  # a head's whole contribution goes through its project_out columns
+            attn.project_out.weight.data[:, dropped * c : (dropped + 1) * c] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), masked(x), atol=1e-6, rtol=1e-5)
+    assert pcfg.attn_heads == {k: v for k, v in pcfg.attn_heads.items() if not k.startswith("encoder_level1")}
+    inferred = config_from_state_dict(pruned.state_dict()).build().eval()  # config inferred back from the keys alone
+    inferred.load_state_dict(pruned.state_dict(), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(inferred(x), pruned(x), atol=0, rtol=0)
+    path = save_model(tmp_path / "h.safetensors", pruned, pcfg)
+    loaded, lcfg = load_model(path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), pruned(x), atol=0, rtol=0)
+    assert lcfg == pcfg and model_info(pruned, 64, 64).macs < model_info(model, 64, 64).macs
+    assert check_parity(loaded, export_onnx(loaded, tmp_path / "h.onnx")).worst <= 1e-4
+    # heads + channels per head in one pass (taylor gradients follow the sliced weights)
+    both, bcfg = prune_model(model, cfg, 0.5, importance, ("heads", "attention"))
+    for name, a in attention_blocks(both).items():
+        c = attention_blocks(model)[name].project_out.in_channels // attention_blocks(model)[name].num_heads
+        assert a.project_out.in_channels == (c - c // 2) * a.num_heads and a.num_heads == attention_blocks(pruned)[name].num_heads
+    with torch.no_grad():
+        assert both(x).shape == x.shape
