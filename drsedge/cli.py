@@ -323,13 +323,15 @@ def cmd_prune(a) -> int:
     return 0
 
 
-def _localize_report(ref: str, test: str, image_dirs: list[str], size: int, limit: int, threshold: float, top: int) -> str:
+def _localize_report(ref: str, test: str | None, image_dirs: list[str], size: int, limit: int, threshold: float, top: int,
+                     trt: str | None = None, plugin: str | None = None) -> str:
     from drsedge.calibration.calib import calibration_set
     from drsedge.metrics.localize import first_offenders, localize, worst_modules
 
     images = calibration_set(image_dirs, size=size, limit=limit)
-    drifts = localize(ref, test, images.inputs, threshold)
-    lines = [f"## Drift localisation: {test} vs {ref} ({len(images.files)} images, {size}x{size} crops, {len(drifts)} layers compared)", ""]
+    drifts = localize(ref, test, images.inputs, threshold, trt, plugin)
+    what = f"TensorRT {trt} engine of {test or ref}" if trt else test
+    lines = [f"## Drift localisation: {what} vs {ref} ({len(images.files)} images, {size}x{size} crops, {len(drifts)} layers compared)", ""]
     first = first_offenders(drifts, threshold, top)
     lines += [f"First layers with relative error > {threshold} (graph order):", "", "| layer | module | op | rel. error |", "|---|---|---|---|"]
     lines += [f"| {d.node} | {d.module} | {d.op_type} | {d.rel_err:.4f} |" for d in first] or ["| – | – | – | – |"]
@@ -343,8 +345,24 @@ def _localize_report(ref: str, test: str, image_dirs: list[str], size: int, limi
 
 
 def cmd_localize(a) -> int:
-    print(_localize_report(a.ref, a.test, a.images, a.size, a.limit, a.threshold, a.top))
+    if a.test is None and a.trt is None:
+        raise DrsedgeError("localize: give TEST.onnx (ONNX Runtime) or --trt fp32|fp16|int8 (TensorRT engine, GPU)")
+    print(_localize_report(a.ref, a.test, a.images, a.size, a.limit, a.threshold, a.top, a.trt, a.plugin))
     return 0
+
+
+def cmd_compare(a) -> int:
+    from drsedge.calibration.calib import calibration_set
+    from drsedge.runtime.polygraphy_compare import compare_outputs
+
+    if a.test is None and a.trt is None:
+        raise DrsedgeError("compare: give TEST.onnx (ONNX Runtime) or --trt fp32|fp16|int8 (TensorRT engine, GPU)")
+    images = calibration_set(a.images, size=a.size, limit=a.limit)
+    r = compare_outputs(a.ref, images.inputs, a.test, a.trt, a.plugin, a.atol, a.rtol)
+    what = f"TensorRT {a.trt} ({a.test or a.ref})" if a.trt else a.test
+    print(f"{what} vs ONNX Runtime {a.ref} on {len(images.files)} real images: max |err| {r.max_abs:.3g}, mean {r.mean_abs:.3g} "
+          f"(Polygraphy simple compare, atol {a.atol:g}, rtol {a.rtol:g}): {'PASS' if r.passed else 'FAIL'}")
+    return 0 if r.passed else EXIT_BUDGET
 
 
 def cmd_build_engine(a) -> int:
@@ -367,6 +385,16 @@ def cmd_build_engine(a) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------------
+def _add_compare_args(p):
+    p.add_argument("ref", help="reference ONNX, run in ONNX Runtime (e.g. FP32)")
+    p.add_argument("test", nargs="?", help="ONNX to examine in ONNX Runtime (e.g. INT8 Q/DQ); with --trt: the ONNX to build from")
+    p.add_argument("--trt", choices=("fp32", "fp16", "int8"), help="examine a TensorRT engine of this precision (GPU)")
+    p.add_argument("--plugin", help="TopKSparseSoftmax plugin library (fused exports with --trt)")
+    p.add_argument("--images", nargs="+", required=True, metavar="DIR", help="rainy images (not the held-out test set)")
+    p.add_argument("--size", type=int, default=128, help="center crop side (multiple of 8)")
+    p.add_argument("--limit", type=int, default=4)
+
+
 def _add_train_args(p, steps: int, out: bool = True):
     p.add_argument("--train", nargs="+", metavar="DIR", help="paired folders (input/+target/, rain/+norain/, rain-N/norain-N)")
     if out:
@@ -498,14 +526,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_prune)
 
     p = sub.add_parser("localize", help="per-layer drift of one ONNX model against another (e.g. INT8 vs FP32) on real images")
-    p.add_argument("ref", help="reference ONNX (e.g. FP32)")
-    p.add_argument("test", help="ONNX to examine (e.g. INT8 Q/DQ)")
-    p.add_argument("--images", nargs="+", required=True, metavar="DIR", help="rainy images (not the held-out test set)")
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--limit", type=int, default=4)
+    _add_compare_args(p)
     p.add_argument("--threshold", type=float, default=0.05, help="relative error that marks a layer")
     p.add_argument("--top", type=int, default=10)
     p.set_defaults(fn=cmd_localize)
+
+    p = sub.add_parser("compare", help="Polygraphy: does ONNX Runtime / a TensorRT engine agree with the reference ONNX on real images?")
+    _add_compare_args(p)
+    p.add_argument("--atol", type=float, default=1e-3)
+    p.add_argument("--rtol", type=float, default=1e-3)
+    p.set_defaults(fn=cmd_compare)
 
     p = sub.add_parser("build-engine", help="TensorRT engine (FP32/FP16/INT8) from an ONNX file, with a JSON sidecar")
     p.add_argument("onnx", help="FP32 ONNX (fp32/fp16 engines) or the Q/DQ INT8 ONNX (int8 engines)")

@@ -1,4 +1,4 @@
-"""Where does an ONNX stage drift? Per-layer comparison of two ONNX models in ONNX Runtime.
+"""Where does a stage drift? Per-layer comparison of two ONNX models (ONNX Runtime) or ONNX vs TensorRT (Polygraphy).
 
 Both models (e.g. the FP32 export and its INT8 Q/DQ copy) keep the tensor names of
 the original graph: NNCF and ONNX Runtime's quantizer insert Q/DQ nodes but leave the
@@ -64,18 +64,25 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> bytes:
     return m.SerializeToString()
 
 
-def localize(ref_path: str | os.PathLike, test_path: str | os.PathLike, inputs: list[np.ndarray], threshold: float = 0.05) -> list[LayerDrift]:
-    """Per-layer relative error of ``test`` vs ``ref`` on ``inputs`` (``[1, 3, H, W]`` float32 arrays), graph order.
+def localize(
+    ref_path: str | os.PathLike, test_path: str | os.PathLike | None, inputs: list[np.ndarray], threshold: float = 0.05,
+    trt_precision: str | None = None, plugin: str | None = None,
+) -> list[LayerDrift]:
+    """Per-layer relative error of the test side vs ``ref`` on ``inputs`` (``[1, 3, H, W]`` float32 arrays), graph order.
+
+    Both sides run through Polygraphy (:func:`drsedge.runtime.polygraphy_compare.run_pair`) with the
+    compared tensors marked as outputs: ``test_path`` in ONNX Runtime, or with ``trt_precision`` a
+    TensorRT engine built from ``test_path or ref_path`` (GPU).
 
     Raises:
         DrsedgeError: unparsable models, no shared layer names, or no input.
     """
-    import onnxruntime as ort
+    from drsedge.runtime.polygraphy_compare import run_pair
 
     if not inputs:
         raise DrsedgeError("localize needs at least one image")
     try:
-        ref, test = onnx.load(str(ref_path)), onnx.load(str(test_path))
+        ref, test = onnx.load(str(ref_path)), onnx.load(str(test_path or ref_path))
     except Exception as e:
         raise DrsedgeError(f"cannot parse {ref_path} or {test_path} ({str(e).splitlines()[0][:120]})") from None
     test_tensors = {o for n in test.graph.node for o in n.output}
@@ -83,16 +90,11 @@ def localize(ref_path: str | os.PathLike, test_path: str | os.PathLike, inputs: 
     if not nodes:
         raise DrsedgeError(f"{test_path}: shares no layer output names with {ref_path}; were both made from the same export?")
     names = [o for _, o in nodes]
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every named tensor
-    sessions = [ort.InferenceSession(with_outputs(m, names), so, providers=["CPUExecutionProvider"]) for m in (ref, test)]
-    in_name = ref.graph.input[0].name
+    ref_out, test_out = run_pair(ref_path, inputs, test_path, trt_precision, plugin, outputs=names)
     errs = np.zeros(len(names))
-    for x in inputs:
-        outs = [dict(zip([o.name for o in s.get_outputs()], s.run(None, {in_name: x}))) for s in sessions]
+    for a_img, b_img in zip(ref_out, test_out):
         for i, n in enumerate(names):
-            a, b = outs[0][n].astype(np.float64), outs[1][n].astype(np.float64)
+            a, b = a_img[n].astype(np.float64), b_img[n].astype(np.float64)
             errs[i] += np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12)
     errs /= len(inputs)
     return [LayerDrift(node.name, out, module_path(node.name), node.op_type, float(e)) for (node, out), e in zip(nodes, errs)]

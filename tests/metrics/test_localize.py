@@ -33,6 +33,25 @@ def test_localize_int8_against_fp32(tmp_path, data_dir, capsys):
     assert worst_modules(drifts, 2)[0][1] >= worst_modules(drifts, 2)[1][1]
     assert main(["localize", str(fp32), str(int8), "--images", str(data_dir / "real"), "--limit", "1", "--size", "64"]) == 0
     assert "Drift localisation" in capsys.readouterr().out
+    # Polygraphy output comparison: identical models pass at zero tolerance, INT8 fails a tight one (exit 3).
+    imgs = ["--images", str(data_dir / "real"), "--limit", "2", "--size", "64"]
+    assert main(["compare", str(fp32), str(fp32), "--atol", "0", "--rtol", "0", *imgs]) == 0
+    assert main(["compare", str(fp32), str(int8), "--atol", "1e-6", "--rtol", "1e-6", *imgs]) == 3
+    assert "FAIL" in capsys.readouterr().out
+    assert main(["compare", str(fp32), *imgs]) == 2  # neither a test ONNX nor --trt
+
+
+def test_trt_side_needs_tensorrt(tmp_path, data_dir, capsys):
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed: the GPU comparison is exercised on the device, not here")
+    torch.manual_seed(0)
+    fp32 = export_onnx(student_config(dim=8, num_blocks=[1, 1, 1, 1]).build(), tmp_path / "fp32.onnx")
+    assert main(["compare", str(fp32), "--trt", "fp16", "--images", str(data_dir / "real"), "--limit", "1", "--size", "64"]) == 2
+    assert "TensorRT is not installed" in capsys.readouterr().err
 
 
 def test_check_localize_when_int8_budget_breaks(tmp_path, data_dir, capsys):
