@@ -35,7 +35,7 @@ from drsedge.runtime.runners import OrtRunner, TorchRunner
 DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 HELD_OUT = "rain100l"
 # The data-config entries each stage reads (a change re-runs that stage and everything after it).
-STAGE_DATA = {"teacher": ("train",), "student": ("train", "unlabeled"), "prune": ("train", "unlabeled"), "quantize": ("calibration",), "check": ("test", "test_limit")}
+STAGE_DATA = {"teacher": ("train",), "student": ("train", "unlabeled"), "prune": ("train", "unlabeled"), "quantize": ("calibration", "validation"), "check": ("test", "test_limit")}
 
 
 def load_run_config(path: str | os.PathLike, overrides: dict | None = None) -> dict:
@@ -243,8 +243,25 @@ class Pipeline:
             dirs = self._data(self.cfg["data"]["calibration"])
             self._guard_held_out("calibration", dirs)
             calib = calibration_set(dirs, size=qc["size"], limit=qc["limit"])
-            quantize_onnx(self.path("export", "onnx"), out, calib, qc["backend"], qc.get("quantize_depthwise", False), qc.get("keep_float"))
-            return {"onnx": out}, {"calibration_images": len(calib.files), "calibration_sha256": calib.digest, **count_qdq(out)}
+            metrics = {}
+            if qc.get("budget_db") is not None:  # measured keep-float search on the validation pairs
+                from drsedge.compress.keep_float import search_keep_float
+
+                val = self._data(self.cfg["data"].get("validation"))
+                if not val:
+                    raise DrsedgeError("quantize.budget_db needs data.validation: a paired folder other than the test set")
+                self._guard_held_out("validation", val)
+                res = search_keep_float(self.path("export", "onnx"), out, calib, find_pairs(val[0], qc.get("val_limit", 4)),
+                                        qc["budget_db"], qc["backend"], qc.get("quantize_depthwise", False), qc.get("keep_float"),
+                                        qc.get("max_steps", 4))
+                self.log(res.table())
+                if not res.ok:
+                    raise DrsedgeError(f"quantize: no INT8 model within -{qc['budget_db']} dB on {val[0]} after "
+                                       f"{len(res.steps) - 1} keep-float step(s); raise quantize.max_steps or budget_db")
+                metrics = {"keep_float": res.steps[-1].keep_float, "val_delta_db": res.steps[-1].delta_db}
+            else:
+                quantize_onnx(self.path("export", "onnx"), out, calib, qc["backend"], qc.get("quantize_depthwise", False), qc.get("keep_float"))
+            return {"onnx": out}, {"calibration_images": len(calib.files), "calibration_sha256": calib.digest, **count_qdq(out), **metrics}
 
         return self._stage("quantize", qc, ["export"], run)
 

@@ -46,11 +46,14 @@ def test_pipeline_end_to_end_and_skip(tmp_path, data_dir, capsys):
     out = capsys.readouterr().out
     assert out.count("up to date, skipped") == 6
 
-    # Changing the quantizer re-runs quantize and check only.
-    cfg.write_text(yaml.safe_dump({**TINY, "run_dir": str(tmp_path / "run"), "quantize": {"backend": "ort", "size": 64, "limit": 4}}))
+    # Changing the quantizer (ORT, with a measured keep-float search on data.validation) re-runs quantize and check only.
+    quantize = {"backend": "ort", "size": 64, "limit": 4, "budget_db": 100.0, "val_limit": 1}
+    cfg.write_text(yaml.safe_dump({**TINY, "run_dir": str(tmp_path / "run"), "quantize": quantize}))
     assert main(["pipeline", "--config", str(cfg), "--data", str(data_dir)]) == 0
     out = capsys.readouterr().out
-    assert out.count("up to date, skipped") == 4 and "[quantize] running" in out
+    assert out.count("up to date, skipped") == 4 and "[quantize] running" in out and "Δ vs FP32" in out
+    qm = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["quantize"]["metrics"]
+    assert qm["keep_float"] == [] and abs(qm["val_delta_db"]) < 100
 
     # Turning pruning off exports the unpruned student again.
     cfg.write_text(yaml.safe_dump({**TINY, "run_dir": str(tmp_path / "run"), "prune": {"enabled": False}}))
