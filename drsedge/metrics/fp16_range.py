@@ -44,13 +44,14 @@ class NodeRange:
 
 
 def fp16_ranges(
-    onnx_path: str | os.PathLike, inputs: list[np.ndarray], project_hw: tuple[int, int] | None = None
+    onnx_path: str | os.PathLike, inputs: list[np.ndarray], project_hw: tuple[int, int] | None = None, chunk: int = 256
 ) -> list[NodeRange]:
     """Peak FP16 value per node (graph order) of the FP32 model at ``onnx_path`` on ``inputs``.
 
     Args:
         inputs: ``[1, 3, H, W]`` float32 images in [0, 1] (H, W multiples of 8).
         project_hw: frame ``(H, W)`` to project sums over the pixels to (default: no projection).
+        chunk: tensors exposed per ONNX Runtime session (memory vs. repeated runs).
 
     Raises:
         DrsedgeError: unparsable model or no input.
@@ -68,17 +69,17 @@ def fp16_ranges(
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every named tensor
-    sess = ort.InferenceSession(with_outputs(model, names), so, providers=["CPUExecutionProvider"])
-    out_names = [o.name for o in sess.get_outputs()]
     peaks = dict.fromkeys(names, 0.0)
-    pixels = 0
-    for x in inputs:
-        pixels = max(pixels, x.shape[-2] * x.shape[-1])
-        for n, v in zip(out_names, sess.run(None, {model.graph.input[0].name: x})):
-            if n in peaks and np.issubdtype(v.dtype, np.floating):
-                finite = np.abs(v[np.isfinite(v)])  # the top-k mask's -inf is intended and exact in FP16
-                if finite.size:
-                    peaks[n] = max(peaks[n], float(finite.max()))
+    pixels = max(x.shape[-2] * x.shape[-1] for x in inputs)
+    for i in range(0, len(names), chunk):  # a chunk of tensors at a time bounds memory on large frames
+        sess = ort.InferenceSession(with_outputs(model, names[i : i + chunk]), so, providers=["CPUExecutionProvider"])
+        out_names = [o.name for o in sess.get_outputs()]
+        for x in inputs:
+            for n, v in zip(out_names, sess.run(None, {model.graph.input[0].name: x})):
+                if n in peaks and np.issubdtype(v.dtype, np.floating):
+                    finite = np.abs(v[np.isfinite(v)])  # the top-k mask's -inf is intended and exact in FP16
+                    if finite.size:
+                        peaks[n] = max(peaks[n], float(finite.max()))
     scale = project_hw[0] * project_hw[1] / pixels if project_hw else 1.0
     out = []
     for node, name in zip(nodes, names):
