@@ -67,6 +67,11 @@ def _run(ref_onnx, inputs, test_onnx, trt_precision, plugin, outputs):
         raise DrsedgeError(f"TensorRT precision must be one of {TRT_PRECISIONS}, got {trt_precision!r}")
     if not inputs:
         raise DrsedgeError("compare needs at least one image")
+    from .trt_engine import onnx_op_types
+
+    for path in (ref_onnx, test_onnx):
+        if path is not None:
+            onnx_op_types(path)  # one-line DrsedgeError for a missing or unparsable file
     ref = _onnx_runner(ref_onnx, outputs, "onnxrt-ref")
     if trt_precision:
         try:

@@ -39,6 +39,10 @@ def test_localize_int8_against_fp32(tmp_path, data_dir, capsys):
     assert main(["compare", str(fp32), str(int8), "--atol", "1e-6", "--rtol", "1e-6", *imgs]) == 3
     assert "FAIL" in capsys.readouterr().out
     assert main(["compare", str(fp32), *imgs]) == 2  # neither a test ONNX nor --trt
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    assert main(["compare", str(fp32), str(bad), *imgs]) == 2
+    assert "bad.onnx: not a valid ONNX model" in capsys.readouterr().err
 
 
 def test_trt_side_needs_tensorrt(tmp_path, data_dir, capsys):
