@@ -515,8 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--target-gmacs", type=float, help="prune until the model needs at most this many GMACs at --size")
     p.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
     p.add_argument("--importance", choices=("l1", "l2", "taylor"), default="l2")
-    p.add_argument("--scope", nargs="+", choices=("msfn", "attention", "heads"), default=["msfn"],
-                   help="what to prune: MSFN hidden channels and/or the same channels in every attention head")
+    p.add_argument("--scope", nargs="+", choices=("msfn", "attention", "heads", "streams"), default=["msfn"],
+                   help="what to prune: MSFN hidden channels, the same channels in every attention head, whole heads, "
+                        "residual-stream widths (patch embed, levels, Down/Upsample, skips)")
     p.add_argument("--iterations", type=int, default=1, help="prune in this many steps, fine-tuning after each")
     p.add_argument("--teacher", help="teacher for distillation fine-tuning (the same loss as `drsedge distill`)")
     p.add_argument("--unlabeled", nargs="+", metavar="DIR")

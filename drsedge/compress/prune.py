@@ -316,20 +316,30 @@ def prune_heads(model: nn.Module, config: ModelConfig, ratio: float, importance:
     return pruned.eval(), cfg
 
 
-SCOPES = ("msfn", "attention", "heads")
+SCOPES = ("msfn", "attention", "heads", "streams")
+
+
+def _carry_grads(src: nn.Module, dst: nn.Module) -> None:
+    """Copy ``.grad`` of same-named, same-shaped parameters (deepcopy drops it)."""
+    grads = {n: p.grad for n, p in src.named_parameters() if p.grad is not None}
+    for n, p in dst.named_parameters():
+        if p.grad is None and n in grads and grads[n].shape == p.shape:
+            p.grad = grads[n]
 
 
 def prune_model(model: nn.Module, config: ModelConfig, ratio: float, importance: str = "l2", scopes=SCOPES) -> tuple[nn.Module, ModelConfig]:
-    """Prune the chosen ``scopes`` (``"msfn"``, ``"attention"`` channels per head, whole ``"heads"``) by ``ratio`` each."""
+    """Prune the chosen ``scopes`` by ``ratio`` each: ``"msfn"`` hidden units, ``"attention"`` channels per head,
+    whole ``"heads"``, residual ``"streams"`` (:func:`drsedge.compress.prune_streams.prune_streams`)."""
     unknown = set(scopes) - set(SCOPES)
     if unknown or not scopes:
         raise DrsedgeError(f"pruning scope must be some of {SCOPES}, got {sorted(scopes)}")
+    if "streams" in scopes:  # first: it needs gradients on every weight for taylor, and carries them along
+        from .prune_streams import prune_streams
+
+        model, config = prune_streams(model, config, ratio, importance)
     if "msfn" in scopes:
-        grads = {n: {a: getattr(f, a).weight.grad for a in ("qkv", "qkv_dwconv", "project_out")} for n, f in attention_blocks(model).items()}
         model_new, config = prune_msfn(model, config, ratio, importance)
-        for n, f in attention_blocks(model_new).items():  # keep gradients for a following taylor attention pass
-            for a, g in grads[n].items():
-                getattr(f, a).weight.grad = g
+        _carry_grads(model, model_new)  # for a following taylor attention/heads pass
         model = model_new
     if "heads" in scopes:
         model, config = prune_heads(model, config, ratio, importance)

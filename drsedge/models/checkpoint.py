@@ -22,6 +22,7 @@ from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
 
 from .config import ModelConfig
+from .drsformer import stream_widths_of
 
 CONFIG_KEY = "drsedge_model_config"
 
@@ -156,8 +157,18 @@ def config_from_state_dict(state: dict[str, torch.Tensor], source: str = "checkp
     else:
         f = 2.66
     # Blocks whose MSFN width differs from int(width * f) (pruned models) are listed explicitly.
-    level_width = {"encoder_level1": dim, "encoder_level2": dim * 2, "encoder_level3": dim * 4, "latent": dim * 8,
-                   "decoder_level3": dim * 4, "decoder_level2": dim * 2, "decoder_level1": dim * 2}
+    # residual-stream widths from the convs that write them (differ from dim * 2**level in stream-pruned models)
+    try:
+        sw = {"encoder_level1": dim, "encoder_level2": 4 * state["down1_2.body.0.weight"].shape[0],
+              "encoder_level3": 4 * state["down2_3.body.0.weight"].shape[0], "latent": 4 * state["down3_4.body.0.weight"].shape[0],
+              "up4_3": state["up4_3.body.0.weight"].shape[0] // 4, "decoder_level3": state["reduce_chan_level3.weight"].shape[0],
+              "up3_2": state["up3_2.body.0.weight"].shape[0] // 4, "decoder_level2": state["reduce_chan_level2.weight"].shape[0],
+              "up2_1": state["up2_1.body.0.weight"].shape[0] // 4}
+    except KeyError as e:
+        raise DrsedgeError(f"{source}: not a DRSformer state_dict (no key {e}); pass the model config explicitly") from None
+    stream_widths = {k: v for k, v in sw.items() if stream_widths_of(dim)[k] != v}
+    level_width = {k: sw[k] for k in ("encoder_level1", "encoder_level2", "encoder_level3", "latent", "decoder_level3", "decoder_level2")}
+    level_width["decoder_level1"] = sw["up2_1"] + sw["encoder_level1"]
     ffn_hidden, attn_inner, attn_heads = {}, {}, {}
     level_heads = dict(zip(levels, heads)) | {"decoder_level3": heads[2], "decoder_level2": heads[1], "decoder_level1": heads[0]}
     for k, v in state.items():
@@ -177,7 +188,7 @@ def config_from_state_dict(state: dict[str, torch.Tensor], source: str = "checkp
         inp_channels=state["patch_embed.proj.weight"].shape[1], out_channels=state["output.weight"].shape[0],
         bias="output.bias" in state, LayerNorm_type="WithBias" if "encoder_level1.0.norm1.body.bias" in state else "BiasFree",
         mefc=any(k.startswith("encoder_level0.") for k in state), attention=attention, ffn_hidden=ffn_hidden, attn_inner=attn_inner,
-        attn_heads=attn_heads,
+        attn_heads=attn_heads, stream_widths=stream_widths,
     )
 
 

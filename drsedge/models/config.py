@@ -35,6 +35,7 @@ class ModelConfig:
     ffn_hidden: dict[str, int] = field(default_factory=dict)  # per-block MSFN widths of pruned models
     attn_inner: dict[str, int] = field(default_factory=dict)  # per-block q/k/v widths of pruned models
     attn_heads: dict[str, int] = field(default_factory=dict)  # per-block head counts of head-pruned models
+    stream_widths: dict[str, int] = field(default_factory=dict)  # residual-stream widths of pruned models (see stream_widths_of)
 
     def build(self) -> DRSformer:
         """Instantiate the model (random init)."""
@@ -53,6 +54,18 @@ class ModelConfig:
         cfg = cls(**d)
         if cfg.attention not in ATTENTION_KINDS:
             raise DrsedgeError(f"{source}: attention must be one of {ATTENTION_KINDS}, got {cfg.attention!r}")
+        if cfg.stream_widths:
+            from .drsformer import stream_widths_of
+
+            try:
+                w = stream_widths_of(cfg.dim, cfg.stream_widths)
+            except ValueError as e:
+                raise DrsedgeError(f"{source}: {e}") from None
+            if cfg.mefc:
+                raise DrsedgeError(f"{source}: stream_widths (residual-stream pruning) needs mefc: false")
+            bad = [k for k in ("encoder_level2", "encoder_level3", "latent") if w[k] % 4 or w[k] <= 0]
+            if bad or min(w.values()) <= 0:
+                raise DrsedgeError(f"{source}: stream widths must be positive, and multiples of 4 after a Downsample ({bad})")
         for lvl, h in enumerate(cfg.heads):
             width = cfg.dim * 2**lvl
             if width % h or width // h < 2:

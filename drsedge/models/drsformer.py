@@ -197,25 +197,46 @@ class OverlapPatchEmbed(nn.Module):
 
 
 class Downsample(nn.Module):
-    """``[B, C, H, W] -> [B, 2C, H/2, W/2]``: 3x3 conv to C/2 then PixelUnshuffle(2)."""
+    """``[B, C, H, W] -> [B, 4*out, H/2, W/2]``: 3x3 conv to ``out`` (default C/2) then PixelUnshuffle(2)."""
 
-    def __init__(self, n_feat: int):
+    def __init__(self, n_feat: int, out: int | None = None):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(n_feat, n_feat // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2))
+        self.body = nn.Sequential(nn.Conv2d(n_feat, out or n_feat // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
 
 class Upsample(nn.Module):
-    """``[B, C, H, W] -> [B, C/2, 2H, 2W]``: 3x3 conv to 2C then PixelShuffle(2)."""
+    """``[B, C, H, W] -> [B, out, 2H, 2W]``: 3x3 conv to ``4*out`` (default out = C/2) then PixelShuffle(2)."""
 
-    def __init__(self, n_feat: int):
+    def __init__(self, n_feat: int, out: int | None = None):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(n_feat, n_feat * 2, 3, padding=1, bias=False), nn.PixelShuffle(2))
+        self.body = nn.Sequential(nn.Conv2d(n_feat, 4 * out if out else n_feat * 2, 3, padding=1, bias=False), nn.PixelShuffle(2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+
+STREAMS = ("encoder_level1", "encoder_level2", "encoder_level3", "latent", "up4_3", "decoder_level3", "up3_2",
+           "decoder_level2", "up2_1")
+
+
+def stream_widths_of(dim: int, overrides: dict[str, int] | None = None) -> dict[str, int]:
+    """Channel width of every residual stream: upstream's ``dim * 2**level`` unless overridden (pruned models).
+
+    ``up4_3``/``up3_2``/``up2_1`` are the Upsample outputs that are concatenated with the encoder skip;
+    ``decoder_level1`` works at ``up2_1 + encoder_level1`` channels (upstream: ``2 * dim``).
+
+    Raises:
+        ValueError: an unknown stream name.
+    """
+    w = {"encoder_level1": dim, "encoder_level2": 2 * dim, "encoder_level3": 4 * dim, "latent": 8 * dim, "up4_3": 4 * dim,
+         "decoder_level3": 4 * dim, "up3_2": 2 * dim, "decoder_level2": 2 * dim, "up2_1": dim}
+    unknown = set(overrides or {}) - set(w)
+    if unknown:
+        raise ValueError(f"unknown stream(s) {sorted(unknown)}; valid: {list(w)}")
+    return {**w, **(overrides or {})}
 
 
 class DRSformer(nn.Module):
@@ -234,7 +255,8 @@ class DRSformer(nn.Module):
         threshold in eval) | ``"index"`` | ``"threshold"``. ffn_hidden: per-block
         MSFN hidden width overrides, ``{"encoder_level2.1": 24, ...}``; attn_inner:
         per-block q/k/v width overrides (heads x channels per head); attn_heads: per-block
-        head counts (whole-head pruning); all three for pruned models.
+        head counts (whole-head pruning); stream_widths: residual-stream widths
+        (:func:`stream_widths_of`; needs mefc=False); all four for pruned models.
     """
 
     def __init__(
@@ -253,6 +275,7 @@ class DRSformer(nn.Module):
         ffn_hidden: dict[str, int] | None = None,
         attn_inner: dict[str, int] | None = None,
         attn_heads: dict[str, int] | None = None,
+        stream_widths: dict[str, int] | None = None,
     ):
         super().__init__()
         if len(num_blocks) != 4 or len(heads) != 4:
@@ -271,27 +294,31 @@ class DRSformer(nn.Module):
                 ]
             )
 
-        self.patch_embed = OverlapPatchEmbed(inp_channels, dim)
+        w = stream_widths_of(dim, stream_widths)
+        if mefc and stream_widths:
+            raise ValueError("stream_widths (residual-stream pruning) needs mefc=False")
+        self.patch_embed = OverlapPatchEmbed(inp_channels, w["encoder_level1"])
         if mefc:
             self.encoder_level0 = subnet(dim)
-        self.encoder_level1 = level("encoder_level1", dim, num_blocks[0], heads[0])
-        self.down1_2 = Downsample(dim)
-        self.encoder_level2 = level("encoder_level2", dim * 2, num_blocks[1], heads[1])
-        self.down2_3 = Downsample(dim * 2)
-        self.encoder_level3 = level("encoder_level3", dim * 4, num_blocks[2], heads[2])
-        self.down3_4 = Downsample(dim * 4)
-        self.latent = level("latent", dim * 8, num_blocks[3], heads[3])
-        self.up4_3 = Upsample(dim * 8)
-        self.reduce_chan_level3 = nn.Conv2d(dim * 8, dim * 4, 1, bias=bias)
-        self.decoder_level3 = level("decoder_level3", dim * 4, num_blocks[2], heads[2])
-        self.up3_2 = Upsample(dim * 4)
-        self.reduce_chan_level2 = nn.Conv2d(dim * 4, dim * 2, 1, bias=bias)
-        self.decoder_level2 = level("decoder_level2", dim * 2, num_blocks[1], heads[1])
-        self.up2_1 = Upsample(dim * 2)
-        self.decoder_level1 = level("decoder_level1", dim * 2, num_blocks[0], heads[0])
+        self.encoder_level1 = level("encoder_level1", w["encoder_level1"], num_blocks[0], heads[0])
+        self.down1_2 = Downsample(w["encoder_level1"], w["encoder_level2"] // 4)
+        self.encoder_level2 = level("encoder_level2", w["encoder_level2"], num_blocks[1], heads[1])
+        self.down2_3 = Downsample(w["encoder_level2"], w["encoder_level3"] // 4)
+        self.encoder_level3 = level("encoder_level3", w["encoder_level3"], num_blocks[2], heads[2])
+        self.down3_4 = Downsample(w["encoder_level3"], w["latent"] // 4)
+        self.latent = level("latent", w["latent"], num_blocks[3], heads[3])
+        self.up4_3 = Upsample(w["latent"], w["up4_3"])
+        self.reduce_chan_level3 = nn.Conv2d(w["up4_3"] + w["encoder_level3"], w["decoder_level3"], 1, bias=bias)
+        self.decoder_level3 = level("decoder_level3", w["decoder_level3"], num_blocks[2], heads[2])
+        self.up3_2 = Upsample(w["decoder_level3"], w["up3_2"])
+        self.reduce_chan_level2 = nn.Conv2d(w["up3_2"] + w["encoder_level2"], w["decoder_level2"], 1, bias=bias)
+        self.decoder_level2 = level("decoder_level2", w["decoder_level2"], num_blocks[1], heads[1])
+        self.up2_1 = Upsample(w["decoder_level2"], w["up2_1"])
+        dec1 = w["up2_1"] + w["encoder_level1"]
+        self.decoder_level1 = level("decoder_level1", dec1, num_blocks[0], heads[0])
         if mefc:
             self.refinement = subnet(dim * 2)
-        self.output = nn.Conv2d(dim * 2, out_channels, 3, padding=1, bias=bias)
+        self.output = nn.Conv2d(dec1, out_channels, 3, padding=1, bias=bias)
 
     def forward(self, inp_img: torch.Tensor) -> torch.Tensor:
         x1 = self.patch_embed(inp_img)

@@ -165,3 +165,64 @@ def test_head_pruning_equals_masking_those_heads(tmp_path, importance):
         assert a.project_out.in_channels == (c - c // 2) * a.num_heads and a.num_heads == attention_blocks(pruned)[name].num_heads
     with torch.no_grad():
         assert both(x).shape == x.shape
+
+
+@pytest.mark.parametrize("importance", ["l2", "taylor"])
+def test_stream_pruning_couples_shuffles_and_skips(tmp_path, importance):
+    from drsedge.compress.prune import prune_model
+    from drsedge.compress.prune_streams import stream_unit_importance
+    from drsedge.models import config_from_state_dict
+
+    model, cfg = _model()  # dim 8: streams 8/16/32/64, Upsample outputs 32/16/8, decoder_level1 = 8 + 8
+    x = torch.rand(1, 3, 32, 32)
+    if importance == "taylor":
+        taylor_gradients(model, x, x)
+    units = stream_unit_importance(model, cfg, "encoder_level2", importance)
+    assert [len(ch) for ch, _ in units] == [4] * 4  # PixelUnshuffle: one down1_2 channel = 4 stream channels
+    pruned, pcfg = prune_model(model, cfg, 0.5, importance, ("streams",))
+    sw = pcfg.stream_widths
+    assert sw == {"encoder_level1": 4, "encoder_level2": 8, "encoder_level3": 16, "latent": 32, "up4_3": 16,
+                  "decoder_level3": 16, "up3_2": 8, "decoder_level2": 8, "up2_1": 4}
+    o, p = dict(model.named_parameters()), dict(pruned.named_parameters())
+    # the kept units are the most important ones; encoder_level1's (offset by up2_1's 8) also leave decoder_level1
+    def kept(stream):
+        ranked = sorted(stream_unit_importance(model, cfg, stream, importance), key=lambda t: -t[1])
+        return sorted(c for ch, _ in ranked[: len(ranked) // 2] for c in ch)
+
+    e1, u1 = kept("encoder_level1"), kept("up2_1")
+    dec1 = u1 + [8 + c for c in e1]
+    torch.testing.assert_close(p["patch_embed.proj.weight"], o["patch_embed.proj.weight"][e1])
+    torch.testing.assert_close(p["decoder_level1.0.norm1.body.weight"], o["decoder_level1.0.norm1.body.weight"][dec1])
+    torch.testing.assert_close(p["output.weight"], o["output.weight"][:, dec1])
+    torch.testing.assert_close(p["encoder_level1.0.attn.qkv.weight"], o["encoder_level1.0.attn.qkv.weight"][:, e1])
+    rows = [4 * u + k for u in u1 for k in range(4)]  # PixelShuffle: 4 conv channels per stream channel
+    torch.testing.assert_close(p["up2_1.body.0.weight"], o["up2_1.body.0.weight"][rows][:, kept("decoder_level2")])
+    e2 = kept("encoder_level2")  # PixelUnshuffle: 4 stream channels per down1_2 channel
+    torch.testing.assert_close(p["down1_2.body.0.weight"], o["down1_2.body.0.weight"][sorted({c // 4 for c in e2})][:, e1])
+    assert p["reduce_chan_level2.weight"].shape[1] == sw["up3_2"] + sw["encoder_level2"]  # skip concatenation
+    # attention and MSFN inner widths stay: heads and top-k sizes unchanged
+    for name, blk in model.named_children():
+        if name.startswith(("encoder_level", "latent", "decoder_level")):
+            for i, b in enumerate(blk):
+                nb = getattr(pruned, name)[i]
+                assert nb.attn.num_heads == b.attn.num_heads and nb.attn.qkv.out_channels == b.attn.qkv.out_channels
+                assert nb.ffn.project_in.out_channels == b.ffn.project_in.out_channels
+    with torch.no_grad():
+        y = pruned(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert model_info(pruned, 64, 64).macs < 0.75 * model_info(model, 64, 64).macs
+    path = save_model(tmp_path / "s.safetensors", pruned, pcfg)
+    loaded, lcfg = load_model(path)
+    inferred = config_from_state_dict(pruned.state_dict()).build().eval()
+    inferred.load_state_dict(pruned.state_dict(), strict=True)  # widths recovered from the keys alone
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), y, atol=0, rtol=0)
+        torch.testing.assert_close(inferred(x), y, atol=0, rtol=0)
+    assert lcfg == pcfg and check_parity(loaded, export_onnx(loaded, tmp_path / "s.onnx")).worst <= 1e-4
+    # all four scopes in one pass; MEFC models are refused with one line
+    both, _ = prune_model(model, cfg, 0.25, importance, ("streams", "msfn", "heads", "attention"))
+    with torch.no_grad():
+        assert both(x).shape == x.shape
+    teacher_cfg = cfg.__class__.from_dict({**cfg.to_dict(), "mefc": True})
+    with pytest.raises(DrsedgeError, match="MEFC"):
+        prune_model(teacher_cfg.build(), teacher_cfg, 0.5, "l2", ("streams",))
