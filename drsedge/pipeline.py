@@ -212,7 +212,8 @@ class Pipeline:
                     train(model, CropSampler(samples, ft.patch, ft.batch_size, ft.seed + it), ft, out.parent / f"finetune{it + 1}",
                           teacher=teacher, resume=True, progress=self.progress)
             save_model(out, model, mcfg, {"ratio": pc["ratio"], "importance": pc.get("importance", "l2")})
-            return {"model": out}, {"ffn_hidden": mcfg.ffn_hidden, "attn_inner": mcfg.attn_inner}
+            return {"model": out}, {"ffn_hidden": mcfg.ffn_hidden, "attn_inner": mcfg.attn_inner, "attn_heads": mcfg.attn_heads,
+                                    "stream_widths": mcfg.stream_widths}
 
         return self._stage("prune", pc, ["teacher", "student"], run)
 

@@ -18,7 +18,7 @@ TINY = {
         "model": {"dim": 8, "num_blocks": [1, 1, 1, 1], "heads": [1, 1, 2, 4], "ffn_expansion_factor": 1.5, "attention": "topk"},
         "distill": {"steps": 6, "batch_size": 2, "patch": 32, "feature_weight": 0.1, "checkpoint_every": 3},
     },
-    "prune": {"enabled": True, "ratio": 0.5, "iterations": 1, "finetune": {"steps": 2, "batch_size": 2, "patch": 32}},
+    "prune": {"enabled": True, "ratio": 0.5, "iterations": 1, "scope": ["msfn", "streams"], "finetune": {"steps": 2, "batch_size": 2, "patch": 32}},
     "quantize": {"backend": "nncf", "size": 64, "limit": 4},
     "check": {"latency_runs": 1, "latency_hw": [64, 64], "budgets": {"student": 100.0, "pruned": 100.0, "onnx_fp32": 0.05, "onnx_int8": 100.0}},
 }
@@ -36,6 +36,7 @@ def test_pipeline_end_to_end_and_skip(tmp_path, data_dir, capsys):
     rep = json.loads((tmp_path / "run" / "check" / "report.json").read_text())
     assert [s["name"] for s in rep["stages"]] == ["teacher", "student", "pruned", "onnx_fp32", "onnx_int8"]
     assert rep["stages"][2]["info"]["params"] < rep["stages"][1]["info"]["params"]
+    assert manifest["stages"]["prune"]["metrics"]["stream_widths"]["encoder_level1"] == 4  # dim 8, streams pruned by half
     assert rep["n_images"] == 2 and "rain100L" in rep["test_dir"]
     fp32 = rep["stages"][3]
     assert abs(fp32["delta_vs_prev"]) < 0.05  # ONNX FP32 == PyTorch student
