@@ -1,6 +1,8 @@
-"""Compression: teacher training, distillation, MSFN structural pruning, INT8 post-training quantization."""
+"""Compression: teacher training, distillation, structural pruning, INT8 post-training quantization and its keep-float search."""
 
-from .prune import IMPORTANCES, SCOPES, prune_attention, prune_model, prune_msfn, ratio_for_macs, taylor_gradients
+from .keep_float import search_keep_float
+from .prune import IMPORTANCES, SCOPES, prune_attention, prune_heads, prune_model, prune_msfn, ratio_for_macs, taylor_gradients
+from .prune_streams import prune_streams
 from .quantize import BACKENDS, count_qdq, quantize_onnx
 from .train import TrainConfig, cosine_restart_lr, train
 
@@ -12,10 +14,13 @@ __all__ = [
     "cosine_restart_lr",
     "count_qdq",
     "prune_attention",
+    "prune_heads",
     "prune_model",
     "prune_msfn",
+    "prune_streams",
     "quantize_onnx",
     "ratio_for_macs",
+    "search_keep_float",
     "taylor_gradients",
     "train",
 ]

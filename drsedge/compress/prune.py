@@ -195,7 +195,8 @@ def ratio_for_macs(model: nn.Module, config: ModelConfig, target_macs: int, hw: 
 
     lo, hi = 0.0, 0.99 if "attention" not in scopes else 0.5
     if macs(hi) > target_macs:
-        raise DrsedgeError(f"target {target_macs / 1e9:.3f} GMACs at {hw[0]}x{hw[1]} is out of reach by pruning {'+'.join(scopes)} (min {macs(hi) / 1e9:.3f})")
+        raise DrsedgeError(f"target {target_macs / 1e9:.3f} GMACs at {hw[0]}x{hw[1]} is out of reach by pruning "
+                           f"{'+'.join(scopes)} (min {macs(hi) / 1e9:.3f})")
     if macs(lo) <= target_macs:
         return 0.0
     for _ in range(12):
@@ -327,9 +328,11 @@ def _carry_grads(src: nn.Module, dst: nn.Module) -> None:
             p.grad = grads[n]
 
 
-def prune_model(model: nn.Module, config: ModelConfig, ratio: float, importance: str = "l2", scopes=SCOPES) -> tuple[nn.Module, ModelConfig]:
-    """Prune the chosen ``scopes`` by ``ratio`` each: ``"msfn"`` hidden units, ``"attention"`` channels per head,
-    whole ``"heads"``, residual ``"streams"`` (:func:`drsedge.compress.prune_streams.prune_streams`)."""
+def prune_model(
+    model: nn.Module, config: ModelConfig, ratio: float, importance: str = "l2", scopes=SCOPES
+) -> tuple[nn.Module, ModelConfig]:
+    """Prune the chosen ``scopes`` by ``ratio`` each: ``"msfn"`` hidden units, ``"attention"`` channels
+    per head, whole ``"heads"``, residual ``"streams"`` (:func:`drsedge.compress.prune_streams.prune_streams`)."""
     unknown = set(scopes) - set(SCOPES)
     if unknown or not scopes:
         raise DrsedgeError(f"pruning scope must be some of {SCOPES}, got {sorted(scopes)}")

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import assa_probs, topk_sizes, topk_sparse_probs
 from . import fp16_safe
+from .attention import assa_probs, topk_sizes, topk_sparse_probs
 from .mefc import subnet
 
 ATTENTION_KINDS = ("topk", "assa", "dense")
@@ -288,8 +288,8 @@ class DRSformer(nn.Module):
         def level(name: str, width: int, n: int, h: int) -> nn.Sequential:
             return nn.Sequential(
                 *[
-                    TransformerBlock(width, attn_heads.get(f"{name}.{i}", h), ffn_expansion_factor, bias, LayerNorm_type, attention, topk_mode,
-                                     ffn_hidden.get(f"{name}.{i}"), attn_inner.get(f"{name}.{i}"))
+                    TransformerBlock(width, attn_heads.get(f"{name}.{i}", h), ffn_expansion_factor, bias, LayerNorm_type, attention,
+                                     topk_mode, ffn_hidden.get(f"{name}.{i}"), attn_inner.get(f"{name}.{i}"))
                     for i in range(n)
                 ]
             )

@@ -39,7 +39,13 @@ def _onnx_runner(path: str | os.PathLike, outputs: list[str] | None, name: str):
 def _trt_runner(path: str | os.PathLike, precision: str, outputs: list[str] | None, plugin: str | None, hw: tuple[int, int],
                 name: str):  # pragma: no cover - needs TensorRT and a GPU
     from polygraphy.backend.trt import (
-        CreateConfig, EngineFromNetwork, LoadPlugins, ModifyNetworkOutputs, NetworkFromOnnxPath, Profile, TrtRunner,
+        CreateConfig,
+        EngineFromNetwork,
+        LoadPlugins,
+        ModifyNetworkOutputs,
+        NetworkFromOnnxPath,
+        Profile,
+        TrtRunner,
     )
 
     network = NetworkFromOnnxPath(LoadPlugins(plugins=[plugin], obj=str(path)) if plugin else str(path))
