@@ -35,7 +35,7 @@ from drsedge.runtime.runners import OrtRunner, TorchRunner
 DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 HELD_OUT = "rain100l"
 # The data-config entries each stage reads (a change re-runs that stage and everything after it).
-STAGE_DATA = {"teacher": ("train",), "student": ("train", "unlabeled"), "prune": ("train", "unlabeled"), "quantize": ("calibration", "validation"), "check": ("test", "test_limit")}
+STAGE_DATA = {"teacher": ("train",), "student": ("train", "unlabeled"), "prune": ("train", "unlabeled"), "export": ("calibration",), "quantize": ("calibration", "validation"), "check": ("test", "test_limit")}
 
 
 def load_run_config(path: str | os.PathLike, overrides: dict | None = None) -> dict:
@@ -232,9 +232,20 @@ class Pipeline:
             parity = check_parity(model, out, sizes=((64, 64), (96, 128)))
             if parity.worst > 1e-4:
                 raise DrsedgeError(f"{out}: ONNX Runtime differs from PyTorch by {parity.worst:.2e} (> 1e-4)")
-            return {"onnx": out}, {"parity_max_abs": parity.max_abs}
+            return {"onnx": out}, {"parity_max_abs": parity.max_abs, "fp16": self._fp16_range(out)}
 
         return self._stage("export", ec, ["prune" if "prune" in self.manifest["stages"] else "student"], run)
+
+    def _fp16_range(self, onnx_path: Path) -> dict:
+        """FP16 range of the FP32 export on two whole calibration frames, sums projected to 720p (drsedge fp16-check)."""
+        from drsedge.metrics.fp16_range import fp16_overflows, fp16_ranges
+
+        dirs = self._data(self.cfg["data"]["calibration"])
+        self._guard_held_out("calibration", dirs)
+        ranges = fp16_ranges(onnx_path, calibration_set(dirs, size=None, limit=2).inputs, (720, 1280))
+        bad = fp16_overflows(ranges)
+        return {"overflow_nodes": len(bad), "modules": sorted({r.module for r in bad}),
+                "peak_projected_720p": max(r.projected for r in ranges)}
 
     def quantize(self) -> dict:
         qc = self.cfg["quantize"]
@@ -279,6 +290,13 @@ class Pipeline:
                 pairs=pairs, cc=cc, progress=self.progress,
                 pruned=self.path("prune", "model") if "prune" in self.manifest["stages"] else None,
             )
+            fp16 = self.manifest["stages"]["export"]["metrics"].get("fp16")
+            if fp16 and fp16["overflow_nodes"]:
+                rep.notes.append(f"FP16: {fp16['overflow_nodes']} node(s) of the FP32 export exceed FP16's 65504 at 720p "
+                                 f"(peak {fp16['peak_projected_720p']:.3g}; in {', '.join(fp16['modules'][:4])}): FP16 engines keep "
+                                 "them in FP32 by default; `export: {fp16_safe: true}` removes the overflow (drsedge fp16-check).")
+            elif fp16:
+                rep.notes.append(f"FP16: no node of the FP32 export exceeds 65504 at 720p (peak {fp16['peak_projected_720p']:.3g}).")
             md, js = write_report(rep, out_dir)
             return {"report_md": md, "report_json": js}, {"ok": rep.ok, "failures": rep.failures(), **{s.name: {"psnr": s.psnr, "ssim": s.ssim} for s in rep.stages}}
 

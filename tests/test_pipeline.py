@@ -41,6 +41,8 @@ def test_pipeline_end_to_end_and_skip(tmp_path, data_dir, capsys):
     fp32 = rep["stages"][3]
     assert abs(fp32["delta_vs_prev"]) < 0.05  # ONNX FP32 == PyTorch student
     assert manifest["stages"]["export"]["metrics"]["parity_max_abs"]["64x64"] <= 1e-4
+    fp16 = manifest["stages"]["export"]["metrics"]["fp16"]  # measured on whole calibration frames, projected to 720p
+    assert fp16["peak_projected_720p"] > 0 and "FP16:" in (tmp_path / "run" / "check" / "report.md").read_text()
     capsys.readouterr()
 
     assert main(["pipeline", "--config", str(cfg), "--data", str(data_dir)]) == 0

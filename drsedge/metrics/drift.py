@@ -62,6 +62,7 @@ class DriftReport:
     convention: str = "matlab"
     input_psnr: float = float("nan")  # the rainy input itself vs ground truth: the no-deraining baseline
     input_ssim: float = float("nan")
+    notes: list[str] = field(default_factory=list)  # facts from other stages shown under the table (e.g. FP16 range)
 
     @property
     def ok(self) -> bool:
@@ -171,4 +172,6 @@ def report_markdown(rep: DriftReport) -> str:
             f"{_fmt(macs / 1e9 if macs else None, '.3f')} | {lat} |"
         )
     lines += ["", "**Result: " + ("all stages within budget**" if rep.ok else "budget broken**: " + "; ".join(rep.failures())), ""]
+    if rep.notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in rep.notes] + [""]
     return "\n".join(lines)
