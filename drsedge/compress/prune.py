@@ -219,6 +219,15 @@ def _attn_unit_rows(inner: int, heads: int, j: int) -> tuple[list[int], list[int
     return [p * inner + col for p in range(3) for col in cols], cols
 
 
+def _keep_attention_columns(attn, cols: list[int]) -> None:
+    """Keep q/k/v width columns ``cols`` (ascending) of a channel-attention block, in place."""
+    inner = attn.project_out.in_channels
+    rows = [p * inner + col for p in range(3) for col in cols]
+    attn.qkv = _take(attn.qkv, out_idx=rows)
+    attn.qkv_dwconv = _take(attn.qkv_dwconv, out_idx=rows, groups=len(rows))
+    attn.project_out = _take(attn.project_out, in_idx=cols)
+
+
 def attention_importance(attn, kind: str = "l2") -> torch.Tensor:
     """``[C]`` importance of channel j (in every head at once) of a channel-attention block (higher = keep)."""
     _check_kind(kind)
@@ -257,11 +266,7 @@ def prune_attention(model: nn.Module, config: ModelConfig, ratio: float, importa
             for attr in ("qkv", "qkv_dwconv", "project_out"):
                 getattr(attn, attr).weight.grad = getattr(src[name], attr).weight.grad
         kept = sorted(torch.topk(attention_importance(attn, importance), keep).indices.tolist())
-        rows = [p * inner + h * c + j for p in range(3) for h in range(heads) for j in kept]
-        cols = [h * c + j for h in range(heads) for j in kept]
-        attn.qkv = _take(attn.qkv, out_idx=rows)
-        attn.qkv_dwconv = _take(attn.qkv_dwconv, out_idx=rows, groups=len(rows))
-        attn.project_out = _take(attn.project_out, in_idx=cols)
+        _keep_attention_columns(attn, [h * c + j for h in range(heads) for j in kept])
         widths[name] = heads * keep
     cfg = ModelConfig.from_dict({**config.to_dict(), "attn_inner": widths}, "pruned config")
     return pruned.eval(), cfg
@@ -306,10 +311,7 @@ def prune_heads(model: nn.Module, config: ModelConfig, ratio: float, importance:
         kept = sorted(torch.topk(head_importance(attn, importance), keep).indices.tolist())
         c = inner // heads
         cols = [h * c + j for h in kept for j in range(c)]
-        rows = [p * inner + col for p in range(3) for col in cols]
-        attn.qkv = _take(attn.qkv, out_idx=rows)
-        attn.qkv_dwconv = _take(attn.qkv_dwconv, out_idx=rows, groups=len(rows))
-        attn.project_out = _take(attn.project_out, in_idx=cols)
+        _keep_attention_columns(attn, cols)
         attn.temperature = nn.Parameter(attn.temperature.detach()[kept].clone())
         attn.num_heads = keep
         widths[name], counts[name] = keep * c, keep
