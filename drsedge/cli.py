@@ -43,6 +43,47 @@ def _train_cfg(a, **extra):
     return TrainConfig(steps=a.steps, batch_size=a.batch_size, patch=a.patch, lr=a.lr, seed=a.seed, checkpoint_every=a.checkpoint_every, **extra)
 
 
+def _check_out_dir(out: str) -> None:
+    if Path(out).exists() and not Path(out).is_dir():
+        raise DrsedgeError(f"{out}: --out must be a folder, and this is a file; choose another path")
+
+
+# -- argument types: impossible numbers are refused by argparse in one line ----------------------
+def _int_type(lo: int, multiple: int = 1):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < lo or v % multiple:
+            raise argparse.ArgumentTypeError(f"{v} must be >= {lo}" + (f" and a multiple of {multiple}" if multiple > 1 else ""))
+        return v
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _float_type(lo: float = 0.0, inclusive: bool = True, hi: float | None = None):
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(v) or v < lo or (not inclusive and v == lo) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"{text} must be a finite number {'>=' if inclusive else '>'} {lo}" + (f" and <= {hi}" if hi is not None else ""))
+        return v
+
+    parse.__name__ = "float"
+    return parse
+
+
+POS = _int_type(1)
+NONNEG = _int_type(0)
+MULT8 = _int_type(8, 8)
+
+
 # -- commands --------------------------------------------------------------------------------------
 def cmd_info(a) -> int:
     from drsedge.models.checkpoint import load_any
@@ -82,9 +123,9 @@ def _samples(a, paired_only: bool):
     from drsedge.data.folders import find_pairs, find_unlabeled
     from drsedge.data.sampling import load_samples
 
-    for d in list(a.train or []) + list(getattr(a, "unlabeled", None) or []):
-        if "rain100l" in str(d).lower():
-            raise DrsedgeError(f"{d}: rain100L is the held-out test set; never train on it")
+    from drsedge.data.heldout import guard_not_held_out
+
+    guard_not_held_out(list(a.train or []) + list(getattr(a, "unlabeled", None) or []), "training")
     pairs = [p for d in a.train or [] for p in find_pairs(d)]
     unl = [] if paired_only else [f for d in a.unlabeled or [] for f in find_unlabeled(d)]
     return load_samples(pairs, unl)
@@ -97,11 +138,12 @@ def cmd_train_teacher(a) -> int:
     from drsedge.data.sampling import CropSampler
     from drsedge.models.checkpoint import save_model
 
+    _check_out_dir(a.out)
     cfg = _model_config(a.preset, a.model)
     tcfg = _train_cfg(a)
     torch.manual_seed(a.seed)
     model = cfg.build()
-    res = train(model, CropSampler(_samples(a, True), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, a.out, resume=a.resume)
+    res = train(model, CropSampler(_samples(a, True), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, a.out, resume=a.resume, stale="refuse")
     path = save_model(Path(a.out) / "model.safetensors", model, cfg)
     print(f"teacher: {path} (step {res['step']}, loss {res['loss']:.4f})")
     return 0
@@ -114,14 +156,23 @@ def cmd_distill(a) -> int:
     from drsedge.data.sampling import CropSampler
     from drsedge.models.checkpoint import load_any, save_model
 
+    _check_out_dir(a.out)
     teacher, _ = load_any(a.teacher)
     cfg = _model_config("student", a.model)
     tcfg = _train_cfg(a, lambda_kd=a.lambda_kd, feature_weight=a.feature_weight, feature_levels=a.feature_levels)
     torch.manual_seed(a.seed)
     model = cfg.build()
-    res = train(model, CropSampler(_samples(a, False), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, a.out, teacher=teacher, resume=a.resume)
+    res = train(model, CropSampler(_samples(a, False), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, a.out, teacher=teacher, resume=a.resume, stale="refuse")
     path = save_model(Path(a.out) / "model.safetensors", model, cfg)
     print(f"student: {path} (step {res['step']}, loss {res['loss']:.4f})")
+    return 0
+
+
+def cmd_synth_rain(a) -> int:
+    from drsedge.data.synth_rain import synth_rain
+
+    res = synth_rain(a.clean, a.output, preset=a.preset, per_image=a.per_image, seed=a.seed, limit=a.limit)
+    print(f"synth-rain: {res['pairs']} pairs ({res['preset']}, seed {res['seed']}) in {res['output']}/input + target")
     return 0
 
 
@@ -129,14 +180,22 @@ def cmd_export(a) -> int:
     from drsedge.export.onnx_export import check_parity, export_onnx
     from drsedge.models.checkpoint import load_any
 
+    from drsedge.fileio import refuse_overwrite
+
+    refuse_overwrite(a.output, [a.model], "ONNX output")
     model, _ = load_any(a.model)
     path = export_onnx(model, a.output, opset=a.opset, exporter=a.exporter, attention=a.attention, fp16_safe=a.fp16_safe)
-    parity = check_parity(model, path)
+    try:
+        parity = check_parity(model, path)
+        if a.attention == "fused" and a.check_pyop:
+            parity_pyop = check_parity(model, path, fused_kernel="pyop")
+    except BaseException:
+        path.unlink(missing_ok=True)  # no unchecked artifact
+        raise
     if a.attention == "fused" and a.check_pyop:
-        parity_pyop = check_parity(model, path, fused_kernel="pyop")
         print("ORT custom-op (pyop) kernel vs PyTorch max abs: " + ", ".join(f"{k} {v:.2e}" for k, v in parity_pyop.max_abs.items()))
     print(f"onnx: {path}; ORT vs PyTorch max abs: " + ", ".join(f"{k} {v:.2e}" for k, v in parity.max_abs.items()))
-    if parity.worst > 1e-4:
+    if not parity.worst <= 1e-4:  # NaN fails too
         path.unlink()
         raise DrsedgeError(f"{a.output}: ONNX Runtime differs from PyTorch by {parity.worst:.2e} (> 1e-4); file removed")
     return 0
@@ -171,6 +230,9 @@ def cmd_quantize(a) -> int:
     from drsedge.calibration.calib import calibration_set
     from drsedge.compress.quantize import count_qdq, quantize_onnx
 
+    from drsedge.fileio import refuse_overwrite
+
+    refuse_overwrite(a.output, [a.onnx], "INT8 output")
     calib = calibration_set(a.calib, size=a.size, limit=a.limit)
     t0 = time.time()
     if a.budget is not None:
@@ -261,8 +323,18 @@ def cmd_derain(a) -> int:
     from drsedge.runtime.runners import OrtRunner, TorchRunner
     from drsedge.runtime.tiling import restore
 
-    runner = OrtRunner(a.model) if str(a.model).endswith(".onnx") else TorchRunner(load_any(a.model)[0])
+    from drsedge.fileio import refuse_overwrite
+
     files = find_unlabeled(a.input)
+    refuse_overwrite(a.output, [a.input, files[0].parent], "output folder")
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems:
+            raise DrsedgeError(f"{f}: same name as {stems[f.stem]}; both would be written to {a.output}/{f.stem}.png; rename one")
+        stems[f.stem] = f
+    if a.tile is not None and a.tile_overlap >= a.tile:
+        raise DrsedgeError(f"--tile-overlap {a.tile_overlap} must be smaller than --tile {a.tile}")
+    runner = OrtRunner(a.model) if str(a.model).endswith(".onnx") else TorchRunner(load_any(a.model)[0], str(a.model))
     for f in files:
         write_image(Path(a.output) / f"{f.stem}.png", restore(runner, to_tensor(read_image(f)), tile=a.tile, overlap=a.tile_overlap))
     print(f"wrote {len(files)} images to {a.output}")
@@ -281,6 +353,9 @@ def cmd_prune(a) -> int:
     from drsedge.runtime.runners import TorchRunner
     from drsedge.runtime.tiling import restore
 
+    from drsedge.fileio import refuse_overwrite
+
+    refuse_overwrite(a.output, [a.model, a.teacher], "pruned model")
     model, cfg = load_any(a.model)
     hw = tuple(a.size)
     pairs = find_pairs(a.test, a.limit) if a.test else []
@@ -391,8 +466,8 @@ def _add_compare_args(p):
     p.add_argument("--trt", choices=("fp32", "fp16", "int8"), help="examine a TensorRT engine of this precision (GPU)")
     p.add_argument("--plugin", help="TopKSparseSoftmax plugin library (fused exports with --trt)")
     p.add_argument("--images", nargs="+", required=True, metavar="DIR", help="rainy images (not the held-out test set)")
-    p.add_argument("--size", type=int, default=128, help="center crop side (multiple of 8)")
-    p.add_argument("--limit", type=int, default=4)
+    p.add_argument("--size", type=MULT8, default=128, help="center crop side (multiple of 8)")
+    p.add_argument("--limit", type=POS, default=4)
 
 
 def _add_train_args(p, steps: int, out: bool = True):
@@ -400,24 +475,24 @@ def _add_train_args(p, steps: int, out: bool = True):
     if out:
         p.add_argument("--out", required=True, help="output folder (model.safetensors, train_state.pt)")
     p.add_argument("--model", action="append", metavar="KEY=VALUE", help="model option override, e.g. dim=16")
-    p.add_argument("--steps", type=int, default=steps)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--patch", type=int, default=64, help="crop size in px")
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--steps", type=NONNEG, default=steps)
+    p.add_argument("--batch-size", type=POS, default=4)
+    p.add_argument("--patch", type=MULT8, default=64, help="crop size in px")
+    p.add_argument("--lr", type=_float_type(0.0, inclusive=False), default=3e-4)
+    p.add_argument("--seed", type=NONNEG, default=0)
+    p.add_argument("--checkpoint-every", type=POS, default=100)
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="drsedge", description="DRSformer deraining: distill, export, quantize and measure the drift of every step.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap = _Parser(prog="drsedge", description="DRSformer deraining: distill, export, quantize and measure the drift of every step.")
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     p = sub.add_parser("info", help="params and MACs of a model config or checkpoint")
     p.add_argument("--preset", choices=PRESETS, default="drsformer")
     p.add_argument("--model", action="append", metavar="KEY=VALUE")
     p.add_argument("--checkpoint", help="read the config from a checkpoint instead")
-    p.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
+    p.add_argument("--size", type=POS, nargs=2, default=[256, 256], metavar=("H", "W"))
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_info)
 
@@ -436,16 +511,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("distill", help="distill a compact student from a teacher on paired and unlabeled images")
     p.add_argument("--teacher", required=True, help="teacher checkpoint (.safetensors from drsedge, or an official .pth)")
     p.add_argument("--unlabeled", nargs="+", metavar="DIR", help="rainy images without ground truth")
-    p.add_argument("--lambda-kd", type=float, default=1.0, help="weight of L1(student, teacher)")
-    p.add_argument("--feature-weight", type=float, default=0.0, help="weight of the feature-matching term (0: off)")
+    p.add_argument("--lambda-kd", type=_float_type(), default=1.0, help="weight of L1(student, teacher)")
+    p.add_argument("--feature-weight", type=_float_type(), default=0.0, help="weight of the feature-matching term (0: off)")
     p.add_argument("--feature-levels", nargs="+", default=["encoder_level2", "latent"])
     _add_train_args(p, 1000)
     p.set_defaults(fn=cmd_distill)
 
+    from drsedge.data.synth_rain import PRESET_NAMES
+
+    p = sub.add_parser("synth-rain", help="paired input/+target/ folders with synthetic rain on clean photos (Yang et al. 2017 model)")
+    p.add_argument("clean", nargs="+", metavar="CLEAN_DIR", help="folders of clean images (PNG, JPEG, TIFF)")
+    p.add_argument("-o", "--output", required=True, help="output folder (input/ and target/ are written inside)")
+    p.add_argument("--preset", choices=PRESET_NAMES, default="light", help="light: Rain100L-like; heavy: several layers + veil; mixed: drawn per image")
+    p.add_argument("--per-image", type=POS, default=1, help="rainy versions per clean image")
+    p.add_argument("--seed", type=NONNEG, default=0)
+    p.add_argument("--limit", type=POS, help="only the first N clean images")
+    p.set_defaults(fn=cmd_synth_rain)
+
     p = sub.add_parser("export", help="export a model to ONNX (dynamic H/W) and check it in ONNX Runtime")
     p.add_argument("model", help="model checkpoint")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=_int_type(17), default=17)
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
     p.add_argument("--check-pyop", action="store_true", help="with --attention fused: also check the onnxruntime-extensions kernel (slow)")
     p.add_argument("--attention", choices=("native", "fused"), default="native",
@@ -457,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fp16-check", help="which layers of an FP32 ONNX would overflow in an FP16 engine, on real images")
     p.add_argument("onnx")
     p.add_argument("--images", nargs="+", required=True, metavar="DIR", help="rainy images at deployment size (not the test set)")
-    p.add_argument("--limit", type=int, default=4)
+    p.add_argument("--limit", type=POS, default=4)
     p.add_argument("--project", default="720x1280", metavar="HxW", help="frame size to project sums over the pixels to")
     p.set_defaults(fn=cmd_fp16_check)
 
@@ -466,16 +552,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", nargs="+", required=True, metavar="DIR", help="folders of rainy images (not the test set)")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--backend", choices=("nncf", "ort"), default="nncf")
-    p.add_argument("--size", type=int, default=128, help="calibration crop size (multiple of 8)")
-    p.add_argument("--limit", type=int, default=32, help="number of calibration images")
+    p.add_argument("--size", type=MULT8, default=128, help="calibration crop size (multiple of 8)")
+    p.add_argument("--limit", type=POS, default=32, help="number of calibration images")
     p.add_argument("--quantize-depthwise", action="store_true", help="also quantize depthwise convs (slower in ORT CPU here)")
     p.add_argument("--keep-float", nargs="+", metavar="MODULE", help="PyTorch modules to keep in float, e.g. latent.1.attn (see `drsedge localize`)")
-    p.add_argument("--budget", type=float, metavar="DB",
+    p.add_argument("--budget", type=_float_type(), metavar="DB",
                    help="largest PSNR-Y drop vs FP32 on --val: keep the worst modules in float, one per step, until it holds")
     p.add_argument("--val", metavar="DIR", help="paired validation folder for --budget (not the held-out test set)")
-    p.add_argument("--val-limit", type=int, default=4)
-    p.add_argument("--max-steps", type=int, default=4, help="units --budget may keep in float")
-    p.add_argument("--candidates", type=int, default=3, help="units quantized and measured per --budget step")
+    p.add_argument("--val-limit", type=POS, default=4)
+    p.add_argument("--max-steps", type=NONNEG, default=4, help="units --budget may keep in float")
+    p.add_argument("--candidates", type=POS, default=3, help="units quantized and measured per --budget step")
     p.add_argument("--granularity", choices=("stage", "module"), default="stage",
                    help="--budget unit: a top-level stage (decoder_level1, output, ...) or a single module")
     p.set_defaults(fn=cmd_quantize)
@@ -488,11 +574,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", help="INT8 Q/DQ ONNX")
     p.add_argument("--engine", action="append", metavar="NAME=ENGINE", help="TensorRT stage, e.g. trt_fp16=s.engine (needs a GPU)")
     p.add_argument("--plugin", help="TopKSparseSoftmax plugin library for engines built from fused exports")
-    p.add_argument("--limit", type=int, help="first N test pairs only")
-    p.add_argument("--tile", type=int, help="tiled inference with this tile size (multiple of 8)")
+    p.add_argument("--limit", type=POS, help="first N test pairs only")
+    p.add_argument("--tile", type=MULT8, help="tiled inference with this tile size (multiple of 8)")
     p.add_argument("--budget", action="append", metavar="STAGE=DB", help="largest PSNR drop vs previous stage, e.g. onnx_int8=1.0")
-    p.add_argument("--latency-size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
-    p.add_argument("--latency-runs", type=int, default=5)
+    p.add_argument("--latency-size", type=MULT8, nargs=2, default=[256, 256], metavar=("H", "W"))
+    p.add_argument("--latency-runs", type=POS, default=5)
     p.add_argument("--out", default="drsedge-check", help="folder for report.md and report.json")
     p.add_argument("--localize", nargs="+", metavar="DIR",
                    help="when the INT8 stage breaks its budget, compare it layer by layer with the FP32 ONNX on these images (not the test set)")
@@ -511,31 +597,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model checkpoint (.safetensors from drsedge)")
     p.add_argument("-o", "--output", required=True, help="pruned model .safetensors (config with per-block widths inside)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--ratio", type=float, default=0.5, help="fraction of MSFN hidden channels to remove")
-    g.add_argument("--target-gmacs", type=float, help="prune until the model needs at most this many GMACs at --size")
-    p.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
+    g.add_argument("--ratio", type=_float_type(0.0, inclusive=False), default=0.5, help="fraction of MSFN hidden channels to remove")
+    g.add_argument("--target-gmacs", type=_float_type(0.0, inclusive=False), help="prune until the model needs at most this many GMACs at --size")
+    p.add_argument("--size", type=POS, nargs=2, default=[256, 256], metavar=("H", "W"))
     p.add_argument("--importance", choices=("l1", "l2", "taylor"), default="l2")
     p.add_argument("--scope", nargs="+", choices=("msfn", "attention", "heads", "streams"), default=["msfn"],
                    help="what to prune: MSFN hidden channels, the same channels in every attention head, whole heads, "
                         "residual-stream widths (patch embed, levels, Down/Upsample, skips)")
-    p.add_argument("--iterations", type=int, default=1, help="prune in this many steps, fine-tuning after each")
+    p.add_argument("--iterations", type=POS, default=1, help="prune in this many steps, fine-tuning after each")
     p.add_argument("--teacher", help="teacher for distillation fine-tuning (the same loss as `drsedge distill`)")
     p.add_argument("--unlabeled", nargs="+", metavar="DIR")
     p.add_argument("--test", help="paired folder to report PSNR before/after (not used for decisions)")
-    p.add_argument("--limit", type=int, default=5)
+    p.add_argument("--limit", type=POS, default=5)
     _add_train_args(p, 100, out=False)
     p.set_defaults(fn=cmd_prune)
 
     p = sub.add_parser("localize", help="per-layer drift of one ONNX model against another (e.g. INT8 vs FP32) on real images")
     _add_compare_args(p)
-    p.add_argument("--threshold", type=float, default=0.05, help="relative error that marks a layer")
-    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--threshold", type=_float_type(0.0, inclusive=False), default=0.05, help="relative error that marks a layer")
+    p.add_argument("--top", type=POS, default=10)
     p.set_defaults(fn=cmd_localize)
 
     p = sub.add_parser("compare", help="Polygraphy: does ONNX Runtime / a TensorRT engine agree with the reference ONNX on real images?")
     _add_compare_args(p)
-    p.add_argument("--atol", type=float, default=1e-3)
-    p.add_argument("--rtol", type=float, default=1e-3)
+    p.add_argument("--atol", type=_float_type(), default=1e-3)
+    p.add_argument("--rtol", type=_float_type(), default=1e-3)
     p.set_defaults(fn=cmd_compare)
 
     p = sub.add_parser("build-engine", help="TensorRT engine (FP32/FP16/INT8) from an ONNX file, with a JSON sidecar")
@@ -547,8 +633,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opt-shape", default="1x3x256x256")
     p.add_argument("--max-shape", default="1x3x720x1280")
     p.add_argument("--timing-cache", help="timing cache file, read if present and written back")
-    p.add_argument("--optimization-level", type=int, default=3, help="builder optimization level 0..5")
-    p.add_argument("--workspace", type=int, default=1024, help="workspace limit in MiB")
+    p.add_argument("--optimization-level", type=_int_type(0), default=3, help="builder optimization level 0..5")
+    p.add_argument("--workspace", type=POS, default=1024, help="workspace limit in MiB")
     p.add_argument("--hardware-compatibility", action="store_true", help="Ampere+ hardware-compatible engine (TensorRT >= 8.6)")
     p.add_argument("--version-compatible", action="store_true", help="version-compatible engine (TensorRT >= 8.6)")
     p.add_argument("--fp16-all-layers", action="store_true", help="do not keep LayerNorm / q,k normalisation in FP32 in FP16 engines")
@@ -560,13 +646,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--tile", type=int)
-    p.add_argument("--tile-overlap", type=int, default=32)
+    p.add_argument("--tile", type=MULT8)
+    p.add_argument("--tile-overlap", type=NONNEG, default=32)
     p.set_defaults(fn=cmd_derain)
     return ap
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``drsedge COMMAND: error: ...``, exit 2) instead of usage + error."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _user_error(e: BaseException) -> str | None:
+    """A one-line message for exceptions that mean bad input or environment (not a drsedge bug), else None."""
+    from PIL import Image
+
+    from drsedge.errors import first_line
+
+    if isinstance(e, Image.DecompressionBombError):
+        return f"image too large ({first_line(e)}); resize it"
+    if isinstance(e, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)):
+        name = e.filename or "path"
+        return f"{name}: {e.strerror or first_line(e)}; check the path and its permissions"
+    if isinstance(e, OSError):
+        return f"{e.filename + ': ' if getattr(e, 'filename', None) else ''}{first_line(e)} (file system or device error)"
+    if isinstance(e, MemoryError):
+        return "out of memory; use smaller images, --tile, or a smaller batch"
+    if isinstance(e, (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError)):
+        return f"unreadable config or metadata ({first_line(e)})"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    import os
+
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
@@ -576,6 +692,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("drsedge: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # the CLI boundary: never a traceback for a user (DRSEDGE_DEBUG=1 shows it)
+        if os.environ.get("DRSEDGE_DEBUG"):
+            raise
+        from drsedge.errors import first_line
+
+        msg = _user_error(e) or f"{type(e).__name__}: {first_line(e)} (unexpected; rerun with DRSEDGE_DEBUG=1 for the traceback)"
+        print(f"drsedge: error: {msg}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,5 +1,28 @@
-"""The one exception type the CLI turns into a one-line message and a non-zero exit."""
+"""Exception types the CLI turns into a one-line message and exit code 2.
+
+Callers that must tell failures apart catch the subclasses; the CLI catches :class:`DrsedgeError`.
+"""
 
 
 class DrsedgeError(Exception):
     """Bad user input (file, folder, checkpoint, config). ``str(err)`` is the whole message: what and what to do."""
+
+
+class NonFiniteError(DrsedgeError):
+    """A loss, weight or model output is NaN or Inf; nothing was written."""
+
+
+class StaleStateError(DrsedgeError):
+    """A resume file belongs to another run (different config, data or seed)."""
+
+
+class TensorRTMissingError(DrsedgeError):
+    """The TensorRT Python bindings (or a GPU) are not available here."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of ``str(exc)`` (or its type name), at most ``limit`` characters: the one
+    trimming rule for quoting another library's error inside a drsedge message."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -5,13 +5,19 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
+
+from drsedge.errors import DrsedgeError
+
+STALE_TMP_SECONDS = 3600  # a temporary older than this is a leftover of a killed run
 
 
 def atomic_write(path: str | os.PathLike, write) -> Path:
     """Call ``write(tmp_path)`` then rename onto ``path``, so no partial file is ever left at ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     try:
@@ -30,3 +36,36 @@ def sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> int:
+    """Delete leftovers ``.NAME.*.tmp*`` of :func:`atomic_write` for ``path`` (a SIGKILL mid-write leaves them)
+    older than :data:`STALE_TMP_SECONDS`; returns how many were removed."""
+    path = Path(path)
+    now, n = time.time(), 0
+    for tmp in path.parent.glob(f".{path.name}.*.tmp*"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_TMP_SECONDS:
+                tmp.unlink()
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def refuse_overwrite(output: str | os.PathLike, inputs, what: str = "output") -> None:
+    """Refuse an ``output`` path that is one of ``inputs`` (files or folders, links resolved), or, for a
+    folder output, one that equals an input folder: outputs never overwrite inputs.
+
+    Raises:
+        DrsedgeError: one line naming the output and the input it would overwrite.
+    """
+    out = Path(output).resolve()
+    for i in inputs:
+        if i is None:
+            continue
+        src = Path(i).resolve()
+        if out == src:
+            raise DrsedgeError(f"{output}: the {what} would overwrite the input {i}; choose another -o/--output")
+        if Path(output).exists() and Path(i).exists() and os.path.samefile(output, i):
+            raise DrsedgeError(f"{output}: the {what} is the same file as the input {i}; choose another -o/--output")

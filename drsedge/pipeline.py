@@ -22,8 +22,9 @@ from drsedge.calibration.calib import calibration_set
 from drsedge.compress.quantize import count_qdq, quantize_onnx
 from drsedge.compress.train import TrainConfig, train
 from drsedge.data.folders import find_pairs, find_unlabeled
+from drsedge.data.heldout import guard_not_held_out
 from drsedge.data.sampling import CropSampler, load_samples
-from drsedge.errors import DrsedgeError
+from drsedge.errors import DrsedgeError, first_line
 from drsedge.export.onnx_export import check_parity, export_onnx
 from drsedge.fileio import atomic_write, sha256
 from drsedge.metrics.drift import Stage, evaluate_stages, report_markdown
@@ -33,7 +34,6 @@ from drsedge.models.info import model_info
 from drsedge.runtime.runners import OrtRunner, TorchRunner
 
 DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
-HELD_OUT = "rain100l"
 # The data-config entries each stage reads (a change re-runs that stage and everything after it).
 STAGE_DATA = {"teacher": ("train",), "student": ("train", "unlabeled"), "prune": ("train", "unlabeled"), "export": ("calibration",), "quantize": ("calibration", "validation"), "check": ("test", "test_limit")}
 
@@ -50,13 +50,17 @@ def load_run_config(path: str | os.PathLike, overrides: dict | None = None) -> d
     except FileNotFoundError:
         raise DrsedgeError(f"{path}: run config not found") from None
     except yaml.YAMLError as e:
-        raise DrsedgeError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise DrsedgeError(f"{path}: not valid YAML ({first_line(e)})") from None
     base = yaml.safe_load(DEMO_CONFIG.read_text())
-    unknown = sorted(set(user) - set(base))
+    unknown = sorted(set(user) - set(base)) if isinstance(user, dict) else []
     if unknown:
         raise DrsedgeError(f"{path}: unknown section(s) {unknown}; valid: {sorted(base)}")
-    cfg = _merge(base, user)
-    return _merge(cfg, overrides or {})
+    if not isinstance(user, dict):
+        raise DrsedgeError(f"{path}: a run config is a YAML mapping of sections ({sorted(base)}), not {type(user).__name__}")
+    cfg = _merge(_merge(base, user), overrides or {})
+    from drsedge.run_config import validate_run_config
+
+    return validate_run_config(cfg, str(path))
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -87,7 +91,14 @@ class Pipeline:
             raise DrsedgeError("no data root: pass --data DIR (a folder laid out like ../shared/data)")
         self.root = Path(root)
         self.manifest_path = self.run_dir / "manifest.json"
-        self.manifest = json.loads(self.manifest_path.read_text()) if self.manifest_path.is_file() else {"stages": {}}
+        self.manifest = {"stages": {}}
+        if self.manifest_path.is_file():
+            try:
+                m = json.loads(self.manifest_path.read_text())
+                if isinstance(m, dict) and isinstance(m.get("stages"), dict):
+                    self.manifest = m
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                pass  # a corrupt manifest only means every stage runs again
         torch.manual_seed(cfg["seed"])
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -96,9 +107,8 @@ class Pipeline:
         return [p if p.is_absolute() else self.root / p for p in map(Path, rels)]
 
     def _guard_held_out(self, section: str, paths: list[Path]) -> None:
-        for p in paths:
-            if HELD_OUT in str(p).lower():
-                raise DrsedgeError(f"{p}: rain100L is the held-out test set; it cannot be used for {section}")
+        """rain100L and this run's ``data.test`` (by name, link target and file content) never feed ``section``."""
+        guard_not_held_out(paths, section, test_dirs=self._data(self.cfg["data"]["test"]))
 
     def _key(self, name: str, cfg, inputs: list[str]) -> str:
         """Hash of the stage config, the seed, the data section, an input checkpoint's bytes and upstream artifacts."""
@@ -155,10 +165,11 @@ class Pipeline:
                 save_model(out, model, mcfg, {"source": str(ckpt)})
                 return {"model": out}, {"source": str(ckpt), "trained_steps": 0}
             pairs = self._train_pairs()
-            tcfg = TrainConfig(**{**(tc.get("train") or {}), "seed": self.cfg["seed"]})
+            tcfg = TrainConfig.from_dict({**(tc.get("train") or {}), "seed": self.cfg["seed"]}, "teacher.train")
             torch.manual_seed(self.cfg["seed"])
             model = mcfg.build()
-            res = train(model, CropSampler(load_samples(pairs), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, out.parent, resume=True, progress=self.progress)
+            res = train(model, CropSampler(load_samples(pairs), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, out.parent, resume=True, progress=self.progress,
+                        key=self._key("teacher", tc, []), log=self.log)
             save_model(out, model, mcfg)
             return {"model": out}, {"final_loss": res["loss"], "trained_steps": res["step"]}
 
@@ -179,10 +190,11 @@ class Pipeline:
             unl = self._data(self.cfg["data"].get("unlabeled"))
             self._guard_held_out("distillation", unl)
             samples = load_samples(self._train_pairs(), [f for d in unl for f in find_unlabeled(d)])
-            dcfg = TrainConfig(**{**(sc.get("distill") or {}), "seed": self.cfg["seed"]})
+            dcfg = TrainConfig.from_dict({**(sc.get("distill") or {}), "seed": self.cfg["seed"]}, "student.distill")
             torch.manual_seed(self.cfg["seed"])
             model = mcfg.build()
-            res = train(model, CropSampler(samples, dcfg.patch, dcfg.batch_size, dcfg.seed), dcfg, out.parent, teacher=teacher, resume=True, progress=self.progress)
+            res = train(model, CropSampler(samples, dcfg.patch, dcfg.batch_size, dcfg.seed), dcfg, out.parent, teacher=teacher, resume=True,
+                        progress=self.progress, key=self._key("student", sc, ["teacher"]), log=self.log)
             save_model(out, model, mcfg)
             return {"model": out}, {"final_loss": res["loss"], "trained_steps": res["step"], "train_images": len(samples)}
 
@@ -205,12 +217,12 @@ class Pipeline:
             step_ratio = 1 - (1 - float(pc["ratio"])) ** (1 / steps)
             unl = self._data(self.cfg["data"].get("unlabeled"))
             samples = load_samples(self._train_pairs(), [f for d in unl for f in find_unlabeled(d)])
-            ft = TrainConfig(**{**(pc.get("finetune") or {}), "seed": self.cfg["seed"], "zero_init_output": False})
+            ft = TrainConfig.from_dict({**(pc.get("finetune") or {}), "seed": self.cfg["seed"], "zero_init_output": False}, "prune.finetune")
             for it in range(steps):
                 model, mcfg = prune_model(model, mcfg, step_ratio, pc.get("importance", "l2"), pc.get("scope", ["msfn"]))
                 if ft.steps > 0:
                     train(model, CropSampler(samples, ft.patch, ft.batch_size, ft.seed + it), ft, out.parent / f"finetune{it + 1}",
-                          teacher=teacher, resume=True, progress=self.progress)
+                          teacher=teacher, resume=True, progress=self.progress, key=self._key("prune", pc, ["teacher", "student"]), log=self.log)
             save_model(out, model, mcfg, {"ratio": pc["ratio"], "importance": pc.get("importance", "l2")})
             return {"model": out}, {"ffn_hidden": mcfg.ffn_hidden, "attn_inner": mcfg.attn_inner, "attn_heads": mcfg.attn_heads,
                                     "stream_widths": mcfg.stream_widths}
@@ -229,8 +241,13 @@ class Pipeline:
             model, _ = load_model(self.deploy_model())
             export_onnx(model, out, opset=ec["opset"], exporter=ec["exporter"], attention=ec.get("attention", "native"),
                         fp16_safe=ec.get("fp16_safe", False))
-            parity = check_parity(model, out, sizes=((64, 64), (96, 128)))
-            if parity.worst > 1e-4:
+            try:
+                parity = check_parity(model, out, sizes=((64, 64), (96, 128)))
+            except BaseException:
+                out.unlink(missing_ok=True)
+                raise
+            if not parity.worst <= 1e-4:  # NaN fails too
+                out.unlink(missing_ok=True)
                 raise DrsedgeError(f"{out}: ONNX Runtime differs from PyTorch by {parity.worst:.2e} (> 1e-4)")
             return {"onnx": out}, {"parity_max_abs": parity.max_abs, "fp16": self._fp16_range(out)}
 
@@ -304,8 +321,24 @@ class Pipeline:
         return self._stage("check", cc, deps, run)
 
     def run(self) -> dict:
-        for stage in (self.teacher, self.student, self.prune, self.export, self.quantize, self.check):
-            stage()
+        """Run every stage under an exclusive lock on the run directory (one writer per run dir).
+
+        Raises:
+            DrsedgeError: another drsedge process holds ``run_dir/.drsedge.lock``; or any stage's error.
+        """
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.run_dir / ".drsedge.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise DrsedgeError(f"{self.run_dir}: another drsedge pipeline is running in this run directory "
+                               "(lock .drsedge.lock held); wait for it or use another --run-dir") from None
+        try:
+            for stage in (self.teacher, self.student, self.prune, self.export, self.quantize, self.check):
+                stage()
+        finally:
+            lock.release()
         return self.manifest
 
 
@@ -318,7 +351,7 @@ def run_check(
     stages = []
     for name, path in (("teacher", teacher), ("student", student), ("pruned", pruned)):
         if path:
-            model, mcfg = load_model(path)
+            model, _ = load_any(path)  # drsedge .safetensors or an official .pth
             info = model_info(model, *hw)
             stages.append(Stage(name, TorchRunner(model, name), "PyTorch eager CPU", {"params": info.params, "macs": info.macs, "path": str(path)}))
     for name, path in (("onnx_fp32", onnx_fp32), ("onnx_int8", onnx_int8)):

@@ -42,10 +42,11 @@ def calibration_set(folders: list[str | os.PathLike], size: int | None = 128, li
         raise DrsedgeError(f"calibration size {size} must be a multiple of 8")
     if not folders:
         raise DrsedgeError("no calibration folder given: pass a folder of real rainy images (not the test set)")
+    from drsedge.data.heldout import guard_not_held_out
+
+    guard_not_held_out(folders, "calibration")
     files: list[Path] = []
     for f in folders:
-        if "rain100l" in str(f).lower():
-            raise DrsedgeError(f"{f}: rain100L is the held-out test set; calibrate on other rainy images")
         files.extend(find_unlabeled(f))
     files = files[:limit]
     inputs, h = [], hashlib.sha256()

@@ -107,8 +107,9 @@ def search_keep_float(
         raise DrsedgeError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     if not val:
         raise DrsedgeError("keep-float search needs paired validation images (--val DIR)")
-    if any("rain100l" in str(p.rainy).lower() for p in val):
-        raise DrsedgeError(f"{val[0].rainy.parent}: rain100L is the held-out test set; validate on other paired images")
+    from drsedge.data.heldout import guard_not_held_out
+
+    guard_not_held_out([f for p in val for f in (p.rainy, p.clean)], "validation")
     kept = list(keep_float or [])
     res = SearchResult(float("nan"), budget_db)
     with tempfile.TemporaryDirectory(prefix="drsedge-kf-") as d:

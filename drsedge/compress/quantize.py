@@ -42,15 +42,9 @@ def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
     Raises:
         DrsedgeError: missing or unparsable file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DrsedgeError(f"{path}: ONNX file not found")
-    try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
-    except Exception as e:
-        raise DrsedgeError(f"{path}: not a valid ONNX model ({str(e).splitlines()[0][:160]}); re-run `drsedge export`") from None
-    return model
+    from drsedge.onnx_io import load_onnx
+
+    return load_onnx(path, check=True)
 
 
 def _attention_matmuls(model: onnx.ModelProto) -> list[str]:

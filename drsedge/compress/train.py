@@ -32,7 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from drsedge.data.sampling import CropSampler
-from drsedge.errors import DrsedgeError
+from drsedge.errors import DrsedgeError, NonFiniteError, StaleStateError, first_line
 from drsedge.fileio import atomic_write
 
 STATE_FILE = "train_state.pt"
@@ -56,6 +56,46 @@ class TrainConfig:
     feature_levels: list[str] = field(default_factory=lambda: ["encoder_level2", "latent"])
     grad_clip: float = 0.0  # max grad norm; 0 disables
     zero_init_output: bool = True  # from scratch only: output conv starts at 0, so the net starts as identity (+ inp_img)
+
+    def __post_init__(self):
+        import math
+
+        bad = []
+        if not isinstance(self.steps, int) or self.steps < 0:
+            bad.append(f"steps {self.steps!r} must be an integer >= 0")
+        for name in ("batch_size", "checkpoint_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                bad.append(f"{name} {v!r} must be an integer >= 1")
+        if not isinstance(self.patch, int) or self.patch < 8 or self.patch % 8:
+            bad.append(f"patch {self.patch!r} must be a positive multiple of 8")
+        if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
+            bad.append(f"lr {self.lr!r} must be a finite number > 0")
+        for name in ("weight_decay", "lambda_kd", "feature_weight", "grad_clip"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                bad.append(f"{name} {v!r} must be a finite number >= 0")
+        if bad:
+            raise DrsedgeError("training config: " + "; ".join(bad))
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "training config") -> TrainConfig:
+        """Build from a mapping; unknown keys, wrong types or impossible numbers raise one-line DrsedgeError."""
+        import dataclasses
+
+        import pydantic
+
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise DrsedgeError(f"{source}: unknown training option(s) {unknown}; valid: {sorted(names)}")
+        try:
+            return pydantic.TypeAdapter(cls).validate_python(d)
+        except pydantic.ValidationError as e:
+            err = e.errors()[0]
+            raise DrsedgeError(f"{source}: {'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r})") from None
+        except DrsedgeError as e:
+            raise DrsedgeError(f"{source}: {e}") from None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,15 +158,26 @@ def train(
     teacher: nn.Module | None = None,
     resume: bool = False,
     progress: bool = True,
+    key: str = "",
+    stale: str = "restart",
+    log=print,
 ) -> dict:
     """Train ``model`` in place for ``cfg.steps`` steps; returns ``{"step", "loss", "losses"}``.
 
     Writes ``out_dir/train_state.pt`` every ``cfg.checkpoint_every`` steps and at the end
-    (atomically). With ``resume=True`` it continues from that file.
+    (atomically). With ``resume=True`` it continues from that file, but only when the file's run key
+    matches this run: a hash of ``cfg``, the model's parameter shapes, the training images (names,
+    sizes, pixel sums), whether a teacher is used, and the caller's ``key`` (the pipeline passes its
+    stage key). A file of another run is ignored and training starts over (``stale="restart"``, the
+    pipeline) or refused (``stale="refuse"``, the CLI's ``--resume``); so is an unreadable one.
 
     Raises:
-        DrsedgeError: teacher training without ground truth, or a resume file from another config.
+        DrsedgeError: teacher training without ground truth.
+        StaleStateError: ``stale="refuse"`` and the resume file belongs to another run or is unreadable.
+        NonFiniteError: the loss became NaN/Inf (nothing is saved for that step; lower the lr).
     """
+    import hashlib
+    import json
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if teacher is None and any(s.clean is None for s in sampler.samples):
@@ -141,15 +192,32 @@ def train(
         with torch.no_grad():
             model.output.weight.zero_()  # overwritten below when resuming
     state_path = out_dir / STATE_FILE
+    run_key = hashlib.sha256(json.dumps([
+        cfg.to_dict(), key, teacher is not None, [sampler.seed, sampler.patch, sampler.batch_size], [(k, list(v.shape)) for k, v in model.state_dict().items()],
+        [(smp.name, list(smp.rainy.shape), round(float(smp.rainy.sum()), 2),
+          None if smp.clean is None else round(float(smp.clean.sum()), 2)) for smp in sampler.samples],
+    ]).encode()).hexdigest()[:16]
     if resume and state_path.is_file():
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
-        if st["config"] != cfg.to_dict():
-            raise DrsedgeError(f"{state_path}: saved with a different training config; delete it or start without --resume")
-        model.load_state_dict(st["model"])
-        adapters.load_state_dict(st["adapters"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        step, losses = st["step"], st["losses"]
+        why, st = None, None
+        try:
+            st = torch.load(state_path, map_location="cpu", weights_only=True)
+            if not isinstance(st, dict) or st.get("run_key") != run_key:
+                why = "belongs to another run (config, model, data or seed changed)"
+        except Exception as e:  # truncated, hostile or foreign pickle: refused by weights_only
+            why = f"is unreadable ({first_line(e, 120)})"
+        if why and stale == "refuse":
+            raise StaleStateError(f"{state_path}: resume file {why}; delete it or run without --resume")
+        if why:
+            log(f"{state_path}: resume file {why}; starting over")
+        else:
+            try:
+                model.load_state_dict(st["model"])
+                adapters.load_state_dict(st["adapters"])
+                opt.load_state_dict(st["optimizer"])
+                sched.load_state_dict(st["scheduler"])
+                step, losses = int(st["step"]), list(st["losses"])
+            except (KeyError, RuntimeError, ValueError, TypeError) as e:
+                raise StaleStateError(f"{state_path}: resume file does not fit this model ({first_line(e, 120)}); delete it") from None
 
     hooks_s = _Features(model, cfg.feature_levels) if use_feat else None
     hooks_t = _Features(teacher, cfg.feature_levels) if use_feat else None
@@ -163,7 +231,7 @@ def train(
     def save():
         st = {
             "model": model.state_dict(), "adapters": adapters.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "step": step, "losses": losses, "config": cfg.to_dict(),
+            "scheduler": sched.state_dict(), "step": step, "losses": losses, "config": cfg.to_dict(), "run_key": run_key,
         }
         atomic_write(state_path, lambda tmp: torch.save(st, tmp))
 
@@ -182,12 +250,18 @@ def train(
                     for name in cfg.feature_levels:
                         a = adapters[name.replace(".", "_")](hooks_s.out[name])
                         loss = loss + cfg.feature_weight * F.l1_loss(a, hooks_t.out[name])
+            if not bool(torch.isfinite(loss)):
+                raise NonFiniteError(f"training diverged: loss is {loss.item()} at step {step + 1} (lr {sched.get_last_lr()[0]:.2e}); "
+                                     f"nothing saved for it, the last good state is {state_path.name if state_path.is_file() else 'none'}; "
+                                     "lower the learning rate")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             sched.step()
+            if not all(bool(torch.isfinite(p).all()) for p in params):
+                raise NonFiniteError(f"training diverged: weights hold NaN/Inf after step {step + 1}; nothing saved for it; lower the learning rate")
             step += 1
             losses.append(loss.item())
             bar.update(1)

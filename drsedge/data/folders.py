@@ -34,6 +34,11 @@ def _natural_key(p: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.stem)]
 
 
+def is_image_file(p: Path) -> bool:
+    """An image file by suffix; hidden files (``.name``: leftovers of interrupted atomic writes) are not."""
+    return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files directly in ``folder``, in natural order (2 before 10).
 
@@ -43,7 +48,7 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DrsedgeError(f"{folder}: folder not found")
-    files = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+    files = sorted((p for p in folder.iterdir() if is_image_file(p)), key=_natural_key)
     if not files:
         raise DrsedgeError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
     return files
@@ -77,7 +82,7 @@ def find_pairs(root: str | os.PathLike, limit: int | None = None) -> list[Pair]:
             pairs = _pair_by_stem(root, root / r, root / c)
             break
     else:
-        files = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        files = [p for p in root.iterdir() if is_image_file(p)]
         rain = {p.stem[5:]: p for p in files if p.stem.startswith("rain-")}
         norain = {p.stem[7:]: p for p in files if p.stem.startswith("norain-")}
         if not rain and not norain:

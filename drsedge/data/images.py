@@ -9,11 +9,12 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from drsedge.errors import DrsedgeError
+from drsedge.errors import DrsedgeError, NonFiniteError
 from drsedge.fileio import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MIN_SIDE = 8
+MAX_PIXELS = 64_000_000  # 64 MP (8K frames are 33 MP); checked from the header before decoding
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -23,11 +24,16 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     accepted; 16-bit data is scaled by 1/65535, 8-bit by 1/255.
 
     Raises:
-        DrsedgeError: missing, corrupt or truncated file, or a side < 8 px.
+        DrsedgeError: missing, corrupt or truncated file, a side < 8 px, or more than 64 MP
+            (read from the header, before any pixel is decoded: a decompression bomb costs nothing).
     """
     path = Path(path)
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise DrsedgeError(f"{path}: image is {w}x{h} ({w * h / 1e6:.0f} MP), over drsedge's {MAX_PIXELS // 1_000_000} MP limit; "
+                                   "resize it or remove it from the folder")
             im.load()
             mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -38,7 +44,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                 arr = np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
     except FileNotFoundError:
         raise DrsedgeError(f"{path}: image not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except DrsedgeError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError, EOFError) as e:
         raise DrsedgeError(f"{path}: cannot decode image ({e}); replace or remove the file") from None
     h, w = arr.shape[:2]
     if min(h, w) < MIN_SIDE:
@@ -66,7 +74,14 @@ def read_uint8(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray | torch.Tensor) -> Path:
-    """Write a float [0, 1] image as 8-bit PNG/JPEG, atomically (temp file + rename)."""
+    """Write a float [0, 1] image as 8-bit PNG/JPEG, atomically (temp file + rename).
+
+    Raises:
+        NonFiniteError: the image holds NaN or Inf (nothing is written).
+    """
+    data = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+    if not np.isfinite(data).all():
+        raise NonFiniteError(f"{path}: image to write holds NaN or Inf; nothing written")
     arr = to_uint8(img)
     path = Path(path)
     fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"

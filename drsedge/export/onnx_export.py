@@ -34,7 +34,9 @@ class ParityResult:
 
     @property
     def worst(self) -> float:
-        return max(self.max_abs.values())
+        """Largest difference; NaN when any size produced NaN (so ``worst <= tol`` is False)."""
+        vals = list(self.max_abs.values())
+        return float("nan") if any(v != v for v in vals) else max(vals)
 
 
 def export_onnx(

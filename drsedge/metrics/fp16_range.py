@@ -60,10 +60,9 @@ def fp16_ranges(
 
     if not inputs:
         raise DrsedgeError("fp16 range check needs at least one image")
-    try:
-        model = onnx.load(str(onnx_path))
-    except Exception as e:
-        raise DrsedgeError(f"{onnx_path}: not a valid ONNX model ({str(e).splitlines()[0][:120]})") from None
+    from drsedge.onnx_io import load_onnx
+
+    model = load_onnx(onnx_path)
     nodes = [n for n in model.graph.node if n.op_type not in _SKIP and n.output and n.output[0]]
     names = [n.output[0] for n in nodes]
     so = ort.SessionOptions()

@@ -81,10 +81,9 @@ def localize(
 
     if not inputs:
         raise DrsedgeError("localize needs at least one image")
-    try:
-        ref, test = onnx.load(str(ref_path)), onnx.load(str(test_path or ref_path))
-    except Exception as e:
-        raise DrsedgeError(f"cannot parse {ref_path} or {test_path} ({str(e).splitlines()[0][:120]})") from None
+    from drsedge.onnx_io import load_onnx
+
+    ref, test = load_onnx(ref_path), load_onnx(test_path or ref_path)
     test_tensors = {o for n in test.graph.node for o in n.output}
     nodes = [(n, o) for n in ref.graph.node if n.op_type in COMPARED_OPS for o in n.output[:1] if o in test_tensors]
     if not nodes:

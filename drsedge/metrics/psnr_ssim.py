@@ -37,7 +37,8 @@ def rgb_to_y(img: np.ndarray, convention: str = "matlab") -> np.ndarray:
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     y = 16.0 + img.astype(np.float64) @ _Y
-    return np.round(y) if convention == "matlab" else y
+    # MATLAB's uint8 cast rounds .5 away from zero (np.round would round half to even); Y > 0 here
+    return np.floor(y + 0.5) if convention == "matlab" else y
 
 
 def psnr_y(pred: np.ndarray, target: np.ndarray, convention: str = "matlab") -> float:

@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from drsedge.errors import DrsedgeError
+from drsedge.errors import DrsedgeError, NonFiniteError, first_line
 from drsedge.fileio import atomic_write
 
 from .config import ModelConfig
@@ -38,7 +38,7 @@ def _read_state(path: Path, prefer: str = "params") -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError/RuntimeError/EOFError, etc.
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise DrsedgeError(
             f"{path}: refused by torch.load(weights_only=True) ({first}); convert it to a plain state_dict "
             "or .safetensors from a trusted environment"
@@ -87,13 +87,24 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, prefer: str = "pa
         if any(k.startswith(("encoder_level0.", "refinement.")) for k in missing + unexpected):
             hint = " — MEFC keys differ: toggle mefc (the Rain200L/SPA checkpoints have no MEFC)"
         raise DrsedgeError(f"{path}: checkpoint does not match the model: {'; '.join(parts)}{hint}")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise NonFiniteError(f"{path}: {len(bad)} weight tensor(s) hold NaN or Inf (first: {bad[0]}); the training diverged, "
+                             "retrain with a lower learning rate")
     model.load_state_dict(state, strict=True)
     return model
 
 
 def save_model(path: str | os.PathLike, model: nn.Module, config: ModelConfig, extra: dict | None = None) -> Path:
-    """Write ``model.state_dict()`` (float tensors, contiguous) + config JSON to ``.safetensors`` atomically."""
+    """Write ``model.state_dict()`` (float tensors, contiguous) + config JSON to ``.safetensors`` atomically.
+
+    Raises:
+        NonFiniteError: a weight holds NaN or Inf (nothing is written).
+    """
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise NonFiniteError(f"{path}: not written: {len(bad)} weight tensor(s) hold NaN or Inf (first: {bad[0]}); lower the learning rate")
     meta = {CONFIG_KEY: json.dumps(config.to_dict())}
     if extra:
         meta["drsedge_extra"] = json.dumps(extra)
@@ -118,7 +129,13 @@ def read_config(path: str | os.PathLike) -> ModelConfig:
         raise DrsedgeError(f"{path}: not a readable safetensors file ({e})") from None
     if CONFIG_KEY not in meta:
         raise DrsedgeError(f"{path}: no drsedge model config in its metadata; load it with load_checkpoint(model, path) instead")
-    return ModelConfig.from_dict(json.loads(meta[CONFIG_KEY]), str(path))
+    try:
+        d = json.loads(meta[CONFIG_KEY])
+    except json.JSONDecodeError as e:
+        raise DrsedgeError(f"{path}: corrupt model config in its metadata ({e}); re-save the model") from None
+    if not isinstance(d, dict):
+        raise DrsedgeError(f"{path}: model config in its metadata is not a mapping; re-save the model")
+    return ModelConfig.from_dict(d, str(path))
 
 
 def load_model(path: str | os.PathLike) -> tuple[nn.Module, ModelConfig]:

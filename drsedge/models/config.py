@@ -51,7 +51,12 @@ class ModelConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise DrsedgeError(f"{source}: unknown model option(s) {unknown}; valid: {sorted(names)}")
-        cfg = cls(**d)
+        cfg = _validate_types(cls, d, source)
+        if cfg.dim < 1 or any(b < 1 for b in cfg.num_blocks) or len(cfg.num_blocks) != 4 or len(cfg.heads) != 4 or cfg.ffn_expansion_factor <= 0:
+            raise DrsedgeError(f"{source}: dim, 4 block counts and 4 head counts must be positive, ffn_expansion_factor > 0 "
+                               f"(got dim {cfg.dim}, num_blocks {cfg.num_blocks}, heads {cfg.heads})")
+        if any(h < 1 for h in cfg.heads):
+            raise DrsedgeError(f"{source}: head counts must be >= 1, got {cfg.heads}")
         if cfg.attention not in ATTENTION_KINDS:
             raise DrsedgeError(f"{source}: attention must be one of {ATTENTION_KINDS}, got {cfg.attention!r}")
         if cfg.stream_widths:
@@ -71,6 +76,18 @@ class ModelConfig:
             if width % h or width // h < 2:
                 raise DrsedgeError(f"{source}: level {lvl + 1} width {width} cannot be split into {h} heads of >= 2 channels")
         return cfg
+
+
+def _validate_types(cls, d: dict, source: str):
+    """Type-check ``d`` against the dataclass annotations with pydantic (lax: "16" -> 16), one line on error."""
+    import pydantic
+
+    try:
+        return pydantic.TypeAdapter(cls).validate_python(d)
+    except pydantic.ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise DrsedgeError(f"{source}: model option {where}: {err['msg']} (got {err.get('input')!r})") from None
 
 
 def teacher_config(**overrides) -> ModelConfig:

@@ -14,7 +14,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from drsedge.errors import DrsedgeError
+from drsedge.errors import DrsedgeError, NonFiniteError, first_line
+
+
+def checked_output(y: torch.Tensor, x: torch.Tensor, source: str) -> torch.Tensor:
+    """Refuse a model output that is not ``[B, 3, H, W]`` like its input, or holds NaN/Inf.
+
+    Raises:
+        DrsedgeError: wrong shape (e.g. an ONNX whose output size differs from its input).
+        NonFiniteError: NaN or Inf in the output.
+    """
+    if tuple(y.shape) != tuple(x.shape):
+        raise DrsedgeError(f"{source}: output shape {tuple(y.shape)} differs from input {tuple(x.shape)}; "
+                           "drsedge models map [N, 3, H, W] to the same shape (re-export with `drsedge export`)")
+    if not bool(torch.isfinite(y).all()):
+        raise NonFiniteError(f"{source}: output holds NaN or Inf; the model is broken (retrain or re-export it); nothing written")
+    return y
 
 
 class TorchRunner:
@@ -25,7 +40,7 @@ class TorchRunner:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self.model(x)
+            return checked_output(self.model(x), x, self.name)
 
     def latency_ms(self, height: int = 256, width: int = 256, runs: int = 5, warmup: int = 1) -> dict:
         return _time(self, height, width, runs, warmup)
@@ -63,7 +78,7 @@ def ort_session(path: str | os.PathLike, threads: int | None = None, fused_kerne
     except DrsedgeError:
         raise
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/InvalidProtobuf types
-        msg = str(e).strip().splitlines()[0][:200]
+        msg = first_line(e)
         raise DrsedgeError(f"{path}: ONNX Runtime cannot load this model ({msg}); re-run `drsedge export`") from None
 
 
@@ -72,12 +87,22 @@ class OrtRunner:
 
     def __init__(self, path: str | os.PathLike, name: str = "onnx", threads: int | None = None, fused_kernel: str = "function"):
         self.session = ort_session(path, threads, fused_kernel)
-        self.input = self.session.get_inputs()[0].name
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        shape = inputs[0].shape if len(inputs) == 1 else None
+        if shape is None or len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
+            raise DrsedgeError(f"{path}: input(s) {[(i.name, i.shape) for i in inputs]}: drsedge models take one N x 3 x H x W image; "
+                               "export it with `drsedge export`")
+        if len(outputs) != 1:
+            raise DrsedgeError(f"{path}: {len(outputs)} outputs; drsedge models return one N x 3 x H x W image")
+        self.input = inputs[0].name
         self.name, self.path = name, Path(path)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.session.run(None, {self.input: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})[0]
-        return torch.from_numpy(y)
+        try:
+            y = self.session.run(None, {self.input: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})[0]
+        except Exception as e:  # onnxruntime's own error types
+            raise DrsedgeError(f"{self.path}: ONNX Runtime failed on a {tuple(x.shape)} input ({first_line(e)})") from None
+        return checked_output(torch.from_numpy(np.asarray(y, dtype=np.float32)), x, str(self.path))
 
     def latency_ms(self, height: int = 256, width: int = 256, runs: int = 5, warmup: int = 1) -> dict:
         return _time(self, height, width, runs, warmup)

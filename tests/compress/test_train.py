@@ -70,5 +70,45 @@ def test_teacher_training_lowers_loss_and_needs_gt(tmp_path, data_dir):
 def test_resume_with_other_config_is_refused(tmp_path, data_dir):
     model = student_config(**TINY).build()
     train(model, _sampler(data_dir), TrainConfig(steps=1, batch_size=2, patch=32), tmp_path, progress=False)
-    with pytest.raises(DrsedgeError, match="different training config"):
-        train(model, _sampler(data_dir), TrainConfig(steps=2, batch_size=2, patch=32, lr=1e-3), tmp_path, resume=True, progress=False)
+    with pytest.raises(DrsedgeError, match="belongs to another run"):
+        train(model, _sampler(data_dir), TrainConfig(steps=2, batch_size=2, patch=32, lr=1e-3), tmp_path, resume=True, progress=False,
+              stale="refuse")
+
+
+def test_stale_resume_file_is_not_reused(tmp_path, data_dir):
+    """Issue 10.1: a finished state of another run (other data) is ignored, not returned as the new model."""
+    torch.manual_seed(0)
+    model = student_config(**TINY).build()
+    cfg = TrainConfig(steps=2, batch_size=2, patch=32)
+    train(model, _sampler(data_dir), cfg, tmp_path, progress=False)
+    first = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(0)
+    other = student_config(**TINY).build()
+    samples = load_samples(find_pairs(data_dir / "rain200H" / "train")[:3])
+    res = train(other, CropSampler(samples, 32, 2, 1), cfg, tmp_path, resume=True, progress=False, log=lambda m: None)
+    assert res["step"] == 2
+    assert any(not torch.equal(first[k], v) for k, v in other.state_dict().items())
+    # the same run resumes: nothing to do, weights restored bit-identically
+    again = student_config(**TINY).build()
+    train(again, _sampler(data_dir), cfg, tmp_path / "b", progress=False)
+    again2 = student_config(**TINY).build()
+    res = train(again2, _sampler(data_dir), cfg, tmp_path / "b", resume=True, progress=False)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in again2.state_dict().items())
+
+
+def test_truncated_resume_file(tmp_path, data_dir):
+    model = student_config(**TINY).build()
+    (tmp_path / "train_state.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(DrsedgeError, match="unreadable"):
+        train(model, _sampler(data_dir), TrainConfig(steps=1, batch_size=2, patch=32), tmp_path, resume=True, progress=False, stale="refuse")
+
+
+def test_divergence_stops_without_saving(tmp_path, data_dir):
+    """Issue 10.3: an absurd learning rate ends in one NonFiniteError and no model file."""
+    from drsedge.errors import NonFiniteError
+
+    model = student_config(**TINY).build()
+    with pytest.raises(NonFiniteError, match="diverged"):
+        train(model, _sampler(data_dir), TrainConfig(steps=30, batch_size=2, patch=32, lr=1e30, checkpoint_every=100), tmp_path,
+              progress=False)
+    assert not (tmp_path / "train_state.pt").exists()

@@ -1,0 +1,147 @@
+"""The run-config schema (``drsedge pipeline --config run.yaml``), checked with pydantic at every level.
+
+Unknown keys (``ratioo``), wrong types (``steps: many``) and impossible numbers (``test_limit: -1``)
+are refused in one line naming the file and the key path, before any stage runs. Model sections are
+checked by :meth:`drsedge.models.config.ModelConfig.from_dict`, training sections by
+:class:`drsedge.compress.train.TrainConfig`, so each rule lives in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from drsedge.errors import DrsedgeError
+
+PosInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Mult8 = Annotated[int, Field(gt=0, multiple_of=8)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_model(v: dict | None, where: str) -> dict | None:
+    if v is None:
+        return v
+    from drsedge.models.config import ModelConfig
+
+    try:
+        ModelConfig.from_dict({**ModelConfig().to_dict(), "mefc": False, **v}, where)
+    except DrsedgeError as e:
+        raise ValueError(str(e)) from None
+    return v
+
+
+def _check_train(v: dict | None, where: str) -> dict | None:
+    if v is None:
+        return v
+    from drsedge.compress.train import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(v) - names)
+    if unknown:
+        raise ValueError(f"unknown training option(s) {unknown}; valid: {sorted(names)}")
+    try:
+        TrainConfig.from_dict(v, where)
+    except DrsedgeError as e:
+        raise ValueError(str(e)) from None
+    return v
+
+
+class DataSection(_Strict):
+    root: str | None = None
+    train: list[str]
+    unlabeled: list[str] | None = None
+    calibration: list[str]
+    validation: str | None = None
+    test: str
+    test_limit: PosInt | None = None
+
+
+class TeacherSection(_Strict):
+    checkpoint: str | None = None
+    model: dict | None = None
+    train: dict | None = None
+
+    _m = field_validator("model")(lambda v: _check_model(v, "teacher.model"))
+    _t = field_validator("train")(lambda v: _check_train(v, "teacher.train"))
+
+
+class StudentSection(_Strict):
+    model: dict | None = None
+    distill: dict | None = None
+
+    _m = field_validator("model")(lambda v: _check_model(v, "student.model"))
+    _t = field_validator("distill")(lambda v: _check_train(v, "student.distill"))
+
+
+class PruneSection(_Strict):
+    enabled: bool = False
+    ratio: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    importance: Literal["l1", "l2", "taylor"] = "l2"
+    scope: list[Literal["msfn", "attention", "heads", "streams"]] = ["msfn"]
+    iterations: PosInt = 1
+    finetune: dict | None = None
+
+    _t = field_validator("finetune")(lambda v: _check_train(v, "prune.finetune"))
+
+
+class ExportSection(_Strict):
+    opset: Annotated[int, Field(ge=17)] = 17
+    exporter: Literal["torchscript", "dynamo"] = "torchscript"
+    attention: Literal["native", "fused"] = "native"
+    fp16_safe: bool = False
+
+
+class QuantizeSection(_Strict):
+    backend: Literal["nncf", "ort"] = "nncf"
+    size: Mult8 = 128
+    limit: PosInt = 32
+    quantize_depthwise: bool = False
+    keep_float: list[str] | None = None
+    budget_db: NonNegFloat | None = None
+    val_limit: PosInt = 4
+    max_steps: NonNegInt = 4
+
+
+class CheckSection(_Strict):
+    tile: Mult8 | None = None
+    latency_hw: Annotated[list[Mult8], Field(min_length=2, max_length=2)] = [256, 256]
+    latency_runs: PosInt = 5
+    budgets: dict[str, NonNegFloat] = {}
+
+
+class RunConfig(_Strict):
+    run_dir: str
+    seed: NonNegInt = 0
+    data: DataSection
+    teacher: TeacherSection
+    student: StudentSection
+    prune: PruneSection = PruneSection()
+    export: ExportSection = ExportSection()
+    quantize: QuantizeSection = QuantizeSection()
+    check: CheckSection = CheckSection()
+
+
+def validate_run_config(cfg: dict, source: str) -> dict:
+    """Check a merged run config; returns it unchanged.
+
+    Raises:
+        DrsedgeError: ``source: key.path: what is wrong`` for the first problem found.
+    """
+    try:
+        RunConfig.model_validate(cfg)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        for prefix in (f"{where}: ", f"{where}: {where}: "):
+            msg = msg.removeprefix(prefix)
+        got = "" if err["type"] in ("missing", "value_error") else f" (got {err.get('input')!r})"
+        raise DrsedgeError(f"{source}: {where}: {msg}{got}") from None
+    return cfg
