@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import interleaved, table  # noqa: E402
 
 from drsedge.export import export_onnx  # noqa: E402
-from drsedge.export.fused_op import register_onnx_schema, register_torchscript_symbolic, topk_sparse_softmax  # noqa: E402
+from drsedge.ops.topk_sparse_softmax.op import register_onnx_schema, register_torchscript_symbolic, topk_sparse_softmax  # noqa: E402
 from drsedge.models import student_config, topk_sizes, topk_sparse_probs  # noqa: E402
 from drsedge.runtime import OrtRunner, ort_session  # noqa: E402
 
@@ -39,7 +39,7 @@ class Probs(torch.nn.Module):
 def export_probs(path, c, fused):
     import onnx
 
-    from drsedge.export.fused_op import attach_function
+    from drsedge.ops.topk_sparse_softmax.op import attach_function
 
     ks = topk_sizes(c)
     register_onnx_schema()

@@ -183,6 +183,8 @@ def cmd_export(a) -> int:
     from drsedge.fileio import refuse_overwrite
 
     refuse_overwrite(a.output, [a.model], "ONNX output")
+    if a.precision == "fp16" and not a.images:
+        raise DrsedgeError("--precision fp16 needs --images DIR: real rainy frames (not the test set) to find the FP32 islands")
     model, _ = load_any(a.model)
     path = export_onnx(model, a.output, opset=a.opset, exporter=a.exporter, attention=a.attention, fp16_safe=a.fp16_safe)
     try:
@@ -198,17 +200,39 @@ def cmd_export(a) -> int:
     if not parity.worst <= 1e-4:  # NaN fails too
         path.unlink()
         raise DrsedgeError(f"{a.output}: ONNX Runtime differs from PyTorch by {parity.worst:.2e} (> 1e-4); file removed")
+    if a.precision == "fp16":
+        from drsedge.calibration.calib import calibration_set
+        from drsedge.export.fp16 import convert_fp16
+
+        fp32_path = path.with_name(path.stem + "_fp32.onnx")
+        path.replace(fp32_path)
+        try:
+            images = calibration_set(a.images, size=None, limit=a.limit)
+            res = convert_fp16(fp32_path, path, images.inputs, [f.name for f in images.files], _hw(a.project))
+        except BaseException:
+            fp32_path.unlink(missing_ok=True)  # no artifact of a failed export
+            raise
+        print(f"fp16 onnx: {path} (FP32 reference kept as {fp32_path}); {res.fp16_nodes}/{res.total_nodes} nodes FP16, "
+              f"FP32 islands: {len(res.islands)}; vs FP32 ONNX on {len(images.files)} real frames (ONNX Runtime CPU): "
+              f"PSNR {res.mean_psnr:.1f} dB, max |err| {max(res.max_abs_vs_fp32.values()):.2e}")
     return 0
+
+
+def _hw(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise DrsedgeError(f"{text!r}: expected HxW, e.g. 720x1280") from None
+    if h <= 0 or w <= 0:
+        raise DrsedgeError(f"{text!r}: H and W must be > 0")
+    return h, w
 
 
 def cmd_fp16_check(a) -> int:
     from drsedge.calibration.calib import calibration_set
-    from drsedge.metrics.fp16_range import FP16_MAX, fp16_overflows, fp16_ranges
+    from drsedge.debug.fp16_range import FP16_MAX, fp16_overflows, fp16_ranges
 
-    try:
-        ph, pw = (int(v) for v in a.project.lower().split("x"))
-    except ValueError:
-        raise DrsedgeError(f"--project {a.project!r}: expected HxW, e.g. 720x1280") from None
+    ph, pw = _hw(a.project)
     images = calibration_set(a.images, size=None, limit=a.limit)
     ranges = fp16_ranges(a.onnx, images.inputs, (ph, pw))
     bad = fp16_overflows(ranges)
@@ -401,7 +425,7 @@ def cmd_prune(a) -> int:
 def _localize_report(ref: str, test: str | None, image_dirs: list[str], size: int, limit: int, threshold: float, top: int,
                      trt: str | None = None, plugin: str | None = None) -> str:
     from drsedge.calibration.calib import calibration_set
-    from drsedge.metrics.localize import first_offenders, localize, worst_modules
+    from drsedge.debug.localize import first_offenders, localize, worst_modules
 
     images = calibration_set(image_dirs, size=size, limit=limit)
     drifts = localize(ref, test, images.inputs, threshold, trt, plugin)
@@ -428,7 +452,7 @@ def cmd_localize(a) -> int:
 
 def cmd_compare(a) -> int:
     from drsedge.calibration.calib import calibration_set
-    from drsedge.runtime.polygraphy_compare import compare_outputs
+    from drsedge.debug.compare import compare_outputs
 
     if a.test is None and a.trt is None:
         raise DrsedgeError("compare: give TEST.onnx (ONNX Runtime) or --trt fp32|fp16|int8 (TensorRT engine, GPU)")
@@ -441,21 +465,33 @@ def cmd_compare(a) -> int:
 
 
 def cmd_build_engine(a) -> int:
-    from drsedge.runtime.trt_engine import BuildOptions, Shapes, build_engine, trtexec_command
+    from drsedge.backend.trt import BuildOptions, Profile, build_path, trtexec_command
 
-    shapes = Shapes(Shapes.parse(a.min_shape), Shapes.parse(a.opt_shape), Shapes.parse(a.max_shape))
+    prof = Profile(Profile.parse(a.min_shape), Profile.parse(a.opt_shape), Profile.parse(a.max_shape))
     o = BuildOptions(
-        onnx=a.onnx, engine=a.output, precision=a.precision, plugin=a.plugin, shapes=shapes, timing_cache=a.timing_cache,
+        onnx=a.onnx, engine=a.output, precision=a.precision, plugin=a.plugin, profile=prof, timing_cache=a.timing_cache,
         optimization_level=a.optimization_level, workspace_mib=a.workspace, hardware_compatible=a.hardware_compatibility,
         version_compatible=a.version_compatible, fp16_keep_fp32=not a.fp16_all_layers,
     )
-    o.validate()
     if a.print_trtexec:
-        print(trtexec_command(o, a.trt_major))
+        from drsedge.backend.trt.loader import plugin_only_path
+        from drsedge.backend.trt.onnx_prep import write_plugin_only_copy
+
+        path = build_path(a.trt_version)
+        info = o.validate(path)
+        onnx = None
+        if path.strip_local_functions and info["fused_nodes"]:
+            onnx = str(write_plugin_only_copy(o.onnx, plugin_only_path(o.engine)))
+            print(f"# TensorRT {path.label} parses a model-local function before the plugin registry: "
+                  f"build from the function-stripped copy {onnx}", file=sys.stderr)
+        print(trtexec_command(o, path, onnx))
         return 0
+    from drsedge.backend.trt.loader import build_engine
+
     engine, side = build_engine(o)
-    print(f"engine: {engine} (TensorRT {side['tensorrt_version']}, {side['gpu_name']} sm_{side['compute_capability']}, "
-          f"{side['precision']}, {side['build_seconds']} s); sidecar: {engine}.json")
+    print(f"engine: {engine} (TensorRT {side['tensorrt_version']}, {'strongly' if side['build_path']['strongly_typed'] else 'weakly'} typed, "
+          f"{side['gpu_name']} sm_{side['compute_capability']}, {side['precision']}, {side['plugin_layers']} plugin layer(s), "
+          f"{side['build_seconds']} s); sidecar: {engine}.json")
     return 0
 
 
@@ -536,6 +572,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-pyop", action="store_true", help="with --attention fused: also check the onnxruntime-extensions kernel (slow)")
     p.add_argument("--attention", choices=("native", "fused"), default="native",
                    help="fused: top-k attention as one drsedge::TopKSparseSoftmax node (TensorRT plugin; ONNX function fallback)")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+                   help="fp16: mixed-precision ONNX (FP16 with FP32 islands where --images overflow FP16), for strongly typed TensorRT")
+    p.add_argument("--images", nargs="+", metavar="DIR", help="with --precision fp16: real rainy frames (not the test set)")
+    p.add_argument("--limit", type=POS, default=4, help="with --precision fp16: frames measured")
+    p.add_argument("--project", default="720x1280", metavar="HxW", help="with --precision fp16: frame size sums over pixels are projected to")
     p.add_argument("--fp16-safe", action="store_true",
                    help="LayerNorm and q/k normalisation in a bounded form (same FP32 output) so FP16 engines need no FP32 layers")
     p.set_defaults(fn=cmd_export)
@@ -625,7 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_compare)
 
     p = sub.add_parser("build-engine", help="TensorRT engine (FP32/FP16/INT8) from an ONNX file, with a JSON sidecar")
-    p.add_argument("onnx", help="FP32 ONNX (fp32/fp16 engines) or the Q/DQ INT8 ONNX (int8 engines)")
+    p.add_argument("onnx", help="FP32 ONNX (fp32 engines; fp16 on TensorRT < 10.12), FP16 ONNX (fp16 engines, "
+                   "`drsedge export --precision fp16`) or the Q/DQ INT8 ONNX (int8 engines)")
     p.add_argument("-o", "--output", required=True, help="engine path; the sidecar is written to OUTPUT.json")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
     p.add_argument("--plugin", help="TopKSparseSoftmax plugin library (needed for --attention fused exports)")
@@ -637,9 +679,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", type=POS, default=1024, help="workspace limit in MiB")
     p.add_argument("--hardware-compatibility", action="store_true", help="Ampere+ hardware-compatible engine (TensorRT >= 8.6)")
     p.add_argument("--version-compatible", action="store_true", help="version-compatible engine (TensorRT >= 8.6)")
-    p.add_argument("--fp16-all-layers", action="store_true", help="do not keep LayerNorm / q,k normalisation in FP32 in FP16 engines")
+    p.add_argument("--fp16-all-layers", action="store_true",
+                   help="weakly typed TensorRT (< 10.12): do not keep LayerNorm / q,k normalisation in FP32 in FP16 engines")
     p.add_argument("--print-trtexec", action="store_true", help="print the equivalent trtexec command instead of building")
-    p.add_argument("--trt-major", type=int, default=10, help="TensorRT major version the printed trtexec command targets")
+    p.add_argument("--trt-version", default="10.13", metavar="X.Y",
+                   help="TensorRT version the printed trtexec command targets (8.5 ... 11.x; default 10.13, JetPack 7)")
     p.set_defaults(fn=cmd_build_engine)
 
     p = sub.add_parser("derain", help="derain a folder of images with a checkpoint or ONNX model")

@@ -255,7 +255,7 @@ class Pipeline:
 
     def _fp16_range(self, onnx_path: Path) -> dict:
         """FP16 range of the FP32 export on two whole calibration frames, sums projected to 720p (drsedge fp16-check)."""
-        from drsedge.metrics.fp16_range import fp16_overflows, fp16_ranges
+        from drsedge.debug.fp16_range import fp16_overflows, fp16_ranges
 
         dirs = self._data(self.cfg["data"]["calibration"])
         self._guard_held_out("calibration", dirs)
@@ -359,10 +359,10 @@ def run_check(
             info = stages[-1].info if stages else {}
             stages.append(Stage(name, OrtRunner(path, name), "ONNX Runtime CPU", {"params": info.get("params"), "macs": info.get("macs"), "path": str(path)}))
     for name, path in (engines or {}).items():
-        from drsedge.runtime.trt_engine import TrtRunner
+        from drsedge.backend.trt.runner import EngineRunner
 
         info = stages[-1].info if stages else {}
-        stages.append(Stage(name, TrtRunner(path, name, plugin), "TensorRT GPU", {"params": info.get("params"), "macs": info.get("macs"), "path": str(path)}))
+        stages.append(Stage(name, EngineRunner(path, name, plugin), "TensorRT GPU", {"params": info.get("params"), "macs": info.get("macs"), "path": str(path)}))
     if not stages:
         raise DrsedgeError("nothing to check: give at least one of --teacher, --student, --onnx, --int8")
     return evaluate_stages(

@@ -59,12 +59,12 @@ def _depthwise_convs(model: onnx.ModelProto) -> list[str]:
 
 def nodes_of_modules(model: onnx.ModelProto, modules: list[str]) -> list[str]:
     """ONNX node names that belong to the given PyTorch module paths (e.g. ``latent.1.attn``), via
-    :func:`drsedge.metrics.localize.module_path`.
+    :func:`drsedge.debug.localize.module_path`.
 
     Raises:
         DrsedgeError: a module matches no node.
     """
-    from drsedge.metrics.localize import module_path
+    from drsedge.debug.localize import module_path
 
     out = []
     for mod in modules:

@@ -21,7 +21,9 @@ from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
 from drsedge.models.drsformer import set_attention_impl, set_fp16_safe, set_topk_mode
 
-INPUT_NAME, OUTPUT_NAME = "image", "derained"
+from drsedge.onnx_io import EXPORT_INPUT_NAME as INPUT_NAME  # noqa: E402 - one name for the exporter and the readers
+
+OUTPUT_NAME = "derained"
 META_ATTENTION, META_FP16_SAFE = "drsedge.attention", "drsedge.fp16_safe"  # ONNX metadata_props keys
 EXPORTERS = ("torchscript", "dynamo")
 
@@ -55,7 +57,7 @@ def export_onnx(
         exporter: ``"torchscript"`` (fast, ``torch.onnx.export(dynamo=False)``) or
             ``"dynamo"`` (``torch.export`` based; ~30 s for a small model on 2 cores).
         attention: ``"native"`` (plain ONNX ops) or ``"fused"`` (custom op
-            ``drsedge::TopKSparseSoftmax``, see :mod:`drsedge.export.fused_op`).
+            ``drsedge::TopKSparseSoftmax``, see :mod:`drsedge.ops.topk_sparse_softmax.op`).
         fp16_safe: export LayerNorm and the q/k normalisation in the bounded form of
             :mod:`drsedge.models.fp16_safe` (same FP32 results; no ReduceL2), so FP16 engines
             need no FP32 layers. Recorded as metadata ``drsedge.fp16_safe = "1"``.
@@ -76,7 +78,7 @@ def export_onnx(
         raise DrsedgeError(f"unknown attention export {attention!r}; use 'native' or 'fused'")
     fused = attention == "fused"
     if fused:
-        from . import fused_op
+        from drsedge.ops.topk_sparse_softmax import op as fused_op
 
         fused_op.register_onnx_schema()
         if exporter == "torchscript":

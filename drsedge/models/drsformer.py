@@ -144,7 +144,7 @@ class Attention(nn.Module):
         weights = torch.cat([self.attn1, self.attn2, self.attn3, self.attn4])
         ks = topk_sizes(scores.shape[-1])
         if self.attention_impl == "fused":
-            from drsedge.export.fused_op import topk_sparse_softmax  # local: registers the custom op lazily
+            from drsedge.ops.topk_sparse_softmax.op import topk_sparse_softmax  # local: registers the custom op lazily
 
             return topk_sparse_softmax(scores, weights, ks)
         mode = self.topk_mode

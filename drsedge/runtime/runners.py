@@ -51,7 +51,7 @@ def ort_session(path: str | os.PathLike, threads: int | None = None, fused_kerne
 
     ``fused_kernel`` says how ``drsedge::TopKSparseSoftmax`` nodes run: ``"function"`` (the
     model-local function, native speed) or ``"pyop"`` (onnxruntime-extensions Python kernel, slow);
-    see :mod:`drsedge.runtime.ort_fused`.
+    see :mod:`drsedge.ops.topk_sparse_softmax.ort_kernel`.
 
     Raises:
         DrsedgeError: the file is missing or does not parse as ONNX.
@@ -69,7 +69,7 @@ def ort_session(path: str | os.PathLike, threads: int | None = None, fused_kerne
         if fused_kernel == "pyop":
             import onnx
 
-            from .ort_fused import register_pyop, to_pyop_model
+            from drsedge.ops.topk_sparse_softmax.ort_kernel import register_pyop, to_pyop_model
 
             so.register_custom_ops_library(register_pyop())
             model = to_pyop_model(onnx.load(str(path)))

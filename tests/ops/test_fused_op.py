@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from drsedge.export import check_parity, export_onnx
-from drsedge.export.fused_op import OP_DOMAIN, OP_TYPE, topk_sparse_softmax, topk_sparse_softmax_op
+from drsedge.ops.topk_sparse_softmax.op import OP_DOMAIN, OP_TYPE, topk_sparse_softmax, topk_sparse_softmax_op
 from drsedge.models import set_attention_impl, student_config, topk_sizes, topk_sparse_probs
 
 

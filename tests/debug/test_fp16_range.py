@@ -7,9 +7,9 @@ import torch
 from drsedge.calibration.calib import calibration_set
 from drsedge.cli import main
 from drsedge.export import export_onnx
-from drsedge.metrics.fp16_range import FP16_MAX, fp16_overflows, fp16_ranges
+from drsedge.debug.fp16_range import FP16_MAX, fp16_overflows, fp16_ranges
 from drsedge.models import student_config
-from drsedge.runtime.trt_engine import fp16_unsafe_nodes
+from drsedge.backend.trt import fp16_unsafe_nodes
 
 
 @pytest.fixture(scope="module")

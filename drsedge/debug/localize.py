@@ -70,14 +70,14 @@ def localize(
 ) -> list[LayerDrift]:
     """Per-layer relative error of the test side vs ``ref`` on ``inputs`` (``[1, 3, H, W]`` float32 arrays), graph order.
 
-    Both sides run through Polygraphy (:func:`drsedge.runtime.polygraphy_compare.run_pair`) with the
+    Both sides run through Polygraphy (:func:`drsedge.debug.compare.run_pair`) with the
     compared tensors marked as outputs: ``test_path`` in ONNX Runtime, or with ``trt_precision`` a
     TensorRT engine built from ``test_path or ref_path`` (GPU).
 
     Raises:
         DrsedgeError: unparsable models, no shared layer names, or no input.
     """
-    from drsedge.runtime.polygraphy_compare import run_pair
+    from drsedge.debug.compare import run_pair
 
     if not inputs:
         raise DrsedgeError("localize needs at least one image")

@@ -3,7 +3,7 @@
 Two ways, chosen per session:
 
 * ``"function"`` (default): the exported model carries a model-local ONNX function
-  with the native body (TopK, Where, Softmax; see :mod:`drsedge.export.fused_op`);
+  with the native body (TopK, Where, Softmax; see :mod:`drsedge.ops.topk_sparse_softmax.op`);
   ONNX Runtime inlines it and runs optimized native kernels. No extra library.
 * ``"pyop"``: a real kernel for the fused node, registered through
   onnxruntime-extensions' Python custom ops (numpy). Used to check the custom-op
@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 
 from drsedge.errors import DrsedgeError
-from drsedge.export.fused_op import OP_DOMAIN, OP_TYPE
+from drsedge.ops.topk_sparse_softmax.op import OP_DOMAIN, OP_TYPE
 
 PYOP_DOMAIN = "ai.onnx.contrib"  # onnxruntime-extensions registers Python ops in this domain only
 _registered = False

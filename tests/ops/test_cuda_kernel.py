@@ -6,8 +6,8 @@ import shutil
 import pytest
 import torch
 
-from drsedge.export.cuda_kernel import KernelLib, build_kernel
-from drsedge.export.fused_op import topk_sparse_softmax
+from drsedge.ops.topk_sparse_softmax.cuda_harness import KernelLib, build_kernel
+from drsedge.ops.topk_sparse_softmax.op import topk_sparse_softmax
 from drsedge.models import topk_sizes
 
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
@@ -23,8 +23,23 @@ def kernel_path(tmp_path_factory):
 
 
 @needs_nvcc
-def test_kernel_compiles(kernel_path):
-    assert kernel_path.is_file() and kernel_path.stat().st_size > 10_000
+def test_kernel_compiles_and_exports_the_c_api(kernel_path):
+    """The library exports the two C entry points the harness and the plugin call (dynamic symbol table)."""
+    import subprocess
+
+    syms = subprocess.run(["nm", "-D", "--defined-only", str(kernel_path)], capture_output=True, text=True, check=True).stdout
+    names = {line.split()[-1] for line in syms.splitlines() if line.strip()}
+    assert {"drsedge_topk_sparse_softmax", "drsedge_topk_sparse_softmax_last_error"} <= names
+
+
+def test_native_dir_is_found_without_parents_index(monkeypatch, tmp_path):
+    from drsedge.errors import DrsedgeError
+    from drsedge.ops.topk_sparse_softmax.cuda_harness import native_dir
+
+    assert (native_dir() / "src" / "topk_sparse_softmax.cu").is_file()
+    monkeypatch.setenv("DRSEDGE_NATIVE_DIR", str(tmp_path))
+    with pytest.raises(DrsedgeError, match="CMakeLists"):
+        native_dir()
 
 
 def _cases():

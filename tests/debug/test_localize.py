@@ -6,7 +6,7 @@ from drsedge.calibration import calibration_set
 from drsedge.cli import main
 from drsedge.compress import quantize_onnx
 from drsedge.export import export_onnx
-from drsedge.metrics.localize import first_offenders, localize, module_path, worst_modules
+from drsedge.debug.localize import first_offenders, localize, module_path, worst_modules
 from drsedge.models import student_config
 
 
@@ -55,7 +55,7 @@ def test_trt_side_needs_tensorrt(tmp_path, data_dir, capsys):
     torch.manual_seed(0)
     fp32 = export_onnx(student_config(dim=8, num_blocks=[1, 1, 1, 1]).build(), tmp_path / "fp32.onnx")
     assert main(["compare", str(fp32), "--trt", "fp16", "--images", str(data_dir / "real"), "--limit", "1", "--size", "64"]) == 2
-    assert "TensorRT is not installed" in capsys.readouterr().err
+    assert "TensorRT Python bindings are not installed" in capsys.readouterr().err
 
 
 def test_check_localize_when_int8_budget_breaks(tmp_path, data_dir, capsys):

@@ -23,7 +23,6 @@ import numpy as np
 from drsedge.errors import DrsedgeError
 
 TRT_PRECISIONS = ("fp32", "fp16", "int8")
-INPUT_NAME = "image"
 
 
 def _onnx_runner(path: str | os.PathLike, outputs: list[str] | None, name: str):
@@ -38,23 +37,37 @@ def _onnx_runner(path: str | os.PathLike, outputs: list[str] | None, name: str):
 
 def _trt_runner(path: str | os.PathLike, precision: str, outputs: list[str] | None, plugin: str | None, hw: tuple[int, int],
                 name: str):  # pragma: no cover - needs TensorRT and a GPU
-    from polygraphy.backend.trt import (
-        CreateConfig,
-        EngineFromNetwork,
-        LoadPlugins,
-        ModifyNetworkOutputs,
-        NetworkFromOnnxPath,
-        Profile,
-        TrtRunner,
-    )
+    """Polygraphy ``TrtRunner`` on an engine built on the installed TensorRT's path (drsedge.backend.trt)."""
+    from polygraphy.backend.trt import EngineFromNetwork, ModifyNetworkOutputs, TrtRunner
 
-    network = NetworkFromOnnxPath(LoadPlugins(plugins=[plugin], obj=str(path)) if plugin else str(path))
-    if outputs:
-        network = ModifyNetworkOutputs(network, outputs=outputs)
+    from drsedge.backend.trt import BuildOptions, Profile, build_path
+    from drsedge.backend.trt._import import import_tensorrt, installed_version
+    from drsedge.backend.trt.loader import create_config, parse_network, plugin_layer_names
+    from drsedge.backend.trt.onnx_prep import strip_fused_functions
+    from drsedge.onnx_io import load_onnx
+
+    trt = import_tensorrt()
+    bp = build_path(installed_version(trt))
     shape = (1, 3, *hw)
-    config = CreateConfig(fp16=precision in ("fp16", "int8"), int8=precision == "int8",
-                          profiles=[Profile().add(INPUT_NAME, min=shape, opt=shape, max=shape)])
-    return TrtRunner(EngineFromNetwork(network, config=config), name=name)
+    o = BuildOptions(onnx=str(path), engine=os.devnull + ".engine", precision=precision, plugin=plugin, profile=Profile(shape, shape, shape))
+    info = o.validate(bp)
+    parse_from = str(path)
+    if bp.strip_local_functions and info["fused_nodes"]:
+        import tempfile
+
+        import onnx
+
+        parse_from = os.path.join(tempfile.mkdtemp(prefix="drsedge-trt-"), "plugin_only.onnx")
+        onnx.save(strip_fused_functions(load_onnx(path)), parse_from)
+    builder, network, parser = parse_network(parse_from, bp, plugin)
+    from drsedge.backend.trt import verify_plugin_layers
+
+    verify_plugin_layers(info["fused_nodes"], plugin_layer_names(network, trt), str(path))
+    config = create_config(o, bp, trt, network)
+    net = (builder, network, parser)
+    if outputs:
+        net = ModifyNetworkOutputs(net, outputs=outputs)
+    return TrtRunner(EngineFromNetwork(net, config=config), name=name)
 
 
 def _quiet() -> None:
@@ -73,21 +86,23 @@ def _run(ref_onnx, inputs, test_onnx, trt_precision, plugin, outputs):
         raise DrsedgeError(f"TensorRT precision must be one of {TRT_PRECISIONS}, got {trt_precision!r}")
     if not inputs:
         raise DrsedgeError("compare needs at least one image")
-    from .trt_engine import onnx_op_types
+    from drsedge.onnx_io import load_onnx
 
     for path in (ref_onnx, test_onnx):
         if path is not None:
-            onnx_op_types(path)  # one-line DrsedgeError for a missing or unparsable file
+            load_onnx(path, external_data=False)  # one-line DrsedgeError for a missing or unparsable file
     ref = _onnx_runner(ref_onnx, outputs, "onnxrt-ref")
     if trt_precision:
-        try:
-            import tensorrt  # noqa: F401
-        except ImportError:
-            raise DrsedgeError("TensorRT is not installed: pip install 'drsedge[trt]' on a machine with an NVIDIA GPU") from None
+        from drsedge.backend.trt._import import import_tensorrt
+
+        import_tensorrt()
         test = _trt_runner(test_onnx or ref_onnx, trt_precision, outputs, plugin, inputs[0].shape[2:], f"trt-{trt_precision}")
     else:
         test = _onnx_runner(test_onnx, outputs, "onnxrt-test")
-    return Comparator.run([ref, test], data_loader=[{INPUT_NAME: x} for x in inputs])
+    from drsedge.onnx_io import image_input
+
+    name, _ = image_input(load_onnx(ref_onnx, external_data=False), str(ref_onnx))
+    return Comparator.run([ref, test], data_loader=[{name: x} for x in inputs])
 
 
 def run_pair(

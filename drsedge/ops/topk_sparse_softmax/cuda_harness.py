@@ -17,7 +17,27 @@ import torch
 
 from drsedge.errors import DrsedgeError
 
-NATIVE_DIR = Path(__file__).resolve().parents[2] / "native" / "topk_sparse_softmax"
+NATIVE_ENV = "DRSEDGE_NATIVE_DIR"
+
+
+def native_dir() -> Path:
+    """``native/topk_sparse_softmax`` of the source checkout: ``$DRSEDGE_NATIVE_DIR``, else the first parent of
+    this package that holds ``native/topk_sparse_softmax/CMakeLists.txt``.
+
+    Raises:
+        DrsedgeError: not found (an installed wheel ships no CUDA sources; point DRSEDGE_NATIVE_DIR at a checkout).
+    """
+    env = os.environ.get(NATIVE_ENV)
+    if env:
+        d = Path(env)
+        if not (d / "CMakeLists.txt").is_file():
+            raise DrsedgeError(f"{d}: ${NATIVE_ENV} has no CMakeLists.txt; point it at native/topk_sparse_softmax")
+        return d
+    for parent in Path(__file__).resolve().parents:
+        d = parent / "native" / "topk_sparse_softmax"
+        if (d / "CMakeLists.txt").is_file():
+            return d
+    raise DrsedgeError(f"native/topk_sparse_softmax not found above {Path(__file__).parent}; set ${NATIVE_ENV} to it")
 _DTYPES = {torch.float32: 0, torch.float16: 1}
 
 
@@ -30,16 +50,17 @@ def build_kernel(out_dir: str | os.PathLike, archs: tuple[str, ...] = ("87",), n
     nvcc = nvcc or shutil.which("nvcc")
     if not nvcc:
         raise DrsedgeError("nvcc not found: install the CUDA toolkit or put nvcc on PATH")
+    native = native_dir()
     out = Path(out_dir) / "libdrsedge_tkss_kernel.so"
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [nvcc, "-std=c++17", "-O3", "--use_fast_math", "-Xcompiler", "-fPIC", "-shared", f"-I{NATIVE_DIR / 'include'}"]
+    cmd = [nvcc, "-std=c++17", "-O3", "--use_fast_math", "-Xcompiler", "-fPIC", "-shared", f"-I{native / 'include'}"]
     for a in archs:
         cmd += ["-gencode", f"arch=compute_{a},code=sm_{a}"]
-    cmd += [str(NATIVE_DIR / "src" / "topk_sparse_softmax.cu"), "-o", str(out)]
+    cmd += [str(native / "src" / "topk_sparse_softmax.cu"), "-o", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         first = next((ln for ln in r.stderr.splitlines() if "error" in ln), r.stderr.strip()[:200])
-        raise DrsedgeError(f"nvcc failed on {NATIVE_DIR / 'src' / 'topk_sparse_softmax.cu'}: {first}")
+        raise DrsedgeError(f"nvcc failed on {native / 'src' / 'topk_sparse_softmax.cu'}: {first}")
     return out
 
 

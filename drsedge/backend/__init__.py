@@ -1,0 +1,1 @@
+"""Inference backends other than PyTorch and ONNX Runtime (see :mod:`drsedge.backend.trt`)."""

@@ -1,0 +1,17 @@
+"""TensorRT, split the way Polygraphy's ``backend/trt`` is: version dispatch, profile, build config,
+ONNX preparation, loader (build), runner and provenance (sidecar), plus the trtexec recipe.
+
+Only :mod:`.loader` and :mod:`.runner` import TensorRT (lazily, through :mod:`._import`); everything else
+runs and is tested on a CPU-only machine.
+"""
+
+from .config import PRECISIONS, BuildOptions, fp16_unsafe_nodes, verify_plugin_layers
+from .profile import Profile
+from .provenance import check_sidecar, make_sidecar, read_sidecar
+from .trtexec import trtexec_command
+from .version import KNOWN_VERSIONS, BuildPath, build_path, parse_version
+
+__all__ = [
+    "KNOWN_VERSIONS", "PRECISIONS", "BuildOptions", "BuildPath", "Profile", "build_path", "check_sidecar", "fp16_unsafe_nodes",
+    "make_sidecar", "parse_version", "read_sidecar", "trtexec_command", "verify_plugin_layers",
+]

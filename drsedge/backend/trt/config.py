@@ -1,0 +1,122 @@
+"""What ``drsedge build-engine`` builds (:class:`BuildOptions`) and everything checkable without TensorRT.
+
+Precision rules per TensorRT generation (:mod:`.version`):
+
+* weak typing (< 10.12): ``fp16`` sets ``BuilderFlag.FP16`` and keeps the FP16-unsafe layers (LayerNorm
+  statistics, q/k L2-normalisation) in FP32 with obeyed precision constraints unless the export is
+  ``--fp16-safe``; ``int8`` sets FP16 + INT8 flags on an explicit Q/DQ ONNX.
+* strong typing (>= 10.12, the only mode of 11.x): no precision flags; the ONNX decides. ``fp16`` needs an
+  FP16 ONNX (``drsedge export --precision fp16``), ``fp32`` an FP32 one, ``int8`` a Q/DQ ONNX.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drsedge.errors import DrsedgeError
+
+from .profile import Profile
+from .version import BuildPath
+
+PRECISIONS = ("fp32", "fp16", "int8")
+# Layers kept in FP32 inside weakly typed FP16 engines: LayerNorm statistics and the q/k L2 normalisation
+# overflow easily in FP16 (ONNX node-name fragments as exported by drsedge; TensorRT#4493, #4355).
+FP16_UNSAFE_PATTERNS = ("norm1/body", "norm2/body", "ReduceL2", "LpNormalization", "attn/Div")
+PLUGIN_HINT = "native/topk_sparse_softmax/build/libdrsedge_trt_plugin.so (see native/topk_sparse_softmax/README.md to build it)"
+
+
+@dataclass
+class BuildOptions:
+    """One engine build; mirrors trtexec's flags."""
+
+    onnx: str
+    engine: str
+    precision: str = "fp16"
+    plugin: str | None = None
+    profile: Profile = field(default_factory=Profile)
+    timing_cache: str | None = None
+    optimization_level: int = 3
+    workspace_mib: int = 1024
+    hardware_compatible: bool = False
+    version_compatible: bool = False
+    fp16_keep_fp32: bool = True  # weak typing only: keep FP16_UNSAFE_PATTERNS layers in FP32
+
+    def validate(self, path: BuildPath | None = None) -> dict:
+        """Check everything that can be checked without TensorRT or a GPU; returns the ONNX inspection.
+
+        ``path`` (the installed or targeted TensorRT's :class:`BuildPath`) adds the per-version rules.
+
+        Raises:
+            DrsedgeError: unknown precision, missing/unparsable ONNX or no N x 3 x H x W input, bad profile,
+                an output that would overwrite the ONNX, a custom op without a plugin library, INT8 without
+                Q/DQ, FP16 on a strongly typed TensorRT from an ONNX without FP16 tensors (and the reverse),
+                or compatibility flags on TensorRT 8.5.
+        """
+        from drsedge.fileio import refuse_overwrite
+
+        from .onnx_prep import inspect
+
+        if self.precision not in PRECISIONS:
+            raise DrsedgeError(f"precision {self.precision!r}: use one of {PRECISIONS}")
+        if not 0 <= self.optimization_level <= 5:
+            raise DrsedgeError(f"builder optimization level {self.optimization_level} must be in 0..5")
+        if self.workspace_mib <= 0:
+            raise DrsedgeError("workspace limit must be > 0 MiB")
+        refuse_overwrite(self.engine, [self.onnx, self.plugin], "engine")
+        info = inspect(self.onnx)
+        self.profile = Profile(self.profile.min, self.profile.opt, self.profile.max, info["input"])
+        self.profile.check(info["rank"])
+        if info["custom_ops"] and not self.plugin:
+            raise DrsedgeError(f"{self.onnx}: has custom op(s) {info['custom_ops']} but no plugin library; pass --plugin {PLUGIN_HINT}")
+        if self.plugin and not Path(self.plugin).is_file():
+            raise DrsedgeError(f"{self.plugin}: plugin library not found; build it with native/topk_sparse_softmax (see its README)")
+        if self.precision == "int8" and not info["qdq"]:
+            raise DrsedgeError(f"{self.onnx}: INT8 engines use explicit quantization; give the Q/DQ model from `drsedge quantize`")
+        if path is not None:
+            fp16_graph = "float16" in info["float_types"]
+            if path.strongly_typed and self.precision == "fp16" and not fp16_graph:
+                raise DrsedgeError(
+                    f"{self.onnx}: TensorRT {path.label} builds strongly typed networks, so FP16 must be in the ONNX and this one is FP32-only; "
+                    f"make the FP16 ONNX with `drsedge export MODEL --precision fp16 --images DIR -o student_fp16.onnx` and build from it")
+            if path.strongly_typed and self.precision == "fp32" and fp16_graph:
+                raise DrsedgeError(f"{self.onnx}: holds FP16 tensors; TensorRT {path.label} (strongly typed) would build an FP16 engine; "
+                                   "build --precision fp16 from it, or fp32 from the FP32 export")
+            if (self.hardware_compatible or self.version_compatible) and not path.compatibility_flags:
+                raise DrsedgeError(f"TensorRT {path.label} has no hardware/version-compatible engines (TensorRT >= 8.6); drop those flags")
+        return info
+
+
+def fp16_unsafe_nodes(onnx_path) -> list[str]:
+    """ONNX node names of the FP16-unsafe layers (LayerNorm statistics, q/k L2-normalisation).
+
+    Empty for an export made with ``--fp16-safe`` (metadata ``drsedge.fp16_safe = "1"``): its reductions
+    are bounded (:mod:`drsedge.models.fp16_safe`) and need no FP32 layers. TensorRT's ONNX parser names each
+    layer after its node, so these names address the layers. ``drsedge fp16-check`` measures which of them
+    actually overflow on real images.
+    """
+    from drsedge.onnx_io import load_onnx
+
+    model = load_onnx(onnx_path, external_data=False)
+    if any(p.key == "drsedge.fp16_safe" and p.value == "1" for p in model.metadata_props):
+        return []
+    return [
+        n.name for n in model.graph.node
+        if n.name and n.op_type != "Constant" and any(p in n.name or p == n.op_type for p in FP16_UNSAFE_PATTERNS)
+    ]
+
+
+def verify_plugin_layers(fused: list[str], plugin_layers: list[str], source: str) -> None:
+    """The parsed network must hold one plugin layer per fused ONNX node (layers are named after their nodes).
+
+    Raises:
+        DrsedgeError: one line naming the first fused node that did not become a plugin layer.
+    """
+    if len(plugin_layers) == len(fused) and set(fused) <= set(plugin_layers):
+        return
+    missing = [n for n in fused if n not in set(plugin_layers)]
+    first = missing[0] if missing else (fused[len(plugin_layers)] if len(fused) > len(plugin_layers) else plugin_layers[0])
+    raise DrsedgeError(
+        f"{source}: {len(fused)} TopKSparseSoftmax node(s) but {len(plugin_layers)} plugin layer(s) in the parsed network; "
+        f"node {first!r} was imported as something else (its local function or a built-in op); "
+        "load the plugin library (--plugin) and, before TensorRT 10.7, build from the function-stripped copy")

@@ -1,0 +1,93 @@
+"""What the TensorRT builder needs to know about an ONNX file before parsing it.
+
+* the image input's name and rank (from the file, never a constant);
+* the fused ``drsedge::TopKSparseSoftmax`` nodes (each must become one plugin layer);
+* whether the graph carries its own precision (FP16 tensors: "precision in the graph", the only way
+  to get FP16 on TensorRT 11);
+* a copy without the fused op's model-local function, for parsers older than TensorRT 10.7 that would
+  otherwise import the function body instead of the plugin (NVIDIA/TensorRT#4113).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from drsedge.errors import DrsedgeError
+from drsedge.fileio import atomic_write
+from drsedge.onnx_io import image_input, load_onnx
+from drsedge.ops.topk_sparse_softmax import OP_DOMAIN, OP_TYPE
+
+PLUGIN_ATTRS = ("plugin_version", "plugin_namespace")
+
+
+def fused_nodes(model) -> list[str]:
+    """Names of the ``drsedge::TopKSparseSoftmax`` nodes, in graph order (empty names shown as ``<node i>``)."""
+    return [n.name or f"<node {i}>" for i, n in enumerate(model.graph.node) if n.domain == OP_DOMAIN and n.op_type == OP_TYPE]
+
+
+def graph_float_types(model) -> set[str]:
+    """Float element types used by the graph's initializers, value infos, IO and Cast targets: subset of {"float32", "float16", "bfloat16"}."""
+    import onnx
+
+    names = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
+    out = {names[t.data_type] for t in model.graph.initializer if t.data_type in names}
+    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        et = vi.type.tensor_type.elem_type
+        if et in names:
+            out.add(names[et])
+    for n in model.graph.node:
+        if n.op_type == "Cast":
+            for a in n.attribute:
+                if a.name == "to" and a.i in names:
+                    out.add(names[a.i])
+    return out
+
+
+def has_qdq(model) -> bool:
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+
+
+def strip_fused_functions(model):
+    """A copy of ``model`` without the ``drsedge`` model-local functions; fused nodes keep ``op_type``,
+    ``ks``, ``plugin_version`` and ``plugin_namespace``, so the parser can only resolve them through the
+    plugin registry.
+
+    Raises:
+        DrsedgeError: a fused node lacks the plugin attributes (an export older than drsedge's fused export).
+    """
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for n in m.graph.node:
+        if n.domain == OP_DOMAIN and n.op_type == OP_TYPE:
+            have = {a.name for a in n.attribute}
+            missing = [a for a in ("ks", *PLUGIN_ATTRS) if a not in have]
+            if missing:
+                raise DrsedgeError(f"fused node {n.name!r} lacks attribute(s) {missing}; re-export with `drsedge export --attention fused`")
+    keep = [f for f in m.functions if f.domain != OP_DOMAIN]
+    del m.functions[:]
+    m.functions.extend(keep)
+    return m
+
+
+def write_plugin_only_copy(onnx_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
+    """Write :func:`strip_fused_functions` of ``onnx_path`` to ``out_path`` (atomic); returns the path."""
+    import onnx
+
+    stripped = strip_fused_functions(load_onnx(onnx_path))
+    return atomic_write(out_path, lambda tmp: onnx.save(stripped, tmp))
+
+
+def inspect(onnx_path: str | os.PathLike) -> dict:
+    """``{"input": name, "rank": n, "fused_nodes": [...], "float_types": [...], "qdq": bool, "custom_ops": [...]}``.
+
+    Raises:
+        DrsedgeError: missing/unparsable file or no ``[N, 3, H, W]`` input.
+    """
+    model = load_onnx(onnx_path, external_data=False)
+    name, rank = image_input(model, str(onnx_path))
+    custom = sorted({f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")})
+    return {"input": name, "rank": rank, "fused_nodes": fused_nodes(model), "float_types": sorted(graph_float_types(model)),
+            "qdq": has_qdq(model), "custom_ops": custom}

@@ -1,0 +1,1 @@
+"""Custom operators, one package per op (mirroring ``native/<op>/``)."""
