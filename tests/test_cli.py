@@ -42,6 +42,18 @@ def test_empty_folder_and_unpaired(capsys, tmp_path, data_dir):
     (tmp_path / "t").mkdir()
     code, _, err = run(capsys, "metrics", str(tmp_path / "p"), str(tmp_path / "t"))
     _one_error_line(code, err, str(tmp_path / "p"), "no images")
+    # unpaired: a prediction whose name has no target
+    src = data_dir / "drsformer_outputs" / "rain200L"
+    (tmp_path / "p" / "99.png").write_bytes((src / "drsformer" / "1.png").read_bytes())
+    code, _, err = run(capsys, "metrics", str(tmp_path / "p"), str(src / "target"))
+    _one_error_line(code, err, "99", "no target with this name")
+    # paired layout with a rainy image that has no clean partner
+    pair = tmp_path / "pairs"
+    for sub, name in (("input", "1.png"), ("input", "2.png"), ("target", "1.png")):
+        (pair / sub).mkdir(parents=True, exist_ok=True)
+        (pair / sub / name).write_bytes((src / "target" / "1.png").read_bytes())
+    code, _, err = run(capsys, "check", "--test", str(pair), "--onnx", str(tmp_path / "none.onnx"), "--out", str(tmp_path / "r"))
+    _one_error_line(code, err, "unpaired names", "input/ only (first: 2)")
 
 
 def test_corrupt_image(capsys, tmp_path, data_dir):
@@ -80,16 +92,22 @@ def test_train_on_test_set_refused(capsys, tmp_path, data_dir):
 
 
 def test_check_budget_exit_code(capsys, tmp_path, data_dir):
+    """A student that is certainly worse than its teacher breaks a 0.5 dB budget (exit 3, report says so); a loose budget passes."""
     torch.manual_seed(0)
     tiny = dict(dim=8, num_blocks=[1, 1, 1, 1])
-    t = save_model(tmp_path / "t.safetensors", ModelConfig(**tiny, mefc=False).build(), ModelConfig(**tiny, mefc=False))
-    s = save_model(tmp_path / "s.safetensors", student_config(**tiny).build(), student_config(**tiny))
+    teacher = ModelConfig(**tiny, mefc=False).build()
+    torch.nn.init.zeros_(teacher.output.weight)  # identity: output = input, PSNR of the rainy input
+    t = save_model(tmp_path / "t.safetensors", teacher, ModelConfig(**tiny, mefc=False))
+    student = student_config(**tiny).build()
+    with torch.no_grad():
+        student.output.weight.normal_(0, 1.0)  # adds strong noise: several dB below the teacher
+    s = save_model(tmp_path / "s.safetensors", student, student_config(**tiny))
     args = ["check", "--test", str(data_dir / "rain200H" / "test"), "--teacher", str(t), "--student", str(s), "--limit", "1",
             "--latency-size", "64", "64", "--latency-runs", "1", "--out", str(tmp_path / "r")]
-    code, out, _ = run(capsys, *args, "--budget", "student=0.0000001")
+    code, out, err = run(capsys, *args, "--budget", "student=0.5")
     rep = json.loads((tmp_path / "r" / "report.json").read_text())
-    different = rep["stages"][1]["delta_vs_prev"] < -1e-7
-    assert code == (3 if different else 0) and rep["ok"] is (not different)
+    assert rep["stages"][1]["delta_vs_prev"] < -0.5
+    assert code == 3 and rep["ok"] is False and "budget broken" in err
     code, _, _ = run(capsys, *args, "--budget", "student=100")
     assert code == 0
 

@@ -1,0 +1,296 @@
+"""Issue 10: bad input never gets a traceback, a wrong model or lost data. One test per class; each asserts the
+exit code, one line naming the file, and that inputs are unchanged and nothing was written."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from drsedge.cli import main
+from drsedge.models import save_model, student_config
+
+TINY = dict(dim=8, num_blocks=[1, 1, 1, 1])
+
+
+def _tree_hash(*paths) -> str:
+    h = hashlib.sha256()
+    for root in paths:
+        root = Path(root)
+        files = sorted(root.rglob("*")) if root.is_dir() else [root]
+        for f in files:
+            if f.is_file():
+                h.update(str(f.relative_to(root.parent)).encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def _one_line(capsys, code, *needles, exit_code=2):
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.strip().splitlines() if "error:" in ln]  # progress bars may precede it on stderr
+    assert code == exit_code, err
+    assert len(lines) == 1 and "Traceback" not in err and err.strip().splitlines()[-1] == lines[0], err
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def tiny_ckpt(tmp_path):
+    torch.manual_seed(0)
+    cfg = student_config(**TINY)
+    return save_model(tmp_path / "s.safetensors", cfg.build(), cfg)
+
+
+def _onnx(path: Path, nodes, inputs, outputs, inits=()):
+    g = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, path)
+    return path
+
+
+def _img(ch=3):
+    return helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", ch, "H", "W"])
+
+
+# 2. the held-out guard checks content, not names ---------------------------------------------------------
+def test_copy_or_link_of_the_test_set_is_refused(tmp_path, data_dir, capsys):
+    copy = tmp_path / "mydata"
+    shutil.copytree(data_dir / "rain100L", copy)
+    link = tmp_path / "train_link"
+    os.symlink(data_dir / "rain100L", link)
+    for d in (copy, link):
+        code = main(["train-teacher", "--train", str(d), "--out", str(tmp_path / "t"), "--steps", "1"])
+        _one_line(capsys, code, "held-out")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    shutil.copy(data_dir / "rain100L" / "input" / "7.png", calib / "frame.png")
+    code = main(["quantize", str(tmp_path / "x.onnx"), "--calib", str(calib), "-o", str(tmp_path / "q.onnx")])
+    _one_line(capsys, code, "frame.png", "held-out")
+    assert not (tmp_path / "t").exists() and not (tmp_path / "q.onnx").exists()
+
+
+# 3. NaN and Inf stop the run ------------------------------------------------------------------------------
+def test_nan_model_output_writes_nothing(tmp_path, data_dir, capsys):
+    nan = helper.make_tensor("nan", TensorProto.FLOAT, [1], [float("nan")])
+    model = _onnx(tmp_path / "nan.onnx", [helper.make_node("Mul", ["image", "nan"], ["out"])], [_img()],
+                  [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3, "H", "W"])], [nan])
+    before = _tree_hash(data_dir / "real")
+    code = main(["derain", str(model), str(data_dir / "real"), "-o", str(tmp_path / "out")])
+    _one_line(capsys, code, "NaN")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert _tree_hash(data_dir / "real") == before
+
+
+def test_nan_checkpoint_is_refused(tmp_path, capsys):
+    cfg = student_config(**TINY)
+    m = cfg.build()
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    state["output.weight"][0, 0, 0, 0] = float("nan")
+    from safetensors.torch import save_file
+
+    save_file(state, str(tmp_path / "nan.safetensors"), metadata={"drsedge_model_config": __import__("json").dumps(cfg.to_dict())})
+    code = main(["export", str(tmp_path / "nan.safetensors"), "-o", str(tmp_path / "n.onnx")])
+    _one_line(capsys, code, "NaN or Inf", "nan.safetensors")
+    assert not (tmp_path / "n.onnx").exists()
+
+
+def test_absurd_learning_rate_saves_no_model(tmp_path, data_dir, capsys):
+    code = main(["train-teacher", "--preset", "student", "--model", "dim=8", "--model", "num_blocks=[1,1,1,1]", "--train",
+                 str(data_dir / "rain200L" / "train"), "--out", str(tmp_path / "t"), "--steps", "20", "--patch", "32", "--batch-size", "2",
+                 "--lr", "1e30"])
+    _one_line(capsys, code, "diverged")
+    assert not (tmp_path / "t" / "model.safetensors").exists()
+
+
+# 4. outputs never overwrite inputs ------------------------------------------------------------------------
+def test_outputs_never_overwrite_inputs(tmp_path, tiny_ckpt, data_dir, capsys):
+    frames = tmp_path / "frames"
+    shutil.copytree(data_dir / "real", frames)
+    before = _tree_hash(frames, tiny_ckpt)
+    code = main(["derain", str(tiny_ckpt), str(frames), "-o", str(frames)])
+    _one_line(capsys, code, "overwrite")
+    code = main(["export", str(tiny_ckpt), "-o", str(tiny_ckpt)])
+    _one_line(capsys, code, "overwrite")
+    code = main(["prune", str(tiny_ckpt), "-o", str(tiny_ckpt)])
+    _one_line(capsys, code, "overwrite")
+    model = tmp_path / "m.onnx"
+    shutil.copy(tiny_ckpt, tmp_path / "copy.safetensors")
+    assert main(["export", str(tmp_path / "copy.safetensors"), "-o", str(model)]) == 0
+    capsys.readouterr()
+    h = _tree_hash(model)
+    code = main(["quantize", str(model), "--calib", str(frames), "-o", str(model)])
+    _one_line(capsys, code, "overwrite")
+    assert _tree_hash(model) == h and _tree_hash(frames, tiny_ckpt) == before
+    # two inputs with the same stem would collide in the output folder
+    shutil.copy(frames / "1.png", frames / "1.jpg")
+    code = main(["derain", str(tiny_ckpt), str(frames), "-o", str(tmp_path / "out")])
+    _one_line(capsys, code, "same name")
+    assert not (tmp_path / "out").exists()
+
+
+# 5. no traceback for a user error -------------------------------------------------------------------------
+def _png_header_only(path: Path, w: int, h: int) -> Path:
+    """A tiny PNG whose header claims w x h (a decompression bomb costs nothing to make)."""
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    raw = zlib.compress(b"\x00" * 64)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+    return path
+
+
+def test_user_errors_are_one_line(tmp_path, tiny_ckpt, data_dir, capsys):
+    bomb_dir = tmp_path / "bomb"
+    bomb_dir.mkdir()
+    _png_header_only(bomb_dir / "big.png", 10000, 10000)
+    code = main(["derain", str(tiny_ckpt), str(bomb_dir), "-o", str(tmp_path / "o1")])
+    _one_line(capsys, code, "big.png", "MP")
+    # corrupt model metadata in a safetensors file
+    from safetensors.torch import load_file, save_file
+
+    bad = tmp_path / "badmeta.safetensors"
+    save_file(load_file(str(tiny_ckpt)), str(bad), metadata={"drsedge_model_config": "{not json"})
+    code = main(["export", str(bad), "-o", str(tmp_path / "b.onnx")])
+    _one_line(capsys, code, "badmeta.safetensors", "corrupt model config")
+    save_file(load_file(str(tiny_ckpt)), str(bad), metadata={"drsedge_model_config": '{"dim": "wide"}'})
+    code = main(["export", str(bad), "-o", str(tmp_path / "b.onnx")])
+    _one_line(capsys, code, "badmeta.safetensors", "dim")
+    # an ONNX with one input channel
+    one = _onnx(tmp_path / "gray.onnx", [helper.make_node("Identity", ["image"], ["out"])], [_img(1)],
+                [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 1, "H", "W"])])
+    code = main(["derain", str(one), str(data_dir / "real"), "-o", str(tmp_path / "o2")])
+    _one_line(capsys, code, "gray.onnx", "N x 3 x H x W")
+    # numbers argparse refuses
+    for argv, needle in ((["derain", str(tiny_ckpt), str(data_dir / "real"), "-o", str(tmp_path / "o3"), "--tile", "100"], "multiple of 8"),
+                         (["train-teacher", "--train", "x", "--out", str(tmp_path / "t"), "--checkpoint-every", "0"], ">= 1"),
+                         (["train-teacher", "--train", "x", "--out", str(tmp_path / "t"), "--steps", "-5"], ">= 0"),
+                         (["quantize", "x.onnx", "--calib", "c", "-o", "y.onnx", "--limit", "-1"], ">= 1")):
+        code = _exit_code(argv)
+        _one_line(capsys, code, needle)
+    # a truncated resume file for --resume
+    out = tmp_path / "resume"
+    out.mkdir()
+    (out / "train_state.pt").write_bytes(b"PK\x03\x04garbage")
+    code = main(["train-teacher", "--preset", "student", "--model", "dim=8", "--model", "num_blocks=[1,1,1,1]", "--train",
+                 str(data_dir / "rain200L" / "train"), "--out", str(out), "--steps", "1", "--patch", "32", "--resume"])
+    _one_line(capsys, code, "train_state.pt", "unreadable")
+    # an -o whose parent is a file
+    code = main(["export", str(tiny_ckpt), "-o", str(tiny_ckpt) + "/x.onnx"])
+    _one_line(capsys, code)
+    assert not any((tmp_path / n).exists() for n in ("o1", "o2", "o3", "b.onnx"))
+
+
+def _exit_code(argv) -> int:
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+# 6. typos and impossible numbers in a run config ----------------------------------------------------------
+@pytest.mark.parametrize("text,needle", [("prune: {ratioo: 0.3}", "prune.ratioo"), ("check: {tilee: 64}", "check.tilee"),
+                                         ("data: {test_limit: -1}", "data.test_limit"), ("teacher: {train: {steps: -2}}", "steps"),
+                                         ("student: {model: {dimm: 8}}", "dimm")])
+def test_run_config_schema(tmp_path, capsys, text, needle):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(text)
+    code = main(["pipeline", "--config", str(cfg), "--run-dir", str(tmp_path / "run")])
+    _one_line(capsys, code, "run.yaml", needle)
+    assert not (tmp_path / "run").exists()
+
+
+# 7. one run directory, one writer -------------------------------------------------------------------------
+def test_second_pipeline_in_the_same_run_dir_is_refused(tmp_path, capsys, data_dir):
+    from filelock import FileLock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with FileLock(str(run / ".drsedge.lock")):
+        code = main(["demo", "--run-dir", str(run), "--data", str(data_dir)])
+    _one_line(capsys, code, "another drsedge pipeline")
+    assert sorted(p.name for p in run.iterdir()) == [".drsedge.lock"]
+
+
+# 8. leftovers are invisible -------------------------------------------------------------------------------
+def test_hidden_temporaries_are_skipped_and_cleaned(tmp_path, data_dir):
+    from drsedge.data import list_images
+    from drsedge.fileio import STALE_TMP_SECONDS, atomic_write
+
+    d = tmp_path / "imgs"
+    shutil.copytree(data_dir / "real", d)
+    stale = d / ".1.png.abc123.tmp.png"
+    stale.write_bytes(b"half a png")
+    assert stale not in list_images(d) and len(list_images(d)) == 8
+    old = os.path.getmtime(stale) - STALE_TMP_SECONDS - 10
+    os.utime(stale, (old, old))
+    atomic_write(d / "1.png", lambda tmp: shutil.copyfile(data_dir / "real" / "1.png", tmp))
+    assert not stale.exists()
+
+
+# 9. what the README accepts works -------------------------------------------------------------------------
+def test_check_accepts_official_pth_and_refuses_resizing_onnx(tmp_path, data_dir, capsys):
+    cfg = student_config(**TINY)
+    torch.save({"params": cfg.build().state_dict()}, tmp_path / "official.pth")
+    code = main(["check", "--test", str(data_dir / "rain200H" / "test"), "--teacher", str(tmp_path / "official.pth"), "--limit", "1",
+                 "--latency-runs", "1", "--latency-size", "64", "64", "--out", str(tmp_path / "r")])
+    assert code == 0, capsys.readouterr().err
+    capsys.readouterr()
+    half = _onnx(tmp_path / "half.onnx",
+                 [helper.make_node("AveragePool", ["image"], ["out"], kernel_shape=[2, 2], strides=[2, 2])], [_img()],
+                 [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3, "h", "w"])])
+    code = main(["derain", str(half), str(data_dir / "real"), "-o", str(tmp_path / "o")])
+    _one_line(capsys, code, "half.onnx", "differs from input")
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+# 10. MATLAB rounding --------------------------------------------------------------------------------------
+def test_y_rounds_half_away_from_zero():
+    from drsedge.metrics import rgb_to_y
+
+    px = np.array([[[5, 65, 25]]], dtype=np.uint8)  # Y = 16 + (65.481*5 + 128.553*65 + 24.966*25)/255 = 52.5 exactly
+    assert rgb_to_y(px, "basicsr")[0, 0] == 52.5
+    assert rgb_to_y(px, "matlab")[0, 0] == 53.0  # MATLAB's round; np.round would give 52
+
+
+# property: every subcommand, generic bad arguments, never a traceback --------------------------------------
+SUBCOMMANDS = ["info", "metrics", "train-teacher", "distill", "synth-rain", "export", "fp16-check", "quantize", "check", "localize",
+               "compare", "derain", "prune", "build-engine", "pipeline", "demo"]
+
+
+@pytest.mark.parametrize("cmd", SUBCOMMANDS)
+def test_no_traceback_for_generic_bad_arguments(cmd, tmp_path, capsys):
+    missing = str(tmp_path / "missing")
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00\x01not a model")
+    generic = {
+        "info": [["--checkpoint", missing], ["--checkpoint", str(junk)], ["--size", "0", "0"]],
+        "metrics": [[missing, missing], [str(junk), str(junk)]],
+        "train-teacher": [["--train", missing, "--out", str(tmp_path / "o")]],
+        "distill": [["--teacher", missing, "--train", missing, "--out", str(tmp_path / "o")]],
+        "synth-rain": [[missing, "-o", str(tmp_path / "o")], [str(tmp_path), "-o", str(tmp_path / "o"), "--preset", "storm"]],
+        "export": [[missing, "-o", str(tmp_path / "o.onnx")], [str(junk), "-o", str(tmp_path / "o.onnx")]],
+        "fp16-check": [[missing, "--images", missing], [str(junk), "--images", str(tmp_path)]],
+        "quantize": [[missing, "--calib", missing, "-o", str(tmp_path / "o.onnx")]],
+        "check": [["--test", missing], ["--test", str(tmp_path), "--onnx", str(junk)]],
+        "localize": [[missing, missing, "--images", missing]],
+        "compare": [[missing, missing, "--images", missing]],
+        "derain": [[missing, missing, "-o", str(tmp_path / "o")], [str(junk), str(tmp_path), "-o", str(tmp_path / "o")]],
+        "prune": [[missing, "-o", str(tmp_path / "o.safetensors")], [str(junk), "-o", str(tmp_path / "o.safetensors")]],
+        "build-engine": [[missing, "-o", str(tmp_path / "e")], [str(junk), "-o", str(tmp_path / "e"), "--print-trtexec"]],
+        "pipeline": [["--config", missing], ["--config", str(junk)]],
+        "demo": [["--data", missing, "--run-dir", str(tmp_path / "r")]],
+    }[cmd] + [["--no-such-flag"]]
+    for args in generic:
+        code = _exit_code([cmd, *args])
+        _one_line(capsys, code)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.onnx").exists() and not (tmp_path / "e").exists()
