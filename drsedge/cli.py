@@ -286,7 +286,8 @@ def cmd_check(a) -> int:
     budgets = {k: float(v) for k, v in _kv(a.budget).items()}
     cc = {"tile": a.tile, "latency_hw": a.latency_size, "latency_runs": a.latency_runs, "budgets": budgets}
     engines = {k: str(v) for k, v in _kv(a.engine).items()}
-    rep = run_check(a.teacher, a.student, a.onnx, a.int8, find_pairs(a.test, a.limit), cc, engines=engines, plugin=a.plugin)
+    rep = run_check(a.teacher, a.student, a.onnx, a.int8, find_pairs(a.test, a.limit), cc, engines=engines, plugin=a.plugin,
+                    onnx_fp16=a.fp16)
     md, js = write_report(rep, a.out)
     print(md.read_text())
     print(f"wrote {md} and {js}")
@@ -324,7 +325,11 @@ def _overrides(a) -> dict:
     if a.data:
         o.setdefault("data", {})["root"] = str(Path(a.data).resolve())
     if getattr(a, "teacher", None):
-        o["teacher"] = {"checkpoint": str(Path(a.teacher).resolve())}
+        t = a.teacher
+        o["teacher"] = {"checkpoint": t if t.startswith("shipped:") else str(Path(t).resolve())}
+    if getattr(a, "train_teacher", False):
+        o["teacher"] = {"checkpoint": None}
+        o["student"] = {"init": None}
     return o
 
 
@@ -613,6 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student")
     p.add_argument("--onnx", help="FP32 ONNX")
     p.add_argument("--int8", help="INT8 Q/DQ ONNX")
+    p.add_argument("--fp16", help="mixed-precision FP16 ONNX (`drsedge export --precision fp16`); measured against --onnx too")
     p.add_argument("--engine", action="append", metavar="NAME=ENGINE", help="TensorRT stage, e.g. trt_fp16=s.engine (needs a GPU)")
     p.add_argument("--plugin", help="TopKSparseSoftmax plugin library for engines built from fused exports")
     p.add_argument("--limit", type=POS, help="first N test pairs only")
@@ -631,7 +637,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--config", required=True, help="run YAML (see drsedge/configs/demo.yaml)")
         p.add_argument("--data", help="data root laid out like ../shared/data")
         p.add_argument("--run-dir", help="override run_dir")
-        p.add_argument("--teacher", help="use this teacher checkpoint instead of training one")
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--teacher", help="use this teacher checkpoint (or shipped:teacher) instead of the config's")
+        g.add_argument("--train-teacher", action="store_true",
+                       help="train the config's brief teacher and distill the student from scratch (no shipped weights)")
         p.set_defaults(fn=cmd_pipeline if name == "pipeline" else cmd_demo)
 
     p = sub.add_parser("prune", help="structural pruning (MSFN width, channels per head), with distillation fine-tuning between steps")

@@ -35,7 +35,8 @@ from drsedge.runtime.runners import OrtRunner, TorchRunner
 
 DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 # The data-config entries each stage reads (a change re-runs that stage and everything after it).
-STAGE_DATA = {"teacher": ("train",), "student": ("train", "unlabeled"), "prune": ("train", "unlabeled"), "export": ("calibration",), "quantize": ("calibration", "validation"), "check": ("test", "test_limit")}
+STAGE_DATA = {"synth": ("synthetic",), "teacher": ("train", "synthetic"), "student": ("train", "unlabeled", "synthetic"),
+              "prune": ("train", "unlabeled", "synthetic"), "export": ("calibration",), "quantize": ("calibration", "validation"), "check": ("test", "test_limit")}
 
 
 def load_run_config(path: str | os.PathLike, overrides: dict | None = None) -> dict:
@@ -160,7 +161,9 @@ class Pipeline:
         def run():
             mcfg = ModelConfig.from_dict({**ModelConfig().to_dict(), **(tc.get("model") or {})}, "teacher.model")
             if tc.get("checkpoint"):
-                ckpt = Path(tc["checkpoint"])
+                from drsedge.weights import resolve
+
+                ckpt = Path(resolve(tc["checkpoint"]))
                 model, mcfg = load_any(ckpt)
                 save_model(out, model, mcfg, {"source": str(ckpt)})
                 return {"model": out}, {"source": str(ckpt), "trained_steps": 0}
@@ -169,16 +172,44 @@ class Pipeline:
             torch.manual_seed(self.cfg["seed"])
             model = mcfg.build()
             res = train(model, CropSampler(load_samples(pairs), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, out.parent, resume=True, progress=self.progress,
-                        key=self._key("teacher", tc, []), log=self.log)
+                        key=self._key("teacher", tc, ["synth"] if "synth" in self.manifest["stages"] else []), log=self.log)
             save_model(out, model, mcfg)
             return {"model": out}, {"final_loss": res["loss"], "trained_steps": res["step"]}
 
-        return self._stage("teacher", tc, [], run)
+        return self._stage("teacher", tc, ["synth"] if "synth" in self.manifest["stages"] else [], run)
 
     def _train_pairs(self):
         dirs = self._data(self.cfg["data"]["train"])
         self._guard_held_out("training", dirs)
-        return [p for d in dirs for p in find_pairs(d)]
+        pairs = [p for d in dirs for p in find_pairs(d)]
+        if "synth" in self.manifest["stages"] and self.cfg["data"].get("synthetic"):
+            pairs += find_pairs(self.run_dir / "synth")
+        return pairs
+
+    def synth(self) -> dict | None:
+        """Synthetic rain on clean photos (``data.synthetic``) into ``run_dir/synth`` (input/ + target/)."""
+        sc = self.cfg["data"].get("synthetic")
+        if not sc:
+            self.manifest["stages"].pop("synth", None)
+            return None
+        out = self.run_dir / "synth"
+
+        def run():
+            import shutil
+
+            from drsedge.data.synth_rain import synth_rain
+
+            clean = self._data(sc["clean"])
+            self._guard_held_out("synthetic rain", clean)
+            if out.exists():
+                shutil.rmtree(out)  # a changed config must not leave pairs of the old one
+            res = synth_rain(clean, out, preset=sc.get("preset", "mixed"), per_image=sc.get("per_image", 1), seed=sc.get("seed", 0),
+                             limit=sc.get("limit"))
+            names = sorted(p.name for p in (out / "input").iterdir())
+            index = atomic_write(out / "index.json", lambda tmp: Path(tmp).write_text(json.dumps(names)))
+            return {"index": index}, {"pairs": res["pairs"], "preset": res["preset"]}
+
+        return self._stage("synth", sc, [], run)
 
     def student(self) -> dict:
         sc = self.cfg["student"]
@@ -187,18 +218,30 @@ class Pipeline:
         def run():
             teacher, _ = load_model(self.path("teacher", "model"))
             mcfg = ModelConfig.from_dict({**ModelConfig().to_dict(), "mefc": False, **(sc.get("model") or {})}, "student.model")
+            init = None
+            if sc.get("init"):
+                from drsedge.weights import resolve
+
+                init, mcfg = load_any(resolve(sc["init"]))  # warm start: the checkpoint's own config
             unl = self._data(self.cfg["data"].get("unlabeled"))
             self._guard_held_out("distillation", unl)
             samples = load_samples(self._train_pairs(), [f for d in unl for f in find_unlabeled(d)])
             dcfg = TrainConfig.from_dict({**(sc.get("distill") or {}), "seed": self.cfg["seed"]}, "student.distill")
             torch.manual_seed(self.cfg["seed"])
-            model = mcfg.build()
+            model = init if init is not None else mcfg.build()
+            if init is not None:
+                dcfg.zero_init_output = False
             res = train(model, CropSampler(samples, dcfg.patch, dcfg.batch_size, dcfg.seed), dcfg, out.parent, teacher=teacher, resume=True,
                         progress=self.progress, key=self._key("student", sc, ["teacher"]), log=self.log)
             save_model(out, model, mcfg)
             return {"model": out}, {"final_loss": res["loss"], "trained_steps": res["step"], "train_images": len(samples)}
 
-        return self._stage("student", sc, ["teacher"], run)
+        deps = ["teacher"] + (["synth"] if "synth" in self.manifest["stages"] else [])
+        if sc.get("init"):
+            from drsedge.weights import resolve
+
+            sc = {**sc, "init_sha256": sha256(resolve(sc["init"]))}
+        return self._stage("student", sc, deps, run)
 
     def prune(self) -> dict | None:
         """Optional MSFN pruning of the student with distillation fine-tuning (``prune.enabled``)."""
@@ -249,7 +292,17 @@ class Pipeline:
             if not parity.worst <= 1e-4:  # NaN fails too
                 out.unlink(missing_ok=True)
                 raise DrsedgeError(f"{out}: ONNX Runtime differs from PyTorch by {parity.worst:.2e} (> 1e-4)")
-            return {"onnx": out}, {"parity_max_abs": parity.max_abs, "fp16": self._fp16_range(out)}
+            artifacts, metrics = {"onnx": out}, {"parity_max_abs": parity.max_abs, "fp16": self._fp16_range(out)}
+            if ec.get("fp16"):
+                from drsedge.export.fp16 import convert_fp16
+
+                dirs = self._data(self.cfg["data"]["calibration"])
+                frames = calibration_set(dirs, size=None, limit=2)
+                out16 = out.with_name("student_fp16.onnx")
+                res = convert_fp16(out, out16, frames.inputs, [f.name for f in frames.files])
+                artifacts["onnx_fp16"] = out16
+                metrics["onnx_fp16"] = {"islands": len(res.islands), "fp16_nodes": res.fp16_nodes, "psnr_vs_fp32_calib": res.psnr_vs_fp32}
+            return artifacts, metrics
 
         return self._stage("export", ec, ["prune" if "prune" in self.manifest["stages"] else "student"], run)
 
@@ -304,6 +357,7 @@ class Pipeline:
             rep = run_check(
                 teacher=self.path("teacher", "model"), student=self.path("student", "model"),
                 onnx_fp32=self.path("export", "onnx"), onnx_int8=self.path("quantize", "onnx"),
+                onnx_fp16=self.path("export", "onnx_fp16") if "onnx_fp16" in self.manifest["stages"]["export"]["artifacts"] else None,
                 pairs=pairs, cc=cc, progress=self.progress,
                 pruned=self.path("prune", "model") if "prune" in self.manifest["stages"] else None,
             )
@@ -335,7 +389,7 @@ class Pipeline:
             raise DrsedgeError(f"{self.run_dir}: another drsedge pipeline is running in this run directory "
                                "(lock .drsedge.lock held); wait for it or use another --run-dir") from None
         try:
-            for stage in (self.teacher, self.student, self.prune, self.export, self.quantize, self.check):
+            for stage in (self.synth, self.teacher, self.student, self.prune, self.export, self.quantize, self.check):
                 stage()
         finally:
             lock.release()
@@ -343,10 +397,11 @@ class Pipeline:
 
 
 def run_check(
-    teacher, student, onnx_fp32, onnx_int8, pairs, cc: dict, progress: bool = True, engines: dict | None = None, plugin=None, pruned=None
+    teacher, student, onnx_fp32, onnx_int8, pairs, cc: dict, progress: bool = True, engines: dict | None = None, plugin=None, pruned=None,
+    onnx_fp16=None,
 ):
-    """Build the stages (teacher, student, ONNX FP32, ONNX INT8, then TensorRT ``engines`` name -> path;
-    any may be None / empty) and evaluate them."""
+    """Build the stages (teacher, student, pruned, ONNX FP32, ONNX FP16, ONNX INT8, then TensorRT ``engines`` name -> path;
+    any may be None / empty) and evaluate them. FP16, INT8 and engines are measured against the FP32 ONNX too (fidelity)."""
     hw = tuple(cc.get("latency_hw") or (256, 256))
     stages = []
     for name, path in (("teacher", teacher), ("student", student), ("pruned", pruned)):
@@ -354,15 +409,18 @@ def run_check(
             model, _ = load_any(path)  # drsedge .safetensors or an official .pth
             info = model_info(model, *hw)
             stages.append(Stage(name, TorchRunner(model, name), "PyTorch eager CPU", {"params": info.params, "macs": info.macs, "path": str(path)}))
-    for name, path in (("onnx_fp32", onnx_fp32), ("onnx_int8", onnx_int8)):
+    for name, path in (("onnx_fp32", onnx_fp32), ("onnx_fp16", onnx_fp16), ("onnx_int8", onnx_int8)):
         if path:
             info = stages[-1].info if stages else {}
-            stages.append(Stage(name, OrtRunner(path, name), "ONNX Runtime CPU", {"params": info.get("params"), "macs": info.get("macs"), "path": str(path)}))
+            parent = "onnx_fp32" if name != "onnx_fp32" and onnx_fp32 else None
+            stages.append(Stage(name, OrtRunner(path, name), "ONNX Runtime CPU", {"params": info.get("params"), "macs": info.get("macs"),
+                                                                                "path": str(path)}, parent=parent))
     for name, path in (engines or {}).items():
         from drsedge.backend.trt.runner import EngineRunner
 
         info = stages[-1].info if stages else {}
-        stages.append(Stage(name, EngineRunner(path, name, plugin), "TensorRT GPU", {"params": info.get("params"), "macs": info.get("macs"), "path": str(path)}))
+        stages.append(Stage(name, EngineRunner(path, name, plugin), "TensorRT GPU", {"params": info.get("params"), "macs": info.get("macs"),
+                                                                                  "path": str(path)}, parent="onnx_fp32" if onnx_fp32 else None))
     if not stages:
         raise DrsedgeError("nothing to check: give at least one of --teacher, --student, --onnx, --int8")
     return evaluate_stages(

@@ -53,9 +53,18 @@ def _check_train(v: dict | None, where: str) -> dict | None:
     return v
 
 
+class SyntheticSection(_Strict):
+    clean: list[str]
+    preset: Literal["light", "medium", "heavy", "mixed"] = "mixed"
+    per_image: PosInt = 1
+    seed: NonNegInt = 0
+    limit: PosInt | None = None
+
+
 class DataSection(_Strict):
     root: str | None = None
     train: list[str]
+    synthetic: SyntheticSection | None = None
     unlabeled: list[str] | None = None
     calibration: list[str]
     validation: str | None = None
@@ -73,6 +82,7 @@ class TeacherSection(_Strict):
 
 
 class StudentSection(_Strict):
+    init: str | None = None  # warm start: a checkpoint or shipped:student (its config replaces student.model)
     model: dict | None = None
     distill: dict | None = None
 
@@ -96,6 +106,7 @@ class ExportSection(_Strict):
     exporter: Literal["torchscript", "dynamo"] = "torchscript"
     attention: Literal["native", "fused"] = "native"
     fp16_safe: bool = False
+    fp16: bool = False  # also write the mixed-precision FP16 ONNX (precision in the graph, for strongly typed TensorRT)
 
 
 class QuantizeSection(_Strict):

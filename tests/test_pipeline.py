@@ -9,17 +9,21 @@ from drsedge.cli import main
 
 TINY = {
     "seed": 0,
-    "data": {"test_limit": 2, "calibration": ["rain200H/train/input"], "unlabeled": ["real"]},
+    "data": {"test_limit": 2, "calibration": ["rain200H/train/input"], "unlabeled": ["real"],
+             "synthetic": {"clean": ["clean/kodak24"], "preset": "light", "limit": 2}},
     "teacher": {
+        "checkpoint": None,
         "model": {"dim": 8, "num_blocks": [1, 1, 1, 1], "heads": [1, 2, 4, 8], "ffn_expansion_factor": 2.0, "mefc": False},
         "train": {"steps": 6, "batch_size": 2, "patch": 32, "checkpoint_every": 3},
     },
     "student": {
+        "init": None,
         "model": {"dim": 8, "num_blocks": [1, 1, 1, 1], "heads": [1, 1, 2, 4], "ffn_expansion_factor": 1.5, "attention": "topk"},
         "distill": {"steps": 6, "batch_size": 2, "patch": 32, "feature_weight": 0.1, "checkpoint_every": 3},
     },
     "prune": {"enabled": True, "ratio": 0.5, "iterations": 1, "scope": ["msfn", "streams"], "finetune": {"steps": 2, "batch_size": 2, "patch": 32}},
     "quantize": {"backend": "nncf", "size": 64, "limit": 4},
+    "export": {"fp16": True},
     "check": {"latency_runs": 1, "latency_hw": [64, 64], "budgets": {"student": 100.0, "pruned": 100.0, "onnx_fp32": 0.05, "onnx_int8": 100.0}},
 }
 
@@ -29,13 +33,18 @@ def test_pipeline_end_to_end_and_skip(tmp_path, data_dir, capsys):
     cfg.write_text(yaml.safe_dump({**TINY, "run_dir": str(tmp_path / "run")}))
     assert main(["pipeline", "--config", str(cfg), "--data", str(data_dir)]) == 0
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert list(manifest["stages"]) == ["teacher", "student", "prune", "export", "quantize", "check"]
+    assert list(manifest["stages"]) == ["synth", "teacher", "student", "prune", "export", "quantize", "check"]
+    assert manifest["stages"]["synth"]["metrics"]["pairs"] == 2
     for st in manifest["stages"].values():
         for art in st["artifacts"].values():
             assert (tmp_path / "run" / art["path"]).is_file() and len(art["sha256"]) == 64
     rep = json.loads((tmp_path / "run" / "check" / "report.json").read_text())
-    assert [s["name"] for s in rep["stages"]] == ["teacher", "student", "pruned", "onnx_fp32", "onnx_int8"]
+    assert [s["name"] for s in rep["stages"]] == ["teacher", "student", "pruned", "onnx_fp32", "onnx_fp16", "onnx_int8"]
     assert rep["stages"][2]["info"]["params"] < rep["stages"][1]["info"]["params"]
+    fp16, int8 = rep["stages"][4], rep["stages"][5]
+    assert fp16["parent"] == int8["parent"] == "onnx_fp32"  # fidelity and budgets against the FP32 ONNX
+    assert fp16["psnr_vs_parent"] > 35 and int8["psnr_vs_parent"] > 15 and int8["max_abs_vs_parent"] > 0
+    assert abs(int8["delta_vs_prev"] - (int8["psnr"] - rep["stages"][3]["psnr"])) < 1e-9
     assert manifest["stages"]["prune"]["metrics"]["stream_widths"]["encoder_level1"] == 4  # dim 8, streams pruned by half
     assert rep["n_images"] == 2 and "rain100L" in rep["test_dir"]
     fp32 = rep["stages"][3]
@@ -47,22 +56,22 @@ def test_pipeline_end_to_end_and_skip(tmp_path, data_dir, capsys):
 
     assert main(["pipeline", "--config", str(cfg), "--data", str(data_dir)]) == 0
     out = capsys.readouterr().out
-    assert out.count("up to date, skipped") == 6
+    assert out.count("up to date, skipped") == 7
 
     # Changing the quantizer (ORT, with a measured keep-float search on data.validation) re-runs quantize and check only.
     quantize = {"backend": "ort", "size": 64, "limit": 4, "budget_db": 100.0, "val_limit": 1}
     cfg.write_text(yaml.safe_dump({**TINY, "run_dir": str(tmp_path / "run"), "quantize": quantize}))
     assert main(["pipeline", "--config", str(cfg), "--data", str(data_dir)]) == 0
     out = capsys.readouterr().out
-    assert out.count("up to date, skipped") == 4 and "[quantize] running" in out and "Δ vs FP32" in out
+    assert out.count("up to date, skipped") == 5 and "[quantize] running" in out and "Δ vs FP32" in out
     qm = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["quantize"]["metrics"]
-    assert qm["keep_float"] == [] and abs(qm["val_delta_db"]) < 100
+    assert qm["keep_float"] == [] and f"{qm['val_delta_db']:+.3f} |" in out  # the measured drop, as printed in the search table
 
     # Turning pruning off exports the unpruned student again.
     cfg.write_text(yaml.safe_dump({**TINY, "run_dir": str(tmp_path / "run"), "prune": {"enabled": False}}))
     assert main(["pipeline", "--config", str(cfg), "--data", str(data_dir)]) == 0
     rep = json.loads((tmp_path / "run" / "check" / "report.json").read_text())
-    assert [s["name"] for s in rep["stages"]] == ["teacher", "student", "onnx_fp32", "onnx_int8"]
+    assert [s["name"] for s in rep["stages"]] == ["teacher", "student", "onnx_fp32", "onnx_fp16", "onnx_int8"]
 
 
 def test_training_on_held_out_set_is_refused(tmp_path, data_dir, capsys):

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from drsedge.data.folders import Pair
+from drsedge.errors import DrsedgeError
 from drsedge.data.images import read_image, read_uint8, to_tensor, to_uint8
 from drsedge.runtime.tiling import restore
 
@@ -31,6 +32,7 @@ class Stage:
     runner: Callable[[torch.Tensor], torch.Tensor]
     runtime: str
     info: dict = field(default_factory=dict)
+    parent: str | None = None  # the stage this one was derived from (INT8/FP16 ONNX: onnx_fp32); default: the previous stage
 
 
 @dataclass
@@ -48,6 +50,9 @@ class StageResult:
     latency: dict | None = None
     info: dict = field(default_factory=dict)
     budget_db: float | None = None
+    parent: str | None = None
+    psnr_vs_parent: float | None = None  # fidelity: PSNR-Y (dB) of this stage's output against its parent's output
+    max_abs_vs_parent: float | None = None  # largest |output - parent output| over the images, in [0, 1] units
 
     @property
     def within_budget(self) -> bool:
@@ -70,7 +75,7 @@ class DriftReport:
 
     def failures(self) -> list[str]:
         return [
-            f"{s.name}: {s.delta_vs_prev:+.2f} dB vs previous stage breaks its budget of -{s.budget_db:.2f} dB"
+            f"{s.name}: {s.delta_vs_prev:+.2f} dB vs {s.parent or 'previous stage'} breaks its budget of -{s.budget_db:.2f} dB"
             for s in self.stages
             if not s.within_budget
         ]
@@ -107,29 +112,38 @@ def evaluate_stages(
         if rainy.shape == gt.shape:
             base.append((psnr_y(rainy, gt), ssim_y(rainy, gt)))
         ref = None
+        floats: dict[str, torch.Tensor] = {}
+        outs: dict[str, object] = {}
         for s in stages:
-            out = to_uint8(restore(s.runner, x, tile=tile, overlap=overlap))
+            y = restore(s.runner, x, tile=tile, overlap=overlap)
+            out = to_uint8(y)
             if out.shape != gt.shape:
-                raise ValueError(f"{pair.rainy}: output {out.shape} does not match target {gt.shape}")
+                raise DrsedgeError(f"{pair.rainy}: {s.name} output {out.shape} does not match target {gt.shape}")
             ref = out if ref is None else ref
-            per[s.name][pair.name] = {
-                "psnr": psnr_y(out, gt),
-                "ssim": ssim_y(out, gt),
-                "psnr_vs_teacher": min(psnr_y(out, ref), 100.0),
-            }
+            floats[s.name], outs[s.name] = y, out
+            row = {"psnr": psnr_y(out, gt), "ssim": ssim_y(out, gt), "psnr_vs_teacher": min(psnr_y(out, ref), 100.0)}
+            if s.parent in outs:
+                row["psnr_vs_parent"] = min(psnr_y(out, outs[s.parent]), 100.0)
+                row["max_abs_vs_parent"] = float((y - floats[s.parent]).abs().max())
+            per[s.name][pair.name] = row
     results: list[StageResult] = []
     for s in stages:
         rows = per[s.name]
         worst = min(rows, key=lambda n: rows[n]["psnr"])
         psnr = _mean(rows, "psnr")
         teacher_psnr = results[0].psnr if results else psnr
-        prev_psnr = results[-1].psnr if results else psnr
+        by_name = {r.name: r for r in results}
+        prev_psnr = by_name[s.parent].psnr if s.parent in by_name else (results[-1].psnr if results else psnr)
+        fid = [r["psnr_vs_parent"] for r in rows.values() if "psnr_vs_parent" in r]
+        mabs = [r["max_abs_vs_parent"] for r in rows.values() if "max_abs_vs_parent" in r]
         lat = s.runner.latency_ms(*latency_hw, runs=latency_runs) if latency_hw and hasattr(s.runner, "latency_ms") else None
         results.append(
             StageResult(
                 name=s.name, runtime=s.runtime, psnr=psnr, ssim=_mean(rows, "ssim"), psnr_vs_teacher=_mean(rows, "psnr_vs_teacher"),
                 delta_vs_teacher=psnr - teacher_psnr, delta_vs_prev=psnr - prev_psnr, worst_image=worst,
                 worst_psnr=rows[worst]["psnr"], per_image=rows, latency=lat, info=s.info, budget_db=budgets.get(s.name),
+                parent=s.parent if s.parent in by_name else None, psnr_vs_parent=sum(fid) / len(fid) if fid else None,
+                max_abs_vs_parent=max(mabs) if mabs else None,
             )
         )
     rep = DriftReport(results, len(pairs), str(pairs[0].rainy.parent.parent) if pairs else "")
@@ -158,8 +172,11 @@ def report_markdown(rep: DriftReport) -> str:
         "Δ columns are PSNR differences in dB; *vs teacher (dB)* is PSNR of the stage's output against the teacher's output.",
         f"Rainy input without deraining: {_fmt(rep.input_psnr, '.2f')} dB / {_fmt(rep.input_ssim, '.4f')}.",
         "",
-        "| stage | runtime | PSNR (dB) | SSIM | Δ vs teacher | Δ vs prev | budget | vs teacher (dB) | worst image (dB) | params | GMACs | latency median / p95 (ms) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "*Fidelity* is PSNR-Y (dB) of a derived stage's output against the stage it was made from (INT8/FP16 ONNX vs FP32 ONNX) "
+        "and the largest absolute difference (output in [0, 1]); Δ vs prev is taken against that stage too.",
+        "",
+        "| stage | runtime | PSNR (dB) | SSIM | Δ vs teacher | Δ vs prev | budget | vs teacher (dB) | fidelity (dB / max abs) | worst image (dB) | params | GMACs | latency median / p95 (ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in rep.stages:
         lat = f"{s.latency['median_ms']:.1f} / {s.latency['p95_ms']:.1f} @ {s.latency['height']}x{s.latency['width']}" if s.latency else "–"
@@ -168,7 +185,8 @@ def report_markdown(rep: DriftReport) -> str:
         macs = s.info.get("macs")
         lines.append(
             f"| {s.name} | {s.runtime} | {s.psnr:.2f} | {s.ssim:.4f} | {s.delta_vs_teacher:+.2f} | {s.delta_vs_prev:+.2f} | {budget} | "
-            f"{'ref' if s is rep.stages[0] else format(s.psnr_vs_teacher, '.2f')} | {s.worst_image} ({s.worst_psnr:.2f}) | {_fmt(params, ',') if params else '–'} | "
+            f"{'ref' if s is rep.stages[0] else format(s.psnr_vs_teacher, '.2f')} | "
+            f"{'–' if s.psnr_vs_parent is None else f'{s.psnr_vs_parent:.2f} / {s.max_abs_vs_parent:.3f} vs {s.parent}'} | {s.worst_image} ({s.worst_psnr:.2f}) | {_fmt(params, ',') if params else '–'} | "
             f"{_fmt(macs / 1e9 if macs else None, '.3f')} | {lat} |"
         )
     lines += ["", "**Result: " + ("all stages within budget**" if rep.ok else "budget broken**: " + "; ".join(rep.failures())), ""]
