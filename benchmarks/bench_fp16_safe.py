@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import interleaved, table  # noqa: E402
+from _timing import interleaved, table
 
-from drsedge.export import export_onnx  # noqa: E402
-from drsedge.models import load_any, set_fp16_safe, student_config  # noqa: E402
-from drsedge.runtime import OrtRunner  # noqa: E402
+from drsedge.export import export_onnx
+from drsedge.models import load_any, set_fp16_safe, student_config
+from drsedge.runtime import OrtRunner
 
 
 def main() -> None:

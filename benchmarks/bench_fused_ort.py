@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import interleaved, table  # noqa: E402
+from _timing import interleaved, table
 
-from drsedge.export import export_onnx  # noqa: E402
-from drsedge.ops.topk_sparse_softmax.op import register_onnx_schema, register_torchscript_symbolic, topk_sparse_softmax  # noqa: E402
-from drsedge.models import student_config, topk_sizes, topk_sparse_probs  # noqa: E402
-from drsedge.runtime import OrtRunner, ort_session  # noqa: E402
+from drsedge.export import export_onnx
+from drsedge.models import student_config, topk_sizes, topk_sparse_probs
+from drsedge.ops.topk_sparse_softmax.op import register_onnx_schema, register_torchscript_symbolic, topk_sparse_softmax
+from drsedge.runtime import OrtRunner, ort_session
 
 
 class Probs(torch.nn.Module):

@@ -15,15 +15,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import interleaved, table  # noqa: E402
+from _timing import interleaved, table
 
-from drsedge.calibration import calibration_set  # noqa: E402
-from drsedge.compress import quantize_onnx  # noqa: E402
-from drsedge.data import find_pairs, read_image, to_tensor, to_uint8  # noqa: E402
-from drsedge.export import export_onnx  # noqa: E402
-from drsedge.metrics import psnr_y  # noqa: E402
-from drsedge.models import load_any, student_config  # noqa: E402
-from drsedge.runtime import OrtRunner, restore  # noqa: E402
+from drsedge.calibration import calibration_set
+from drsedge.compress import quantize_onnx
+from drsedge.data import find_pairs, read_image, to_tensor, to_uint8
+from drsedge.export import export_onnx
+from drsedge.metrics import psnr_y
+from drsedge.models import load_any, student_config
+from drsedge.runtime import OrtRunner, restore
 
 
 def main():

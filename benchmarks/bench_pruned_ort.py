@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import interleaved, table  # noqa: E402
+from _timing import interleaved, table
 
-from drsedge.export import export_onnx  # noqa: E402
-from drsedge.models import load_any, model_info  # noqa: E402
-from drsedge.runtime import OrtRunner  # noqa: E402
+from drsedge.export import export_onnx
+from drsedge.models import load_any, model_info
+from drsedge.runtime import OrtRunner
 
 
 def main() -> None:

@@ -252,20 +252,29 @@ class Pipeline:
         out = self.run_dir / "prune" / "pruned.safetensors"
 
         def run():
-            from drsedge.compress.prune import prune_model
+            from drsedge.compress.prune import taylor_gradients
+            from drsedge.compress.prune_driver import iterative_prune
 
             teacher, _ = load_model(self.path("teacher", "model"))
             model, mcfg = load_model(self.path("student", "model"))
-            steps = max(1, int(pc.get("iterations", 1)))
-            step_ratio = 1 - (1 - float(pc["ratio"])) ** (1 / steps)
             unl = self._data(self.cfg["data"].get("unlabeled"))
             samples = load_samples(self._train_pairs(), [f for d in unl for f in find_unlabeled(d)])
             ft = TrainConfig.from_dict({**(pc.get("finetune") or {}), "seed": self.cfg["seed"], "zero_init_output": False}, "prune.finetune")
-            for it in range(steps):
-                model, mcfg = prune_model(model, mcfg, step_ratio, pc.get("importance", "l2"), pc.get("scope", ["msfn"]))
+            importance = pc.get("importance", "l2")
+            key = self._key("prune", pc, ["teacher", "student"])
+
+            def taylor(m, it):
+                if importance == "taylor":  # L1 to the teacher on a training crop batch, as `drsedge prune`
+                    x, _, _ = CropSampler(samples, ft.patch, ft.batch_size, ft.seed).batch(10_000 + it)
+                    taylor_gradients(m, x, teacher(x).detach())
+
+            def finetune(m, _c, it):
                 if ft.steps > 0:
-                    train(model, CropSampler(samples, ft.patch, ft.batch_size, ft.seed + it), ft, out.parent / f"finetune{it + 1}",
-                          teacher=teacher, resume=True, progress=self.progress, key=self._key("prune", pc, ["teacher", "student"]), log=self.log)
+                    train(m, CropSampler(samples, ft.patch, ft.batch_size, ft.seed + it - 1), ft, out.parent / f"finetune{it}",
+                          teacher=teacher, resume=True, progress=self.progress, key=key, log=self.log)
+
+            model, mcfg = iterative_prune(model, mcfg, ratio=float(pc["ratio"]), importance=importance, scopes=pc.get("scope", ["msfn"]),
+                                          iterations=int(pc.get("iterations", 1)), before_step=taylor, after_step=finetune)
             save_model(out, model, mcfg, {"ratio": pc["ratio"], "importance": pc.get("importance", "l2")})
             return {"model": out}, {"ffn_hidden": mcfg.ffn_hidden, "attn_inner": mcfg.attn_inner, "attn_heads": mcfg.attn_heads,
                                     "stream_widths": mcfg.stream_widths}

@@ -104,7 +104,7 @@ def test_check_budget_exit_code(capsys, tmp_path, data_dir):
     s = save_model(tmp_path / "s.safetensors", student, student_config(**tiny))
     args = ["check", "--test", str(data_dir / "rain200H" / "test"), "--teacher", str(t), "--student", str(s), "--limit", "1",
             "--latency-size", "64", "64", "--latency-runs", "1", "--out", str(tmp_path / "r")]
-    code, out, err = run(capsys, *args, "--budget", "student=0.5")
+    code, _out, err = run(capsys, *args, "--budget", "student=0.5")
     rep = json.loads((tmp_path / "r" / "report.json").read_text())
     assert rep["stages"][1]["delta_vs_prev"] < -0.5
     assert code == 3 and rep["ok"] is False and "budget broken" in err
@@ -127,7 +127,7 @@ def test_prune_cli(capsys, tmp_path):
     assert main(["prune", str(src), "-o", str(out), "--ratio", "0.5", "--size", "64", "64"]) == 0
     text = capsys.readouterr().out
     assert "| original |" in text and "| pruned step 1 |" in text
-    pruned, pcfg = load_model(out)
+    _pruned, pcfg = load_model(out)
     assert pcfg.ffn_hidden["latent.0"] == 64
     code = main(["prune", str(src), "-o", str(tmp_path / "q.safetensors"), "--ratio", "1.0"])
     assert code == 2 and "zero channels" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """Compression: teacher training, distillation, structural pruning, INT8 post-training quantization and its keep-float search."""
 
 from .keep_float import search_keep_float
-from .prune import IMPORTANCES, SCOPES, prune_attention, prune_heads, prune_model, prune_msfn, ratio_for_macs, taylor_gradients
+from .prune import SCOPES, prune_attention, prune_heads, prune_model, prune_msfn, ratio_for_macs, taylor_gradients
+from .prune_common import IMPORTANCES
 from .prune_streams import prune_streams
 from .quantize import BACKENDS, count_qdq, quantize_onnx
 from .train import TrainConfig, cosine_restart_lr, train

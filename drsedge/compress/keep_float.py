@@ -127,7 +127,7 @@ def search_keep_float(
             fresh = [m for m in ranked if not any((m + ".").startswith(k + ".") for k in best.keep_float)][:candidates]
             if not fresh:
                 break
-            tried = [measure(best.keep_float + [m]) for m in fresh]
+            tried = [measure([*best.keep_float, m]) for m in fresh]
             best, best_path = max(tried, key=lambda t: t[0].delta_db)
             res.steps.append(best)
         if res.ok:

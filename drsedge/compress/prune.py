@@ -1,8 +1,9 @@
 """Structural pruning of DRSformer-family models: MSFN hidden width and channels per attention head.
 
 Why not Torch-Pruning's DependencyGraph here: checked with torch-pruning 1.6.1 on this
-model, ``get_all_groups()`` does not terminate on a DRSformer ``TransformerBlock``
-(channel attention reshapes + top-k), and on the MSFN alone its groups break the
+model, ``get_all_groups()`` does not terminate on a DRSformer ``TransformerBlock``. The cause is
+not top-k itself but ``weights[1:]``, the slice of the four top-k mixing weights, which its
+dependency graph reads as a channel offset (slice ops are index mappings to it). On the MSFN alone its groups break the
 model: the cross-scale grouped convs (``dwconv3x3_1``/``dwconv5x5_1``, groups = hidden,
 two inputs each) read channel pairs of ``cat(dw3[:h], dw5[:h])``, so removing one
 ``project_in`` channel must remove a *pair* of groups, which its grouping rules do not
@@ -39,7 +40,7 @@ from drsedge.errors import DrsedgeError
 from drsedge.models.config import ModelConfig
 from drsedge.models.drsformer import FeedForward
 
-IMPORTANCES = ("l1", "l2", "taylor")
+from .prune_common import check_kind, group_score, take_conv
 
 
 def _unit_slices(ffn: FeedForward):
@@ -65,52 +66,11 @@ def unit_importance(ffn: FeedForward, kind: str = "l2") -> dict[str, torch.Tenso
     Raises:
         DrsedgeError: unknown kind, or taylor without gradients.
     """
-    _check_kind(kind)
+    check_kind(kind)
     return {
-        half: torch.tensor([_group_score([(getattr(ffn, n).weight, idx, dim) for n, idx, dim in unit], kind) for unit in units])
+        half: torch.tensor([group_score([(getattr(ffn, n).weight, idx, dim) for n, idx, dim in unit], kind) for unit in units])
         for half, units in _unit_slices(ffn).items()
     }
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in IMPORTANCES:
-        raise DrsedgeError(f"importance must be one of {IMPORTANCES}, got {kind!r}")
-
-
-def _group_score(parts: list[tuple[torch.Tensor, list[int], int]], kind: str) -> float:
-    """Importance of one coupled group: ``parts`` are (weight, indices, dim) slices it owns."""
-    total = 0.0
-    for w, idx, dim in parts:
-        sel = w.detach().index_select(dim, torch.tensor(idx))
-        if kind == "l1":
-            total += float(sel.abs().sum())
-        elif kind == "l2":
-            total += float(sel.square().sum())
-        else:
-            if w.grad is None:
-                raise DrsedgeError("taylor importance needs gradients: run a backward pass on calibration data first")
-            total += float((sel * w.grad.index_select(dim, torch.tensor(idx))).abs().sum())
-    return total
-
-
-def _take(conv: nn.Conv2d, out_idx=None, in_idx=None, groups=None) -> nn.Conv2d:
-    w = conv.weight.detach()
-    if out_idx is not None:
-        w = w[out_idx]
-    if in_idx is not None:
-        w = w[:, in_idx]
-    new = nn.Conv2d(
-        w.shape[1] * (groups or 1), w.shape[0], conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-        groups or 1, bias=conv.bias is not None,
-    )
-    new.weight.data.copy_(w)
-    if conv.weight.grad is not None:  # carried along, so a following taylor pass still has its gradients
-        g = conv.weight.grad
-        g = g[out_idx] if out_idx is not None else g
-        new.weight.grad = (g[:, in_idx] if in_idx is not None else g).clone()
-    if conv.bias is not None:
-        new.bias.data.copy_(conv.bias.detach()[out_idx] if out_idx is not None else conv.bias.detach())
-    return new
 
 
 def prune_ffn(ffn: FeedForward, keep_a: list[int], keep_b: list[int]) -> None:
@@ -124,12 +84,12 @@ def prune_ffn(ffn: FeedForward, keep_a: list[int], keep_b: list[int]) -> None:
     g_a = keep_a + [half + u for u in keep_a]
     g_b = keep_b + [half + u for u in keep_b]
     new_h = 2 * len(keep_a)
-    ffn.project_in = _take(ffn.project_in, out_idx=ch)
-    ffn.dwconv3x3 = _take(ffn.dwconv3x3, out_idx=ch, groups=2 * new_h)
-    ffn.dwconv5x5 = _take(ffn.dwconv5x5, out_idx=ch, groups=2 * new_h)
-    ffn.dwconv3x3_1 = _take(ffn.dwconv3x3_1, out_idx=g_a, groups=new_h)
-    ffn.dwconv5x5_1 = _take(ffn.dwconv5x5_1, out_idx=g_b, groups=new_h)
-    ffn.project_out = _take(ffn.project_out, in_idx=g_a + [h + g for g in g_b])
+    ffn.project_in = take_conv(ffn.project_in, out_idx=ch)
+    ffn.dwconv3x3 = take_conv(ffn.dwconv3x3, out_idx=ch, groups=2 * new_h)
+    ffn.dwconv5x5 = take_conv(ffn.dwconv5x5, out_idx=ch, groups=2 * new_h)
+    ffn.dwconv3x3_1 = take_conv(ffn.dwconv3x3_1, out_idx=g_a, groups=new_h)
+    ffn.dwconv5x5_1 = take_conv(ffn.dwconv5x5_1, out_idx=g_b, groups=new_h)
+    ffn.project_out = take_conv(ffn.project_out, in_idx=g_a + [h + g for g in g_b])
 
 
 def ffn_blocks(model: nn.Module) -> dict[str, FeedForward]:
@@ -223,19 +183,19 @@ def _keep_attention_columns(attn, cols: list[int]) -> None:
     """Keep q/k/v width columns ``cols`` (ascending) of a channel-attention block, in place."""
     inner = attn.project_out.in_channels
     rows = [p * inner + col for p in range(3) for col in cols]
-    attn.qkv = _take(attn.qkv, out_idx=rows)
-    attn.qkv_dwconv = _take(attn.qkv_dwconv, out_idx=rows, groups=len(rows))
-    attn.project_out = _take(attn.project_out, in_idx=cols)
+    attn.qkv = take_conv(attn.qkv, out_idx=rows)
+    attn.qkv_dwconv = take_conv(attn.qkv_dwconv, out_idx=rows, groups=len(rows))
+    attn.project_out = take_conv(attn.project_out, in_idx=cols)
 
 
 def attention_importance(attn, kind: str = "l2") -> torch.Tensor:
     """``[C]`` importance of channel j (in every head at once) of a channel-attention block (higher = keep)."""
-    _check_kind(kind)
+    check_kind(kind)
     inner = attn.project_out.in_channels
     out = []
     for j in range(inner // attn.num_heads):
         rows, cols = _attn_unit_rows(inner, attn.num_heads, j)
-        out.append(_group_score([(attn.qkv.weight, rows, 0), (attn.qkv_dwconv.weight, rows, 0), (attn.project_out.weight, cols, 1)], kind))
+        out.append(group_score([(attn.qkv.weight, rows, 0), (attn.qkv_dwconv.weight, rows, 0), (attn.project_out.weight, cols, 1)], kind))
     return torch.tensor(out)
 
 
@@ -274,14 +234,14 @@ def prune_attention(model: nn.Module, config: ModelConfig, ratio: float, importa
 
 def head_importance(attn, kind: str = "l2") -> torch.Tensor:
     """``[heads]`` importance of each whole head of a channel-attention block (higher = keep)."""
-    _check_kind(kind)
+    check_kind(kind)
     inner, heads = attn.project_out.in_channels, attn.num_heads
     c = inner // heads
     out = []
     for h in range(heads):
         cols = list(range(h * c, (h + 1) * c))
         rows = [p * inner + col for p in range(3) for col in cols]
-        out.append(_group_score([(attn.qkv.weight, rows, 0), (attn.qkv_dwconv.weight, rows, 0), (attn.project_out.weight, cols, 1)], kind))
+        out.append(group_score([(attn.qkv.weight, rows, 0), (attn.qkv_dwconv.weight, rows, 0), (attn.project_out.weight, cols, 1)], kind))
     return torch.tensor(out)
 
 

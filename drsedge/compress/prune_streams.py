@@ -31,7 +31,7 @@ from drsedge.errors import DrsedgeError
 from drsedge.models.config import ModelConfig
 from drsedge.models.drsformer import stream_widths_of
 
-from .prune import _check_kind, _group_score, _take
+from .prune_common import check_kind, group_score, take_conv
 
 # stream -> (writer conv, PixelUnshuffle/Shuffle unit, [(reader conv, offset stream or None)], levels carrying it)
 _GRAPH = {
@@ -73,9 +73,9 @@ def stream_unit_importance(model: nn.Module, config: ModelConfig, stream: str, k
     """``[(stream channels of the unit, importance)]`` for one residual stream (higher = keep).
 
     A unit is one channel, or the 4 channels one Downsample conv channel becomes; its importance is the
-    group norm (l1/l2) or Taylor score of every weight slice it owns (:func:`drsedge.compress.prune._group_score`).
+    group norm (l1/l2) or Taylor score of every weight slice it owns (:func:`drsedge.compress.prune_common.group_score`).
     """
-    _check_kind(kind)
+    check_kind(kind)
     w = stream_widths_of(config.dim, config.stream_widths)
     mods = dict(model.named_modules())
     writer, unit, readers, levels = _GRAPH[stream]
@@ -89,7 +89,7 @@ def stream_unit_importance(model: nn.Module, config: ModelConfig, stream: str, k
             off = w[lv.split("@")[1]] if "@" in lv else 0
             for b in _blocks(model, lv):
                 parts += _block_parts(b, [c + off for c in ch])
-        out.append((ch, _group_score(parts, kind)))
+        out.append((ch, group_score(parts, kind)))
     return out
 
 
@@ -121,7 +121,7 @@ def prune_streams(model: nn.Module, config: ModelConfig, ratio: float, importanc
         best = sorted(range(len(units)), key=lambda i: -units[i][1])[:n_keep]
         keep[s] = sorted(c for i in best for c in units[i][0])
     pruned = copy.deepcopy(model)
-    if importance == "taylor":  # deepcopy drops .grad; _take and _slice_param carry it along for later passes
+    if importance == "taylor":  # deepcopy drops .grad; take_conv and _slice_param carry it along for later passes
         for (_, p), (_, q) in zip(model.named_parameters(), pruned.named_parameters()):
             q.grad = p.grad
     mods = dict(pruned.named_modules())
@@ -135,7 +135,7 @@ def prune_streams(model: nn.Module, config: ModelConfig, ratio: float, importanc
         parent, _, attr = name.rpartition(".")
         holder = mods[parent] if parent else pruned
         conv = getattr(holder, attr)
-        setattr(holder, attr, _take(conv, out_idx=rows.get(name), in_idx=sorted(cols[name]) if name in cols else None))
+        setattr(holder, attr, take_conv(conv, out_idx=rows.get(name), in_idx=sorted(cols[name]) if name in cols else None))
     ffn_hidden, attn_inner = dict(config.ffn_hidden), dict(config.attn_inner)
     dec1 = keep["up2_1"] + [w["up2_1"] + c for c in keep["encoder_level1"]]
     for level in ("encoder_level1", "encoder_level2", "encoder_level3", "latent", "decoder_level3", "decoder_level2", "decoder_level1"):
@@ -147,10 +147,10 @@ def prune_streams(model: nn.Module, config: ModelConfig, ratio: float, importanc
                 norm.weight = _slice_param(norm.weight, idx)
                 if hasattr(norm, "bias"):
                     norm.bias = _slice_param(norm.bias, idx)
-            b.attn.qkv = _take(b.attn.qkv, in_idx=idx)
-            b.attn.project_out = _take(b.attn.project_out, out_idx=idx)
-            b.ffn.project_in = _take(b.ffn.project_in, in_idx=idx)
-            b.ffn.project_out = _take(b.ffn.project_out, out_idx=idx)
+            b.attn.qkv = take_conv(b.attn.qkv, in_idx=idx)
+            b.attn.project_out = take_conv(b.attn.project_out, out_idx=idx)
+            b.ffn.project_in = take_conv(b.ffn.project_in, in_idx=idx)
+            b.ffn.project_out = take_conv(b.ffn.project_out, out_idx=idx)
     widths = {s: len(keep[s]) for s in _GRAPH}
     cfg = ModelConfig.from_dict({**config.to_dict(), "stream_widths": widths, "ffn_hidden": ffn_hidden, "attn_inner": attn_inner},
                                 "pruned config")

@@ -106,7 +106,7 @@ def render_rain(clean: np.ndarray, rng: np.random.Generator, preset: str = "ligh
         raise DrsedgeError(f"unknown rain preset {preset!r}; choose one of {', '.join(PRESET_NAMES)}")
     p = PRESETS[preset]
     h, w = clean.shape[:2]
-    u = lambda r: float(rng.uniform(*r))  # noqa: E731 - local shorthand for a uniform draw
+    u = lambda r: float(rng.uniform(*r))
     n_layers = int(rng.integers(p.layers[0], p.layers[1] + 1))
     angle = u(p.angle)
     rain = np.zeros((h, w), np.float32)

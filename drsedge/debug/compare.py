@@ -149,5 +149,5 @@ def compare_outputs(
     results = _run(ref_onnx, inputs, test_onnx, trt_precision, plugin, None)
     verdict = Comparator.compare_accuracy(results, compare_func=simple(atol=atol, rtol=rtol))
     (_, ref), (_, test) = results
-    errs = [np.abs(np.asarray(r[k], np.float64) - np.asarray(t[k])) for r, t in zip(ref, test) for k in r.keys() if k in t]
+    errs = [np.abs(np.asarray(r[k], np.float64) - np.asarray(t[k])) for r, t in zip(ref, test) for k in r if k in t]
     return OutputComparison(bool(verdict), float(max(e.max() for e in errs)), float(np.mean([e.mean() for e in errs])), atol, rtol)

@@ -17,7 +17,6 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 
 from drsedge.errors import DrsedgeError
 

@@ -158,9 +158,9 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, images: list[np
 
 
 def _measure(fp32_path, fp16_path, images, names, res: Fp16Result) -> None:
-    from drsedge.runtime.runners import OrtRunner
-
     import torch
+
+    from drsedge.runtime.runners import OrtRunner
 
     ref, test = OrtRunner(fp32_path, "onnx_fp32"), OrtRunner(fp16_path, "onnx_fp16")
     for i, x in enumerate(images):

@@ -20,8 +20,7 @@ import torch
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
 from drsedge.models.drsformer import set_attention_impl, set_fp16_safe, set_topk_mode
-
-from drsedge.onnx_io import EXPORT_INPUT_NAME as INPUT_NAME  # noqa: E402 - one name for the exporter and the readers
+from drsedge.onnx_io import EXPORT_INPUT_NAME as INPUT_NAME
 
 OUTPUT_NAME = "derained"
 META_ATTENTION, META_FP16_SAFE = "drsedge.attention", "drsedge.fp16_safe"  # ONNX metadata_props keys

@@ -17,8 +17,8 @@ import torch
 from tqdm import tqdm
 
 from drsedge.data.folders import Pair
-from drsedge.errors import DrsedgeError
 from drsedge.data.images import read_image, read_uint8, to_tensor, to_uint8
+from drsedge.errors import DrsedgeError
 from drsedge.runtime.tiling import restore
 
 from .psnr_ssim import psnr_y, ssim_y

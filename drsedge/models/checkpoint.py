@@ -190,15 +190,15 @@ def config_from_state_dict(state: dict[str, torch.Tensor], source: str = "checkp
     level_heads = dict(zip(levels, heads)) | {"decoder_level3": heads[2], "decoder_level2": heads[1], "decoder_level1": heads[0]}
     for k, v in state.items():
         parts = k.split(".")
-        if len(parts) == 5 and parts[0] in level_width and parts[2:] == ["ffn", "project_in", "weight"]:
-            if v.shape[0] // 2 != int(level_width[parts[0]] * f):
-                ffn_hidden[f"{parts[0]}.{parts[1]}"] = v.shape[0] // 2
-        if len(parts) == 5 and parts[0] in level_width and parts[2:] == ["attn", "qkv", "weight"]:
-            if v.shape[0] // 3 != level_width[parts[0]]:
-                attn_inner[f"{parts[0]}.{parts[1]}"] = v.shape[0] // 3
-        if len(parts) == 4 and parts[0] in level_width and parts[2:] == ["attn", "temperature"]:
-            if v.shape[0] != level_heads[parts[0]]:
-                attn_heads[f"{parts[0]}.{parts[1]}"] = v.shape[0]
+        if parts[0] not in level_width:
+            continue
+        block = f"{parts[0]}.{parts[1]}" if len(parts) > 1 else ""
+        if len(parts) == 5 and parts[2:] == ["ffn", "project_in", "weight"] and v.shape[0] // 2 != int(level_width[parts[0]] * f):
+            ffn_hidden[block] = v.shape[0] // 2
+        if len(parts) == 5 and parts[2:] == ["attn", "qkv", "weight"] and v.shape[0] // 3 != level_width[parts[0]]:
+            attn_inner[block] = v.shape[0] // 3
+        if len(parts) == 4 and parts[2:] == ["attn", "temperature"] and v.shape[0] != level_heads[parts[0]]:
+            attn_heads[block] = v.shape[0]
     attention = "assa" if any(k.endswith("attn.assa_weights") for k in state) else "topk"
     return ModelConfig(
         dim=dim, num_blocks=blocks, heads=heads, ffn_expansion_factor=f,

@@ -29,7 +29,7 @@ class ModelConfig:
     heads: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     ffn_expansion_factor: float = 2.66
     bias: bool = False
-    LayerNorm_type: str = "WithBias"  # noqa: N815 - upstream kwarg
+    LayerNorm_type: str = "WithBias"
     mefc: bool = True
     attention: str = "topk"
     ffn_hidden: dict[str, int] = field(default_factory=dict)  # per-block MSFN widths of pruned models
@@ -45,7 +45,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "config") -> "ModelConfig":
+    def from_dict(cls, d: dict, source: str = "config") -> ModelConfig:
         """Build from a mapping; unknown keys or bad values raise :class:`DrsedgeError` naming ``source``."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)

@@ -24,7 +24,7 @@ ATTENTION_KINDS = ("topk", "assa", "dense")
 TOPK_MODES = ("auto", "index", "threshold")
 
 
-class WithBias_LayerNorm(nn.Module):  # noqa: N801 - upstream name
+class WithBias_LayerNorm(nn.Module):
     """LayerNorm over channels of a ``[B, C, H, W]`` map, with weight and bias (eps 1e-5).
 
     Upstream reshapes to ``[B, H*W, C]`` and normalises the last axis; this
@@ -47,7 +47,7 @@ class WithBias_LayerNorm(nn.Module):  # noqa: N801 - upstream name
         return xc / torch.sqrt(var + 1e-5) * self.weight[:, None, None] + self.bias[:, None, None]
 
 
-class BiasFree_LayerNorm(nn.Module):  # noqa: N801 - upstream name
+class BiasFree_LayerNorm(nn.Module):
     """Bias-free LayerNorm over channels: ``x / sqrt(var + 1e-5) * weight`` (mean not removed, as upstream)."""
 
     def __init__(self, dim: int):
@@ -65,7 +65,7 @@ class BiasFree_LayerNorm(nn.Module):  # noqa: N801 - upstream name
 class LayerNorm(nn.Module):
     """Upstream wrapper (keeps the ``.body`` key level)."""
 
-    def __init__(self, dim: int, LayerNorm_type: str):  # noqa: N803 - upstream kwarg
+    def __init__(self, dim: int, LayerNorm_type: str):
         super().__init__()
         self.body = BiasFree_LayerNorm(dim) if LayerNorm_type == "BiasFree" else WithBias_LayerNorm(dim)
 
@@ -172,7 +172,7 @@ class Attention(nn.Module):
 class TransformerBlock(nn.Module):
     """Sparse Transformer Block (STB): ``x + attn(norm1(x))`` then ``x + ffn(norm2(x))``."""
 
-    def __init__(self, dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type, attention="topk", topk_mode="auto",  # noqa: N803
+    def __init__(self, dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type, attention="topk", topk_mode="auto",
                  ffn_hidden=None, attn_inner=None):
         super().__init__()
         self.norm1 = LayerNorm(dim, LayerNorm_type)
@@ -268,7 +268,7 @@ class DRSformer(nn.Module):
         heads=(1, 2, 4, 8),
         ffn_expansion_factor: float = 2.66,
         bias: bool = False,
-        LayerNorm_type: str = "WithBias",  # noqa: N803
+        LayerNorm_type: str = "WithBias",
         mefc: bool = True,
         attention: str = "topk",
         topk_mode: str = "auto",

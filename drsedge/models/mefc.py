@@ -123,7 +123,7 @@ class OALayer(nn.Module):
         return y.reshape(-1, self.k, self.num_ops)
 
 
-class subnet(nn.Module):  # noqa: N801 - upstream name, checkpoint keys depend on the attribute layout only
+class subnet(nn.Module):
     """MEFC block: ``[B, dim, H, W] -> [B, dim, H, W]`` (upstream ``subnet``)."""
 
     def __init__(self, dim: int, layer_num: int = 1, steps: int = 4):

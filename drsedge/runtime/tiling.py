@@ -33,7 +33,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = 8) -> torch.Tensor:
 
 def tile_starts(size: int, tile: int, stride: int) -> list[int]:
     """Tile start offsets along one axis, exactly as upstream: ``list(range(0, size - tile, stride)) + [size - tile]``."""
-    return list(range(0, size - tile, stride)) + [size - tile]
+    return [*list(range(0, size - tile, stride)), size - tile]
 
 
 def tiled_forward(forward: Forward, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
@@ -44,7 +44,7 @@ def tiled_forward(forward: Forward, x: torch.Tensor, tile: int, overlap: int) ->
     Raises:
         ValueError: on a tile that is not a multiple of 8 or an overlap >= tile.
     """
-    b, c, h, w = x.shape
+    b, _c, h, w = x.shape
     tile = min(tile, h, w)
     if tile % 8:
         raise ValueError(f"tile size {tile} must be a multiple of 8")

@@ -99,7 +99,7 @@ def _flags(cmd: str) -> set[str]:
 
 
 def test_trtexec_lines_per_version(onnx_files):
-    native, fused, plugin = onnx_files
+    _native, fused, plugin = onnx_files
     o = BuildOptions(str(fused), "s.engine", precision="fp16", plugin=str(plugin), timing_cache="t.cache")
     o.validate()
     v85 = trtexec_command(o, build_path("8.5"))

@@ -159,7 +159,7 @@ def test_head_pruning_equals_masking_those_heads(tmp_path, importance):
     assert lcfg == pcfg and model_info(pruned, 64, 64).macs < model_info(model, 64, 64).macs
     assert check_parity(loaded, export_onnx(loaded, tmp_path / "h.onnx")).worst <= 1e-4
     # heads + channels per head in one pass (taylor gradients follow the sliced weights)
-    both, bcfg = prune_model(model, cfg, 0.5, importance, ("heads", "attention"))
+    both, _bcfg = prune_model(model, cfg, 0.5, importance, ("heads", "attention"))
     for name, a in attention_blocks(both).items():
         c = attention_blocks(model)[name].project_out.in_channels // attention_blocks(model)[name].num_heads
         assert a.project_out.in_channels == (c - c // 2) * a.num_heads and a.num_heads == attention_blocks(pruned)[name].num_heads

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from drsedge.backend.trt import fp16_unsafe_nodes
 from drsedge.calibration.calib import calibration_set
 from drsedge.cli import main
-from drsedge.export import export_onnx
 from drsedge.debug.fp16_range import FP16_MAX, fp16_overflows, fp16_ranges
+from drsedge.export import export_onnx
 from drsedge.models import student_config
-from drsedge.backend.trt import fp16_unsafe_nodes
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import torch
 from drsedge.calibration import calibration_set
 from drsedge.cli import main
 from drsedge.compress import quantize_onnx
-from drsedge.export import export_onnx
 from drsedge.debug.localize import first_offenders, localize, module_path, worst_modules
+from drsedge.export import export_onnx
 from drsedge.models import student_config
 
 

@@ -23,7 +23,7 @@ def test_pth_wrappers_load_strict(tmp_path, wrap):
 
 
 def test_upstream_fixture_config_is_inferred(fixtures_dir):
-    model, cfg = load_any(fixtures_dir / "small_mefc_state.safetensors")
+    _model, cfg = load_any(fixtures_dir / "small_mefc_state.safetensors")
     assert cfg == ModelConfig(**SMALL, mefc=True)
     _, cfg2 = load_any(fixtures_dir / "small_nomefc_state.safetensors")
     assert cfg2.mefc is False

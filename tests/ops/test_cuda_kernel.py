@@ -6,9 +6,9 @@ import shutil
 import pytest
 import torch
 
+from drsedge.models import topk_sizes
 from drsedge.ops.topk_sparse_softmax.cuda_harness import KernelLib, build_kernel
 from drsedge.ops.topk_sparse_softmax.op import topk_sparse_softmax
-from drsedge.models import topk_sizes
 
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")

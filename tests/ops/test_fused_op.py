@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from drsedge.export import check_parity, export_onnx
-from drsedge.ops.topk_sparse_softmax.op import OP_DOMAIN, OP_TYPE, topk_sparse_softmax, topk_sparse_softmax_op
 from drsedge.models import set_attention_impl, student_config, topk_sizes, topk_sparse_probs
+from drsedge.ops.topk_sparse_softmax.op import OP_DOMAIN, OP_TYPE, topk_sparse_softmax, topk_sparse_softmax_op
 
 
 def _inputs(c=16, dtype=torch.float32, requires_grad=False, seed=0):

@@ -25,7 +25,7 @@ OP_TYPE = "TopKSparseSoftmax"
 PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = ""
 SUPPORTED_DTYPES = (torch.float32, torch.float16)  # ONNX / CUDA / TensorRT
-REFERENCE_DTYPES = SUPPORTED_DTYPES + (torch.float64,)  # the PyTorch reference also takes float64 (gradcheck)
+REFERENCE_DTYPES = (*SUPPORTED_DTYPES, torch.float64)  # the PyTorch reference also takes float64 (gradcheck)
 
 
 def _check(scores: torch.Tensor, weights: torch.Tensor, ks: list[int]) -> None:

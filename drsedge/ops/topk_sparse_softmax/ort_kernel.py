@@ -56,7 +56,7 @@ def register_pyop() -> str:
 
         @onnx_op(op_type=OP_TYPE, inputs=[PyCustomOpDef.dt_float, PyCustomOpDef.dt_float], outputs=[PyCustomOpDef.dt_float],
                  attrs={"ks_csv": PyCustomOpDef.dt_string})
-        def _kernel(scores, weights, **kwargs):  # noqa: ANN001 - signature set by onnxruntime-extensions
+        def _kernel(scores, weights, **kwargs):
             return topk_sparse_softmax_np(scores, weights, [int(k) for k in kwargs["ks_csv"].split(",")])
 
         _registered = True

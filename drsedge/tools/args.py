@@ -1,0 +1,135 @@
+"""Shared argument groups, argument types and helpers of the drsedge subcommands (each rule defined once)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from drsedge.errors import DrsedgeError
+
+PRESETS = ("drsformer", "drsformer-nomefc", "student")
+EXIT_BUDGET = 3  # a measured budget broke (distinct from 2: bad input)
+
+
+def _kv(items: list[str] | None) -> dict:
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            raise DrsedgeError(f"--model {it!r}: expected KEY=VALUE, e.g. --model dim=16 --model 'num_blocks=[1,2,2,2]'")
+        k, v = it.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def _model_config(preset: str, overrides: list[str] | None):
+    from drsedge.models.config import ModelConfig, student_config, teacher_config
+
+    kv = _kv(overrides)
+    if preset == "student":
+        return student_config(**kv)
+    if preset == "drsformer-nomefc":
+        kv.setdefault("mefc", False)
+    return teacher_config(**kv) if kv else ModelConfig()
+
+
+def _train_cfg(a, **extra):
+    from drsedge.compress.train import TrainConfig
+
+    return TrainConfig(steps=a.steps, batch_size=a.batch_size, patch=a.patch, lr=a.lr, seed=a.seed, checkpoint_every=a.checkpoint_every, **extra)
+
+
+def _check_out_dir(out: str) -> None:
+    if Path(out).exists() and not Path(out).is_dir():
+        raise DrsedgeError(f"{out}: --out must be a folder, and this is a file; choose another path")
+
+
+def _int_type(lo: int, multiple: int = 1):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < lo or v % multiple:
+            raise argparse.ArgumentTypeError(f"{v} must be >= {lo}" + (f" and a multiple of {multiple}" if multiple > 1 else ""))
+        return v
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _float_type(lo: float = 0.0, inclusive: bool = True, hi: float | None = None):
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(v) or v < lo or (not inclusive and v == lo) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"{text} must be a finite number {'>=' if inclusive else '>'} {lo}" + (f" and <= {hi}" if hi is not None else ""))
+        return v
+
+    parse.__name__ = "float"
+    return parse
+
+
+def _samples(a, paired_only: bool):
+    from drsedge.data.folders import find_pairs, find_unlabeled
+    from drsedge.data.heldout import guard_not_held_out
+    from drsedge.data.sampling import load_samples
+
+    guard_not_held_out(list(a.train or []) + list(getattr(a, "unlabeled", None) or []), "training")
+    pairs = [p for d in a.train or [] for p in find_pairs(d)]
+    unl = [] if paired_only else [f for d in a.unlabeled or [] for f in find_unlabeled(d)]
+    return load_samples(pairs, unl)
+
+
+def _hw(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise DrsedgeError(f"{text!r}: expected HxW, e.g. 720x1280") from None
+    if h <= 0 or w <= 0:
+        raise DrsedgeError(f"{text!r}: H and W must be > 0")
+    return h, w
+
+
+def _add_compare_args(p):
+    p.add_argument("ref", help="reference ONNX, run in ONNX Runtime (e.g. FP32)")
+    p.add_argument("test", nargs="?", help="ONNX to examine in ONNX Runtime (e.g. INT8 Q/DQ); with --trt: the ONNX to build from")
+    p.add_argument("--trt", choices=("fp32", "fp16", "int8"), help="examine a TensorRT engine of this precision (GPU)")
+    add_plugin_arg(p)
+    p.add_argument("--images", nargs="+", required=True, metavar="DIR", help="rainy images (not the held-out test set)")
+    p.add_argument("--crop", "--size", dest="size", type=MULT8, default=128, help="center crop side in px (multiple of 8)")
+    p.add_argument("--limit", type=POS, default=4)
+
+
+def add_plugin_arg(p) -> None:
+    """``--plugin``: the one definition (build-engine, check, compare, localize)."""
+    p.add_argument("--plugin", metavar="LIB", help="TopKSparseSoftmax TensorRT plugin library (libdrsedge_trt_plugin.so, see "
+                   "native/topk_sparse_softmax/README.md); needed for engines of --attention fused exports")
+
+
+def _add_train_args(p, steps: int, out: bool = True):
+    p.add_argument("--train", nargs="+", metavar="DIR", help="paired folders (input/+target/, rain/+norain/, rain-N/norain-N)")
+    if out:
+        p.add_argument("-o", "--output", "--out", dest="out", required=True, help="output folder (model.safetensors, train_state.pt)")
+    p.add_argument("--model", action="append", metavar="KEY=VALUE", help="model option override, e.g. dim=16")
+    p.add_argument("--steps", type=NONNEG, default=steps)
+    p.add_argument("--batch-size", type=POS, default=4)
+    p.add_argument("--patch", type=MULT8, default=64, help="crop size in px")
+    p.add_argument("--lr", type=_float_type(0.0, inclusive=False), default=3e-4)
+    p.add_argument("--seed", type=NONNEG, default=0)
+    p.add_argument("--checkpoint-every", type=POS, default=100)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+
+
+POS = _int_type(1)
+NONNEG = _int_type(0)
+MULT8 = _int_type(8, 8)
+
+# public names (the subcommand modules import these)
+kv, model_config, train_cfg, check_out_dir, int_type, float_type = _kv, _model_config, _train_cfg, _check_out_dir, _int_type, _float_type
+samples, hw, add_compare_args, add_train_args = _samples, _hw, _add_compare_args, _add_train_args

@@ -1,0 +1,56 @@
+"""``drsedge check``: the drift report."""
+
+from __future__ import annotations
+
+import sys
+
+from drsedge.errors import DrsedgeError  # noqa: F401
+
+from .args import EXIT_BUDGET, MULT8, POS, add_plugin_arg
+from .args import kv as _kv
+from .debug import localize_report as _localize_report
+
+
+def cmd_check(a) -> int:
+    from drsedge.data.folders import find_pairs
+    from drsedge.pipeline import run_check, write_report
+
+    budgets = {k: float(v) for k, v in _kv(a.budget).items()}
+    cc = {"tile": a.tile, "latency_hw": a.latency_size, "latency_runs": a.latency_runs, "budgets": budgets}
+    engines = {k: str(v) for k, v in _kv(a.engine).items()}
+    rep = run_check(a.teacher, a.student, a.onnx, a.int8, find_pairs(a.test, a.limit), cc, engines=engines, plugin=a.plugin,
+                    onnx_fp16=a.fp16)
+    md, js = write_report(rep, a.out)
+    print(md.read_text())
+    print(f"wrote {md} and {js}")
+    if a.localize and not rep.ok:
+        failing = {s.name for s in rep.stages if not s.within_budget}
+        if "onnx_int8" in failing and a.onnx:
+            print(_localize_report(a.onnx, a.int8, a.localize, 128, 4, 0.05, 10))
+        if failing - {"onnx_int8"}:
+            print("drsedge: --localize compares ONNX stages only (the INT8 stage against the FP32 ONNX)", file=sys.stderr)
+    if not rep.ok:
+        print("drsedge: budget broken: " + "; ".join(rep.failures()), file=sys.stderr)
+        return EXIT_BUDGET
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("check", help="drift report: PSNR/SSIM per stage on a paired test folder, latency, budgets")
+    p.add_argument("--test", required=True, help="paired test folder")
+    p.add_argument("--teacher")
+    p.add_argument("--student")
+    p.add_argument("--onnx", help="FP32 ONNX")
+    p.add_argument("--int8", help="INT8 Q/DQ ONNX")
+    p.add_argument("--fp16", help="mixed-precision FP16 ONNX (`drsedge export --precision fp16`); measured against --onnx too")
+    p.add_argument("--engine", action="append", metavar="NAME=ENGINE", help="TensorRT stage, e.g. trt_fp16=s.engine (needs a GPU)")
+    add_plugin_arg(p)
+    p.add_argument("--limit", type=POS, help="first N test pairs only")
+    p.add_argument("--tile", type=MULT8, help="tiled inference with this tile size (multiple of 8)")
+    p.add_argument("--budget", action="append", metavar="STAGE=DB", help="largest PSNR drop vs previous stage, e.g. onnx_int8=1.0")
+    p.add_argument("--latency-size", type=MULT8, nargs=2, default=[256, 256], metavar=("H", "W"))
+    p.add_argument("--latency-runs", type=POS, default=5)
+    p.add_argument("-o", "--output", "--out", dest="out", default="drsedge-check", help="folder for report.md and report.json")
+    p.add_argument("--localize", nargs="+", metavar="DIR",
+                   help="when the INT8 stage breaks its budget, compare it layer by layer with the FP32 ONNX on these images (not the test set)")
+    p.set_defaults(fn=cmd_check)

@@ -1,0 +1,39 @@
+"""``drsedge info``: params and MACs of a model config or checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+from .args import POS, PRESETS
+from .args import model_config as _model_config
+
+
+def cmd_info(a) -> int:
+    from drsedge.models.checkpoint import load_any
+    from drsedge.models.info import model_info
+
+    if a.checkpoint:
+        model, cfg = load_any(a.checkpoint)
+    else:
+        cfg = _model_config(a.preset, a.model)
+        model = cfg.build()
+    h, w = a.size
+    info = model_info(model, h, w)
+    d = {"config": cfg.to_dict(), "params": info.params, "macs": info.macs, "gmacs": round(info.gmacs, 3), "height": h, "width": w}
+    if a.json:
+        print(json.dumps(d, indent=2))
+    else:
+        print(f"config: {json.dumps(cfg.to_dict())}")
+        print(f"params: {info.params:,}")
+        print(f"MACs @ {h}x{w}: {info.macs:,} ({info.gmacs:.2f} GMACs)")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help="params and MACs of a model config or checkpoint")
+    p.add_argument("--preset", choices=PRESETS, default="drsformer")
+    p.add_argument("--model", action="append", metavar="KEY=VALUE")
+    p.add_argument("--checkpoint", help="read the config from a checkpoint instead")
+    p.add_argument("--hw", "--size", dest="size", type=POS, nargs=2, default=[256, 256], metavar=("H", "W"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_info)

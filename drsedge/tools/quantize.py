@@ -1,0 +1,60 @@
+"""``drsedge quantize``: INT8 Q/DQ by post-training quantization, optionally within a ΔPSNR budget."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from drsedge.errors import DrsedgeError
+
+from .args import EXIT_BUDGET, MULT8, NONNEG, POS
+from .args import float_type as _float_type
+
+
+def cmd_quantize(a) -> int:
+    from drsedge.calibration.calib import calibration_set
+    from drsedge.compress.quantize import count_qdq, quantize_onnx
+    from drsedge.fileio import refuse_overwrite
+
+    refuse_overwrite(a.output, [a.onnx], "INT8 output")
+    calib = calibration_set(a.calib, size=a.size, limit=a.limit)
+    t0 = time.time()
+    if a.budget is not None:
+        from drsedge.compress.keep_float import search_keep_float
+        from drsedge.data.folders import find_pairs
+
+        if not a.val:
+            raise DrsedgeError("--budget needs --val DIR: paired validation images (not the test set)")
+        res = search_keep_float(a.onnx, a.output, calib, find_pairs(a.val, a.val_limit), a.budget, a.backend,
+                                a.quantize_depthwise, a.keep_float, a.max_steps, a.candidates, granularity=a.granularity)
+        print(res.table())
+        if not res.ok:
+            print(f"drsedge: no INT8 model within -{a.budget} dB after {len(res.steps) - 1} step(s); nothing written "
+                  "(raise --max-steps or the budget, or ship FP32/FP16)", file=sys.stderr)
+            return EXIT_BUDGET
+        print(f"int8: {a.output} ({a.backend}, keep-float {res.steps[-1].keep_float or 'none'}, {time.time() - t0:.0f} s)")
+        return 0
+    path = quantize_onnx(a.onnx, a.output, calib, a.backend, a.quantize_depthwise, a.keep_float)
+    print(f"int8: {path} ({a.backend}, {len(calib.files)} calibration images, {time.time() - t0:.0f} s, {count_qdq(path)})")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("quantize", help="INT8 Q/DQ ONNX by post-training quantization on real rainy images")
+    p.add_argument("onnx")
+    p.add_argument("--calib", nargs="+", required=True, metavar="DIR", help="folders of rainy images (not the test set)")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--backend", choices=("nncf", "ort"), default="nncf")
+    p.add_argument("--crop", "--size", dest="size", type=MULT8, default=128, help="calibration crop side in px (multiple of 8)")
+    p.add_argument("--limit", type=POS, default=32, help="number of calibration images")
+    p.add_argument("--quantize-depthwise", action="store_true", help="also quantize depthwise convs (slower in ORT CPU here)")
+    p.add_argument("--keep-float", nargs="+", metavar="MODULE", help="PyTorch modules to keep in float, e.g. latent.1.attn (see `drsedge localize`)")
+    p.add_argument("--budget", type=_float_type(), metavar="DB",
+                   help="largest PSNR-Y drop vs FP32 on --val: keep the worst modules in float, one per step, until it holds")
+    p.add_argument("--val", metavar="DIR", help="paired validation folder for --budget (not the held-out test set)")
+    p.add_argument("--val-limit", type=POS, default=4)
+    p.add_argument("--max-steps", type=NONNEG, default=4, help="units --budget may keep in float")
+    p.add_argument("--candidates", type=POS, default=3, help="units quantized and measured per --budget step")
+    p.add_argument("--granularity", choices=("stage", "module"), default="stage",
+                   help="--budget unit: a top-level stage (decoder_level1, output, ...) or a single module")
+    p.set_defaults(fn=cmd_quantize)

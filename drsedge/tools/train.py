@@ -1,0 +1,65 @@
+"""``drsedge train``: teacher training and student distillation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .args import PRESETS
+from .args import add_train_args as _add_train_args
+from .args import check_out_dir as _check_out_dir
+from .args import float_type as _float_type
+from .args import model_config as _model_config
+from .args import samples as _samples
+from .args import train_cfg as _train_cfg
+
+
+def cmd_train_teacher(a) -> int:
+    import torch
+
+    from drsedge.compress.train import train
+    from drsedge.data.sampling import CropSampler
+    from drsedge.models.checkpoint import save_model
+
+    _check_out_dir(a.out)
+    cfg = _model_config(a.preset, a.model)
+    tcfg = _train_cfg(a)
+    torch.manual_seed(a.seed)
+    model = cfg.build()
+    res = train(model, CropSampler(_samples(a, True), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, a.out, resume=a.resume, stale="refuse")
+    path = save_model(Path(a.out) / "model.safetensors", model, cfg)
+    print(f"teacher: {path} (step {res['step']}, loss {res['loss']:.4f})")
+    return 0
+
+
+def cmd_distill(a) -> int:
+    import torch
+
+    from drsedge.compress.train import train
+    from drsedge.data.sampling import CropSampler
+    from drsedge.models.checkpoint import load_any, save_model
+
+    _check_out_dir(a.out)
+    teacher, _ = load_any(a.teacher)
+    cfg = _model_config("student", a.model)
+    tcfg = _train_cfg(a, lambda_kd=a.lambda_kd, feature_weight=a.feature_weight, feature_levels=a.feature_levels)
+    torch.manual_seed(a.seed)
+    model = cfg.build()
+    res = train(model, CropSampler(_samples(a, False), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, a.out, teacher=teacher, resume=a.resume, stale="refuse")
+    path = save_model(Path(a.out) / "model.safetensors", model, cfg)
+    print(f"student: {path} (step {res['step']}, loss {res['loss']:.4f})")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train-teacher", help="train a DRSformer teacher (L1, AdamW, cosine restarts)")
+    p.add_argument("--preset", choices=PRESETS, default="drsformer")
+    _add_train_args(p, 1000)
+    p.set_defaults(fn=cmd_train_teacher)
+    p = sub.add_parser("distill", help="distill a compact student from a teacher on paired and unlabeled images")
+    p.add_argument("--teacher", required=True, help="teacher checkpoint (.safetensors from drsedge, or an official .pth)")
+    p.add_argument("--unlabeled", nargs="+", metavar="DIR", help="rainy images without ground truth")
+    p.add_argument("--lambda-kd", type=_float_type(), default=1.0, help="weight of L1(student, teacher)")
+    p.add_argument("--feature-weight", type=_float_type(), default=0.0, help="weight of the feature-matching term (0: off)")
+    p.add_argument("--feature-levels", nargs="+", default=["encoder_level2", "latent"])
+    _add_train_args(p, 1000)
+    p.set_defaults(fn=cmd_distill)
