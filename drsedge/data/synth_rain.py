@@ -127,6 +127,29 @@ def _write_like(path: Path, img: np.ndarray, mode: str) -> None:
     atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))
 
 
+def _prescan(files: list[Path]) -> dict[Path, str]:
+    """Check every clean image's header and checksums before anything is written (Pillow ``verify``); returns modes.
+
+    Raises:
+        DrsedgeError: a file Pillow cannot open or verify, a side < 8 px, or more than 64 MP.
+    """
+    from .images import MAX_PIXELS, MIN_SIDE
+
+    modes = {}
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                w, h = im.size
+                modes[f] = im.mode
+                im.verify()
+        except Exception as e:  # Pillow raises many types for broken files
+            raise DrsedgeError(f"{f}: cannot decode image ({type(e).__name__}); replace or remove the file") from None
+        if min(w, h) < MIN_SIDE or w * h > MAX_PIXELS:
+            raise DrsedgeError(f"{f}: image is {w}x{h}; clean images need sides >= {MIN_SIDE} px and at most "
+                               f"{MAX_PIXELS // 1_000_000} MP; remove it from the folder")
+    return modes
+
+
 def synth_rain(clean_dirs: list[str | os.PathLike], out: str | os.PathLike, preset: str = "light", per_image: int = 1,
                seed: int = 0, limit: int | None = None, progress: bool = False) -> dict:
     """Write ``out/input/NAME.png`` (rainy) and ``out/target/NAME.EXT`` (the clean file's bytes) for every clean image.
@@ -162,9 +185,9 @@ def synth_rain(clean_dirs: list[str | os.PathLike], out: str | os.PathLike, pres
         if key in names:
             raise DrsedgeError(f"{f}: same folder and file name as {names[key]}; rename one of them")
         names[key] = f
+    modes = _prescan(files)
     for f in files:
-        with Image.open(f) as im:
-            mode = im.mode
+        mode = modes[f]
         clean = read_image(f)
         for k in range(per_image):
             rng = np.random.default_rng([seed, zlib.crc32(f"{f.parent.name}/{f.name}".encode()), k])

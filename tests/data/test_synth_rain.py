@@ -1,0 +1,76 @@
+"""synth-rain: deterministic per seed, shapes/dtypes kept, target byte-identical, rain grows with the preset, bad input refused."""
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from drsedge.cli import main
+from drsedge.data import find_pairs
+from drsedge.data.images import read_image
+from drsedge.data.synth_rain import PRESETS, render_rain, synth_rain
+from drsedge.errors import DrsedgeError
+
+
+@pytest.fixture
+def clean(tmp_path, data_dir):
+    d = tmp_path / "clean"
+    d.mkdir()
+    shutil.copy(data_dir / "clean" / "kodak24" / "kodim05.png", d)
+    shutil.copy(data_dir / "clean" / "mcmaster" / "3.tif", d)  # TIFF (PackBits)
+    Image.open(d / "kodim05.png").convert("L").save(d / "gray.png")
+    return d
+
+
+def test_pairs_deterministic_shapes_kept_targets_identical(clean, tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    synth_rain([clean], a, preset="light", per_image=2, seed=3)
+    synth_rain([clean], b, preset="light", per_image=2, seed=3)
+    synth_rain([clean], c, preset="light", per_image=2, seed=4)
+    pairs = find_pairs(a)
+    assert len(pairs) == 6
+    for p in pairs:
+        src = clean / (p.clean.name.split("-", 1)[1].rsplit("-", 1)[0] + p.clean.suffix)
+        assert p.clean.read_bytes() == src.read_bytes()  # target: the clean file's bytes
+        with Image.open(p.rainy) as r, Image.open(src) as s:
+            assert r.size == s.size and (r.mode == "L") == (s.mode == "L") and r.mode in ("L", "RGB")
+        assert (b / "input" / p.rainy.name).read_bytes() == p.rainy.read_bytes()  # same seed, same bytes
+        assert (c / "input" / p.rainy.name).read_bytes() != p.rainy.read_bytes()  # another seed, other rain
+        assert np.abs(read_image(p.rainy) - read_image(src)).mean() > 0.003  # rain was added
+
+
+def test_rain_grows_with_the_preset(data_dir):
+    img = read_image(data_dir / "clean" / "kodak24" / "kodim05.png")
+    amount = {}
+    for preset in PRESETS:
+        diffs = [np.abs(render_rain(img, np.random.default_rng(s), preset)[0] - img).mean() for s in range(3)]
+        amount[preset] = float(np.mean(diffs))
+    assert amount["light"] < amount["medium"] < amount["heavy"]
+    # the light preset is in the range of real Rain200L training pairs (mean residual 0.02)
+    assert 0.008 < amount["light"] < 0.04
+
+
+def test_refusals(clean, tmp_path, data_dir, capsys):
+    with pytest.raises(DrsedgeError, match="held-out"):
+        synth_rain([data_dir / "rain100L" / "target"], tmp_path / "x")
+    copy = tmp_path / "copied"
+    copy.mkdir()
+    shutil.copy(data_dir / "rain100L" / "target" / "3.png", copy / "photo.png")
+    with pytest.raises(DrsedgeError, match="held-out"):
+        synth_rain([copy], tmp_path / "y")
+    assert main(["synth-rain", str(clean), "-o", str(clean)]) == 2
+    assert "inside the clean input folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["synth-rain", str(clean), "-o", str(tmp_path / "z"), "--preset", "storm"])
+    assert e.value.code == 2
+    assert "storm" in capsys.readouterr().err
+    (clean / "tiny.png").write_bytes(b"")
+    Image.new("RGB", (4, 4)).save(clean / "tiny.png")
+    assert main(["synth-rain", str(clean), "-o", str(tmp_path / "t")]) == 2
+    assert "tiny.png" in capsys.readouterr().err
+    (clean / "tiny.png").write_bytes(b"\x89PNG broken")
+    assert main(["synth-rain", str(clean), "-o", str(tmp_path / "u")]) == 2
+    assert "cannot decode" in capsys.readouterr().err
+    for name in "xyztu":
+        assert not (tmp_path / name).exists(), name
