@@ -20,7 +20,6 @@ import yaml
 
 from drsedge.calibration.calib import calibration_set
 from drsedge.compress.quantize import count_qdq, quantize_onnx
-from drsedge.compress.train import TrainConfig, train
 from drsedge.data.folders import find_pairs, find_unlabeled
 from drsedge.data.heldout import guard_not_held_out
 from drsedge.data.sampling import CropSampler, load_samples
@@ -32,6 +31,7 @@ from drsedge.models.checkpoint import load_any, load_model, save_model
 from drsedge.models.config import ModelConfig
 from drsedge.models.info import model_info
 from drsedge.runtime.runners import OrtRunner, TorchRunner
+from drsedge.training.loop import TrainConfig, train
 
 DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 # The data-config entries each stage reads (a change re-runs that stage and everything after it).

@@ -3,7 +3,7 @@
 Unknown keys (``ratioo``), wrong types (``steps: many``) and impossible numbers (``test_limit: -1``)
 are refused in one line naming the file and the key path, before any stage runs. Model sections are
 checked by :meth:`drsedge.models.config.ModelConfig.from_dict`, training sections by
-:class:`drsedge.compress.train.TrainConfig`, so each rule lives in one place.
+:class:`drsedge.training.loop.TrainConfig`, so each rule lives in one place.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _check_model(v: dict | None, where: str) -> dict | None:
 def _check_train(v: dict | None, where: str) -> dict | None:
     if v is None:
         return v
-    from drsedge.compress.train import TrainConfig
+    from drsedge.training.loop import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(v) - names)

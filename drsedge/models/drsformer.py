@@ -164,8 +164,13 @@ class Attention(nn.Module):
             q = torch.nn.functional.normalize(q.reshape(b, self.num_heads, ch, h * w), dim=-1)
             k = torch.nn.functional.normalize(k.reshape(b, self.num_heads, ch, h * w), dim=-1)
         v = v.reshape(b, self.num_heads, ch, h * w)
-        scores = (q @ k.transpose(-2, -1)) * self.temperature
-        out = self.probs(scores) @ v
+        if torch.is_autocast_enabled(x.device.type):  # bf16/fp16 training: scores, top-k and softmax stay FP32 (exact ties)
+            with torch.autocast(x.device.type, enabled=False):
+                p = self.probs((q.float() @ k.float().transpose(-2, -1)) * self.temperature)
+            out = p.to(v.dtype) @ v
+        else:
+            scores = (q @ k.transpose(-2, -1)) * self.temperature
+            out = self.probs(scores) @ v
         return self.project_out(out.reshape(b, c, h, w))
 
 

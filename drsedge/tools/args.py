@@ -35,7 +35,7 @@ def _model_config(preset: str, overrides: list[str] | None):
 
 
 def _train_cfg(a, **extra):
-    from drsedge.compress.train import TrainConfig
+    from drsedge.training.loop import TrainConfig
 
     return TrainConfig(steps=a.steps, batch_size=a.batch_size, patch=a.patch, lr=a.lr, seed=a.seed, checkpoint_every=a.checkpoint_every, **extra)
 
@@ -123,7 +123,11 @@ def _add_train_args(p, steps: int, out: bool = True):
     p.add_argument("--lr", type=_float_type(0.0, inclusive=False), default=3e-4)
     p.add_argument("--seed", type=NONNEG, default=0)
     p.add_argument("--checkpoint-every", type=POS, default=100)
-    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt (any world size)")
+    p.add_argument("--stop-after", type=_int_type(1), metavar="N", help="run at most N steps now, save and exit (continue with --resume)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (under torchrun: each rank's LOCAL_RANK GPU)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="autocast precision; scores/top-k/softmax stay FP32; fp16 (GradScaler) needs CUDA")
 
 
 POS = _int_type(1)

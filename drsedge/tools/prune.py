@@ -16,7 +16,6 @@ from .args import train_cfg as _train_cfg
 def cmd_prune(a) -> int:
     from drsedge.compress.prune import ratio_for_macs, taylor_gradients
     from drsedge.compress.prune_driver import iterative_prune
-    from drsedge.compress.train import train
     from drsedge.data.folders import find_pairs
     from drsedge.data.images import read_image, to_tensor, to_uint8
     from drsedge.data.sampling import CropSampler
@@ -26,6 +25,7 @@ def cmd_prune(a) -> int:
     from drsedge.models.info import model_info
     from drsedge.runtime.runners import TorchRunner
     from drsedge.runtime.tiling import restore
+    from drsedge.training.loop import train
 
     refuse_overwrite(a.output, [a.model, a.teacher], "pruned model")
     model, cfg = load_any(a.model)
@@ -61,7 +61,7 @@ def cmd_prune(a) -> int:
         if teacher is not None and samples and a.steps > 0:
             tcfg = _train_cfg(a, lambda_kd=1.0, zero_init_output=False)
             train(m, CropSampler(samples, tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, Path(a.output).parent / f"prune_ft{it}",
-                  teacher=teacher, resume=False)
+                  teacher=teacher, resume=False, device=a.device, precision=a.precision)
             rows.append((f"fine-tuned step {it}", model_info(m, *hw), psnr(m)))
 
     model, cfg = iterative_prune(model, cfg, ratio=ratio, importance=a.importance, scopes=a.scope, iterations=steps,

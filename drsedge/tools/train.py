@@ -13,30 +13,38 @@ from .args import samples as _samples
 from .args import train_cfg as _train_cfg
 
 
+def _is_main() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 def cmd_train_teacher(a) -> int:
     import torch
 
-    from drsedge.compress.train import train
     from drsedge.data.sampling import CropSampler
     from drsedge.models.checkpoint import save_model
+    from drsedge.training.loop import train
 
     _check_out_dir(a.out)
     cfg = _model_config(a.preset, a.model)
     tcfg = _train_cfg(a)
     torch.manual_seed(a.seed)
     model = cfg.build()
-    res = train(model, CropSampler(_samples(a, True), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, a.out, resume=a.resume, stale="refuse")
-    path = save_model(Path(a.out) / "model.safetensors", model, cfg)
-    print(f"teacher: {path} (step {res['step']}, loss {res['loss']:.4f})")
+    res = train(model, CropSampler(_samples(a, True), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, a.out, resume=a.resume, stale="refuse",
+                device=a.device, precision=a.precision, stop_after=a.stop_after)
+    if _is_main():
+        path = save_model(Path(a.out) / "model.safetensors", model, cfg)
+        print(f"teacher: {path} (step {res['step']}, loss {res['loss']:.4f})")
     return 0
 
 
 def cmd_distill(a) -> int:
     import torch
 
-    from drsedge.compress.train import train
     from drsedge.data.sampling import CropSampler
     from drsedge.models.checkpoint import load_any, save_model
+    from drsedge.training.loop import train
 
     _check_out_dir(a.out)
     teacher, _ = load_any(a.teacher)
@@ -44,9 +52,11 @@ def cmd_distill(a) -> int:
     tcfg = _train_cfg(a, lambda_kd=a.lambda_kd, feature_weight=a.feature_weight, feature_levels=a.feature_levels)
     torch.manual_seed(a.seed)
     model = cfg.build()
-    res = train(model, CropSampler(_samples(a, False), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, a.out, teacher=teacher, resume=a.resume, stale="refuse")
-    path = save_model(Path(a.out) / "model.safetensors", model, cfg)
-    print(f"student: {path} (step {res['step']}, loss {res['loss']:.4f})")
+    res = train(model, CropSampler(_samples(a, False), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, a.out, teacher=teacher, resume=a.resume,
+                stale="refuse", device=a.device, precision=a.precision, stop_after=a.stop_after)
+    if _is_main():
+        path = save_model(Path(a.out) / "model.safetensors", model, cfg)
+        print(f"student: {path} (step {res['step']}, loss {res['loss']:.4f})")
     return 0
 
 

@@ -5,13 +5,13 @@ import torch
 
 from drsedge.calibration import calibration_set
 from drsedge.compress import count_qdq, quantize_onnx
-from drsedge.compress.train import TrainConfig, train
 from drsedge.data import CropSampler, find_pairs, load_samples, read_image, to_tensor, to_uint8
 from drsedge.errors import DrsedgeError
 from drsedge.export import export_onnx
 from drsedge.metrics import psnr_y
 from drsedge.models import student_config
 from drsedge.runtime import OrtRunner, restore
+from drsedge.training.loop import TrainConfig, train
 
 # A briefly trained tiny student: INT8 output must stay within this PSNR-Y (dB) of the FP32 ONNX output
 # on real rainy test images (quantization noise only, measured against the FP32 output itself).

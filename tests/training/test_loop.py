@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from drsedge.compress import TrainConfig, cosine_restart_lr, train
 from drsedge.data import CropSampler, find_pairs, find_unlabeled, load_samples
 from drsedge.errors import DrsedgeError
 from drsedge.models import student_config
+from drsedge.training import TrainConfig, cosine_restart_lr, train
 
 TINY = dict(dim=8, num_blocks=[1, 1, 1, 1], ffn_expansion_factor=1.5)
 

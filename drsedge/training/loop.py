@@ -161,6 +161,9 @@ def train(
     key: str = "",
     stale: str = "restart",
     log=print,
+    device: str = "cpu",
+    precision: str = "fp32",
+    stop_after: int | None = None,
 ) -> dict:
     """Train ``model`` in place for ``cfg.steps`` steps; returns ``{"step", "loss", "losses"}``.
 
@@ -171,6 +174,12 @@ def train(
     stage key). A file of another run is ignored and training starts over (``stale="restart"``, the
     pipeline) or refused (``stale="refuse"``, the CLI's ``--resume``); so is an unreadable one.
 
+    ``device`` (``cpu``, ``cuda[:N]``, ``auto``) and ``precision`` (``fp32``, ``bf16`` or ``fp16`` autocast;
+    fp16 with a GradScaler, CUDA only) choose where it runs; under torchrun (``WORLD_SIZE`` > 1) it runs
+    data-parallel (:mod:`drsedge.training.distributed`). The model is back on the CPU when it returns.
+    ``stop_after``: run at most this many steps now, save the state and return (a time-boxed job that a
+    later ``resume=True`` continues, on any world size).
+
     Raises:
         DrsedgeError: teacher training without ground truth.
         StaleStateError: ``stale="refuse"`` and the resume file belongs to another run or is unreadable.
@@ -178,13 +187,22 @@ def train(
     """
     import hashlib
     import json
+
+    from .distributed import barrier, setup, shard, wrap
+
+    pl = setup(device, precision)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if teacher is None and any(s.clean is None for s in sampler.samples):
         raise DrsedgeError("teacher training needs paired data: every training folder must have ground truth")
     use_feat = teacher is not None and cfg.feature_weight > 0 and cfg.feature_levels
     adapters = build_adapters(model, teacher, cfg.feature_levels) if use_feat else nn.ModuleDict()
+    net = wrap(model, pl)  # moves the model; DistributedDataParallel under torchrun
+    adapters.to(pl.device)
+    if teacher is not None:
+        teacher.to(pl.device)
     params = list(model.parameters()) + list(adapters.parameters())
+    scaler = torch.amp.GradScaler("cuda", enabled=pl.precision == "fp16")
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_restart_lr(s, cfg) / cfg.lr)
     step, losses = 0, []
@@ -200,7 +218,7 @@ def train(
     if resume and state_path.is_file():
         why, st = None, None
         try:
-            st = torch.load(state_path, map_location="cpu", weights_only=True)
+            st = torch.load(state_path, map_location=pl.device, weights_only=True)
             if not isinstance(st, dict) or st.get("run_key") != run_key:
                 why = "belongs to another run (config, model, data or seed changed)"
         except Exception as e:  # truncated, hostile or foreign pickle: refused by weights_only
@@ -226,39 +244,49 @@ def train(
         for p in teacher.parameters():
             p.requires_grad_(False)
     model.train()
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="distill" if teacher is not None else "train", dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and pl.is_main), desc="distill" if teacher is not None else "train",
+               dynamic_ncols=True)
 
     def save():
+        if not pl.is_main:  # rank 0 alone writes
+            return
         st = {
             "model": model.state_dict(), "adapters": adapters.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "step": step, "losses": losses, "config": cfg.to_dict(), "run_key": run_key,
         }
         atomic_write(state_path, lambda tmp: torch.save(st, tmp))
 
+    first = step
     try:
-        while step < cfg.steps:
-            x, y, has_gt = sampler.batch(step)
-            pred = model(x)
-            loss = pred.new_zeros(())
-            if has_gt.any():
-                loss = loss + F.l1_loss(pred[has_gt], y[has_gt])
-            if teacher is not None:
-                with torch.no_grad():
-                    t_out = teacher(x)
-                loss = loss + cfg.lambda_kd * F.l1_loss(pred, t_out)
-                if use_feat:
-                    for name in cfg.feature_levels:
-                        a = adapters[name.replace(".", "_")](hooks_s.out[name])
-                        loss = loss + cfg.feature_weight * F.l1_loss(a, hooks_t.out[name])
-            if not bool(torch.isfinite(loss)):
+        while step < cfg.steps and (stop_after is None or step - first < stop_after):
+            x, y, has_gt = (t.to(pl.device) for t in shard(sampler.batch(step), pl))
+            with torch.autocast(pl.device.type, dtype=pl.autocast_dtype, enabled=pl.autocast_dtype is not None):
+                pred = net(x).float()
+                loss = pred.new_zeros(())
+                if has_gt.any():
+                    loss = loss + F.l1_loss(pred[has_gt], y[has_gt])
+                if teacher is not None:
+                    with torch.no_grad():
+                        t_out = teacher(x).float()
+                    loss = loss + cfg.lambda_kd * F.l1_loss(pred, t_out)
+                    if use_feat:
+                        for name in cfg.feature_levels:
+                            a = adapters[name.replace(".", "_")](hooks_s.out[name])
+                            loss = loss + cfg.feature_weight * F.l1_loss(a.float(), hooks_t.out[name].float())
+            finite = torch.isfinite(loss.detach()).float()
+            if pl.world > 1:  # every rank stops together
+                torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+            if not bool(finite):
                 raise NonFiniteError(f"training diverged: loss is {loss.item()} at step {step + 1} (lr {sched.get_last_lr()[0]:.2e}); "
                                      f"nothing saved for it, the last good state is {state_path.name if state_path.is_file() else 'none'}; "
                                      "lower the learning rate")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if cfg.grad_clip > 0:
+                scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             if not all(bool(torch.isfinite(p).all()) for p in params):
                 raise NonFiniteError(f"training diverged: weights hold NaN/Inf after step {step + 1}; nothing saved for it; lower the learning rate")
@@ -266,12 +294,16 @@ def train(
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps or (stop_after is not None and step - first == stop_after):
                 save()
     finally:
         bar.close()
         for h in (hooks_s, hooks_t):
             if h is not None:
                 h.close()
+    barrier(pl)
+    model.to("cpu")
+    if teacher is not None:
+        teacher.to("cpu")
     model.eval()
     return {"step": step, "loss": losses[-1] if losses else float("nan"), "losses": losses}
