@@ -439,9 +439,12 @@ def run_check(
 
 
 def write_report(rep, out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.json`` into ``out_dir`` atomically."""
+    """Write ``report.md``, ``report.json`` and the self-contained ``report.html`` into ``out_dir`` atomically."""
+    from drsedge.metrics.report_html import write_html
+
     out_dir = Path(out_dir)
     md = atomic_write(out_dir / "report.md", lambda tmp: Path(tmp).write_text(report_markdown(rep)))
     js = atomic_write(out_dir / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(rep.to_dict(), indent=2)))
+    write_html(rep, out_dir, rep.worst_outputs)
     return md, js
 

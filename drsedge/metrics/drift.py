@@ -68,6 +68,7 @@ class DriftReport:
     input_psnr: float = float("nan")  # the rainy input itself vs ground truth: the no-deraining baseline
     input_ssim: float = float("nan")
     notes: list[str] = field(default_factory=list)  # facts from other stages shown under the table (e.g. FP16 range)
+    worst_outputs: dict = field(default_factory=dict, repr=False)  # label -> [H, W, 3] uint8 of the worst image (HTML report)
 
     @property
     def ok(self) -> bool:
@@ -82,6 +83,7 @@ class DriftReport:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d.pop("worst_outputs")
         d["ok"], d["failures"] = self.ok, self.failures()
         return d
 
@@ -147,6 +149,12 @@ def evaluate_stages(
             )
         )
     rep = DriftReport(results, len(pairs), str(pairs[0].rainy.parent.parent) if pairs else "")
+    if results:  # the worst image (of the last stage) through every stage, for the HTML report
+        pair = next(p for p in pairs if p.name == results[-1].worst_image)
+        x = to_tensor(read_image(pair.rainy))
+        rep.worst_outputs = {"input": to_uint8(x)}
+        rep.worst_outputs.update({s.name: to_uint8(restore(s.runner, x, tile=tile, overlap=overlap)) for s in stages})
+        rep.worst_outputs["target"] = read_uint8(pair.clean)
     if base:
         rep.input_psnr = sum(b[0] for b in base) / len(base)
         rep.input_ssim = sum(b[1] for b in base) / len(base)
