@@ -16,6 +16,9 @@ from drsedge.tools import ORDER
 # re-exported for callers of the old single-module CLI
 from drsedge.tools.args import EXIT_BUDGET, PRESETS  # noqa: F401
 
+# modules of the `full` extra: a torch-free install (`drsedge[runtime]`) runs stream/derain/metrics only
+FULL_ONLY = {"torch", "onnx", "onnxscript", "nncf", "safetensors", "polygraphy", "scipy", "matplotlib", "onnxconverter_common"}
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (``drsedge COMMAND: error: ...``, exit 2) instead of usage + error."""
@@ -37,6 +40,8 @@ def _user_error(e: BaseException) -> str | None:
     """A one-line message for exceptions that mean bad input or environment (not a drsedge bug), else None."""
     from PIL import Image
 
+    if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in FULL_ONLY:
+        return f"this command needs {e.name}, which the torch-free install lacks: pip install 'drsedge[full]' (torch first, see README)"
     if isinstance(e, Image.DecompressionBombError):
         return f"image too large ({first_line(e)}); resize it"
     if isinstance(e, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)):

@@ -7,7 +7,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from drsedge.errors import DrsedgeError, NonFiniteError
@@ -58,14 +57,16 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0).astype(np.float32)
 
 
-def to_tensor(img: np.ndarray) -> torch.Tensor:
+def to_tensor(img: np.ndarray):
     """``[H, W, 3]`` float32 -> ``[1, 3, H, W]`` torch float32."""
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
 
 
-def to_uint8(img: np.ndarray | torch.Tensor) -> np.ndarray:
+def to_uint8(img) -> np.ndarray:
     """``[H, W, 3]`` or ``[1, 3, H, W]`` float in [0, 1] -> ``[H, W, 3]`` uint8, clamped and rounded (as upstream test.py's ``img_as_ubyte``)."""
-    if isinstance(img, torch.Tensor):
+    if hasattr(img, "detach"):  # a torch tensor
         img = img.detach().cpu().numpy()
     if img.ndim == 4:
         img = img[0].transpose(1, 2, 0)
@@ -77,13 +78,13 @@ def read_uint8(path: str | os.PathLike) -> np.ndarray:
     return to_uint8(read_image(path))
 
 
-def write_image(path: str | os.PathLike, img: np.ndarray | torch.Tensor) -> Path:
+def write_image(path: str | os.PathLike, img) -> Path:
     """Write a float [0, 1] image as 8-bit PNG/JPEG, atomically (temp file + rename).
 
     Raises:
         NonFiniteError: the image holds NaN or Inf (nothing is written).
     """
-    data = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+    data = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
     if not np.isfinite(data).all():
         raise NonFiniteError(f"{path}: image to write holds NaN or Inf; nothing written")
     arr = to_uint8(img)

@@ -1,6 +1,19 @@
-"""Inference: padding/tiling as upstream test.py, and runners over PyTorch and ONNX Runtime."""
+"""Inference: padding/tiling as upstream test.py, runners over PyTorch and ONNX Runtime, and the torch-free
+ONNX Runtime path (:mod:`.onnx_np`) that ``drsedge stream`` and ``drsedge derain MODEL.onnx`` use.
 
-from .runners import OrtRunner, TorchRunner, ort_session
-from .tiling import pad_to_multiple, restore, tile_starts, tiled_forward
+Names are imported on first use, so ``drsedge.runtime.onnx_np`` does not pull in PyTorch.
+"""
 
-__all__ = ["OrtRunner", "TorchRunner", "ort_session", "pad_to_multiple", "restore", "tile_starts", "tiled_forward"]
+_NAMES = {"OrtRunner": "runners", "TorchRunner": "runners", "ort_session": "runners", "pad_to_multiple": "tiling", "restore": "tiling",
+          "tile_starts": "tiling", "tiled_forward": "tiling"}
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module 'drsedge.runtime' has no attribute {name!r}")
+
+
+__all__ = sorted(_NAMES)

@@ -1,0 +1,101 @@
+"""The torch-free inference path: ONNX Runtime + numpy, the same pre/post-processing as upstream ``test.py``.
+
+``pip install "drsedge[runtime]"`` (numpy, onnxruntime, opencv-python-headless, Pillow; no PyTorch) is enough for
+``drsedge derain MODEL.onnx`` and ``drsedge stream``: this module imports no torch. It mirrors
+:func:`drsedge.runtime.tiling.restore`: reflect-pad right/bottom to a multiple of 8, optionally overlapping
+tiles averaged (row starts ``range(0, H - tile, stride) + [H - tile]``), crop, clip to [0, 1].
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from drsedge.errors import DrsedgeError, NonFiniteError, first_line
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+class OnnxModel:
+    """An ONNX image model in ONNX Runtime. ``model(x)`` maps ``[N, 3, H, W]`` float32 (H, W multiples of 8) to the
+    same shape, checked (shape and NaN/Inf) on every call.
+
+    Raises:
+        DrsedgeError: missing/unloadable file, not one ``N x 3 x H x W`` input and one output, or a provider this
+            ONNX Runtime build lacks.
+    """
+
+    def __init__(self, path: str | os.PathLike, provider: str = "cpu", threads: int | None = None):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise DrsedgeError(f"{path}: ONNX file not found")
+        if provider not in PROVIDERS:
+            raise DrsedgeError(f"provider {provider!r}: use one of {sorted(PROVIDERS)}")
+        if PROVIDERS[provider] not in ort.get_available_providers():
+            raise DrsedgeError(f"{PROVIDERS[provider]} is not in this ONNX Runtime build ({', '.join(ort.get_available_providers())}); "
+                               "use --provider cpu or install onnxruntime-gpu")
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if threads:
+            so.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=[PROVIDERS[provider]])
+        except Exception as e:  # onnxruntime's own error types
+            raise DrsedgeError(f"{path}: ONNX Runtime cannot load this model ({first_line(e)}); re-run `drsedge export`") from None
+        ins, outs = self.session.get_inputs(), self.session.get_outputs()
+        shape = ins[0].shape if len(ins) == 1 else None
+        if shape is None or len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3) or len(outs) != 1:
+            raise DrsedgeError(f"{path}: input(s) {[(i.name, i.shape) for i in ins]}: drsedge models take one N x 3 x H x W image "
+                               "and return one; export it with `drsedge export`")
+        self.input, self.path, self.provider = ins[0].name, path, provider
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        try:
+            y = self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        except Exception as e:
+            raise DrsedgeError(f"{self.path}: ONNX Runtime failed on a {tuple(x.shape)} input ({first_line(e)})") from None
+        y = np.asarray(y, dtype=np.float32)
+        if y.shape != x.shape:
+            raise DrsedgeError(f"{self.path}: output shape {tuple(y.shape)} differs from input {tuple(x.shape)}; "
+                               "drsedge models map [N, 3, H, W] to the same shape")
+        if not np.isfinite(y).all():
+            raise NonFiniteError(f"{self.path}: output holds NaN or Inf; the model is broken (re-export it); nothing written")
+        return y
+
+
+def tile_starts(size: int, tile: int, stride: int) -> list[int]:
+    """As upstream: ``list(range(0, size - tile, stride)) + [size - tile]``."""
+    return [*range(0, size - tile, stride), size - tile]
+
+
+def restore_np(model, img: np.ndarray, tile: int | None = None, overlap: int = 32) -> np.ndarray:
+    """Derain ``[H, W, 3]`` float32 in [0, 1] -> same shape in [0, 1] (pad to x8, forward or tiles, crop, clip).
+
+    Raises:
+        DrsedgeError: a tile that is not a multiple of 8, an overlap >= tile, or an image too small to pad.
+    """
+    h, w = img.shape[:2]
+    ph, pw = (-h) % 8, (-w) % 8
+    if ph >= h or pw >= w:
+        raise DrsedgeError(f"image {w}x{h} is too small to reflect-pad to a multiple of 8")
+    x = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect").transpose(2, 0, 1)[None]
+    if tile:
+        t = min(tile, x.shape[2], x.shape[3])
+        if t % 8:
+            raise DrsedgeError(f"tile size {t} must be a multiple of 8")
+        if not 0 <= overlap < t:
+            raise DrsedgeError(f"tile overlap {overlap} must be in [0, {t})")
+        acc = np.zeros_like(x)
+        cnt = np.zeros((1, 1, *x.shape[2:]), np.float32)
+        for i in tile_starts(x.shape[2], t, t - overlap):
+            for j in tile_starts(x.shape[3], t, t - overlap):
+                acc[..., i : i + t, j : j + t] += model(x[..., i : i + t, j : j + t])
+                cnt[..., i : i + t, j : j + t] += 1
+        y = acc / cnt
+    else:
+        y = model(x)
+    return np.clip(y[0, :, :h, :w].transpose(1, 2, 0), 0.0, 1.0)
