@@ -117,7 +117,10 @@ class Pipeline:
         data = {k: self.cfg["data"].get(k) for k in STAGE_DATA.get(name, ())}
         extra = {"seed": self.cfg["seed"], "data": data, "root": str(self.root)}
         if isinstance(cfg, dict) and cfg.get("checkpoint"):
-            extra["checkpoint_sha256"] = sha256(cfg["checkpoint"]) if Path(cfg["checkpoint"]).is_file() else None
+            from drsedge.weights import resolve
+
+            ck = resolve(cfg["checkpoint"])  # shipped:teacher -> its file, so new shipped weights re-run the stage
+            extra["checkpoint_sha256"] = sha256(ck) if Path(ck).is_file() else None
         return hashlib.sha256(json.dumps([name, cfg, extra, deps], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def _done(self, name: str, key: str) -> bool:

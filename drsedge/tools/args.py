@@ -9,7 +9,13 @@ import yaml
 
 from drsedge.errors import DrsedgeError
 
-PRESETS = ("drsformer", "drsformer-nomefc", "student")
+PRESETS = ("drsformer", "drsformer-nomefc", "drsformer-upstream", "student")
+# The upstream recipe (cschenxiang/DRSformer Options/Deraining.yml, as issue 13 quotes it): 8 crops of 128^2 per GPU,
+# 300k iterations, grad-norm clip 0.01 (BasicSR use_grad_clip), AdamW 3e-4 / wd 1e-4 / betas (0.9, 0.999), cosine
+# restarts 92k + 208k with eta_min 3e-4 then 1e-6 (TrainConfig's defaults, as fractions of the steps), seed 100.
+# --batch-size is global: per GPU x world size (torchrun); scale it by hand when the world size differs from 4.
+UPSTREAM_RECIPE = {"steps": 300_000, "batch_size": 32, "patch": 128, "lr": 3e-4, "seed": 100, "checkpoint_every": 5000, "grad_clip": 0.01}
+TRAIN_DEFAULTS = {"batch_size": 4, "patch": 64, "lr": 3e-4, "seed": 0, "checkpoint_every": 100}
 EXIT_BUDGET = 3  # a measured budget broke (distinct from 2: bad input)
 
 
@@ -31,13 +37,20 @@ def _model_config(preset: str, overrides: list[str] | None):
         return student_config(**kv)
     if preset == "drsformer-nomefc":
         kv.setdefault("mefc", False)
+    if preset == "drsformer-upstream":
+        return teacher_config(**kv)
     return teacher_config(**kv) if kv else ModelConfig()
 
 
 def _train_cfg(a, **extra):
+    """TrainConfig from the flags; unset flags take the preset's recipe (``drsformer-upstream``) or drsedge's defaults."""
     from drsedge.training.loop import TrainConfig
 
-    return TrainConfig(steps=a.steps, batch_size=a.batch_size, patch=a.patch, lr=a.lr, seed=a.seed, checkpoint_every=a.checkpoint_every, **extra)
+    base = {**TRAIN_DEFAULTS, "steps": a.default_steps}
+    if getattr(a, "preset", None) == "drsformer-upstream":
+        base = dict(UPSTREAM_RECIPE)
+    given = {k: getattr(a, k) for k in ("steps", "batch_size", "patch", "lr", "seed", "checkpoint_every") if getattr(a, k) is not None}
+    return TrainConfig(**{**base, **given, **extra})
 
 
 def _check_out_dir(out: str) -> None:
@@ -117,12 +130,13 @@ def _add_train_args(p, steps: int, out: bool = True):
     if out:
         p.add_argument("-o", "--output", "--out", dest="out", required=True, help="output folder (model.safetensors, train_state.pt)")
     p.add_argument("--model", action="append", metavar="KEY=VALUE", help="model option override, e.g. dim=16")
-    p.add_argument("--steps", type=NONNEG, default=steps)
-    p.add_argument("--batch-size", type=POS, default=4)
-    p.add_argument("--patch", type=MULT8, default=64, help="crop size in px")
-    p.add_argument("--lr", type=_float_type(0.0, inclusive=False), default=3e-4)
-    p.add_argument("--seed", type=NONNEG, default=0)
-    p.add_argument("--checkpoint-every", type=POS, default=100)
+    p.set_defaults(default_steps=steps)
+    p.add_argument("--steps", type=NONNEG, help=f"optimizer steps (default {steps}; drsformer-upstream: 300000)")
+    p.add_argument("--batch-size", type=POS, help="global batch (default 4; drsformer-upstream: 32 = 8 per GPU x 4)")
+    p.add_argument("--patch", type=MULT8, help="crop size in px (default 64; drsformer-upstream: 128)")
+    p.add_argument("--lr", type=_float_type(0.0, inclusive=False), help="peak learning rate (default 3e-4)")
+    p.add_argument("--seed", type=NONNEG, help="default 0; drsformer-upstream: 100")
+    p.add_argument("--checkpoint-every", type=POS, help="default 100; drsformer-upstream: 5000")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt (any world size)")
     p.add_argument("--stop-after", type=_int_type(1), metavar="N", help="run at most N steps now, save and exit (continue with --resume)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (under torchrun: each rank's LOCAL_RANK GPU)")

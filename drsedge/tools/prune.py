@@ -52,13 +52,14 @@ def cmd_prune(a) -> int:
 
     def taylor(m, it):
         if a.importance == "taylor":
-            x, _, _ = CropSampler(samples, a.patch, a.batch_size, a.seed).batch(10_000 + it)
+            tc = _train_cfg(a)
+            x, _, _ = CropSampler(samples, tc.patch, tc.batch_size, tc.seed).batch(10_000 + it)
             ref = teacher(x).detach() if teacher is not None else m(x).detach()
             taylor_gradients(m, x, ref)
 
     def finetune(m, c, it):
         rows.append((f"pruned step {it}", model_info(m, *hw), psnr(m)))
-        if teacher is not None and samples and a.steps > 0:
+        if teacher is not None and samples and _train_cfg(a).steps > 0:
             tcfg = _train_cfg(a, lambda_kd=1.0, zero_init_output=False)
             train(m, CropSampler(samples, tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, Path(a.output).parent / f"prune_ft{it}",
                   teacher=teacher, resume=False, device=a.device, precision=a.precision)

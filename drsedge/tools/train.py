@@ -29,7 +29,7 @@ def cmd_train_teacher(a) -> int:
     _check_out_dir(a.out)
     cfg = _model_config(a.preset, a.model)
     tcfg = _train_cfg(a)
-    torch.manual_seed(a.seed)
+    torch.manual_seed(tcfg.seed)
     model = cfg.build()
     res = train(model, CropSampler(_samples(a, True), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, a.out, resume=a.resume, stale="refuse",
                 device=a.device, precision=a.precision, stop_after=a.stop_after)
@@ -50,7 +50,7 @@ def cmd_distill(a) -> int:
     teacher, _ = load_any(a.teacher)
     cfg = _model_config("student", a.model)
     tcfg = _train_cfg(a, lambda_kd=a.lambda_kd, feature_weight=a.feature_weight, feature_levels=a.feature_levels)
-    torch.manual_seed(a.seed)
+    torch.manual_seed(tcfg.seed)
     model = cfg.build()
     res = train(model, CropSampler(_samples(a, False), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, a.out, teacher=teacher, resume=a.resume,
                 stale="refuse", device=a.device, precision=a.precision, stop_after=a.stop_after)

@@ -110,3 +110,18 @@ def test_world_size_must_divide_the_batch():
         shard((torch.zeros(6, 3, 8, 8),), Placement(torch.device("cpu"), "fp32", 0, 4))
     rows = shard((torch.arange(8)[:, None],), Placement(torch.device("cpu"), "fp32", 1, 2))[0]
     assert rows.flatten().tolist() == [1, 3, 5, 7]
+
+
+def test_upstream_recipe_preset():
+    from drsedge.cli import build_parser
+    from drsedge.tools.args import model_config, train_cfg
+
+    a = build_parser().parse_args(["train-teacher", "--preset", "drsformer-upstream", "--train", "x", "-o", "y"])
+    c = train_cfg(a)
+    assert (c.steps, c.batch_size, c.patch, c.lr, c.seed, c.grad_clip) == (300_000, 32, 128, 3e-4, 100, 0.01)
+    assert [round(f * c.steps) for f in c.restart_fractions] == [92_000, 208_000] and c.eta_mins == [3e-4, 1e-6]
+    assert model_config(a.preset, a.model).mefc is True
+    b = build_parser().parse_args(["train-teacher", "--preset", "drsformer-upstream", "--train", "x", "-o", "y", "--batch-size", "16"])
+    assert train_cfg(b).batch_size == 16  # flags override the recipe
+    d = build_parser().parse_args(["train-teacher", "--train", "x", "-o", "y"])
+    assert (train_cfg(d).steps, train_cfg(d).batch_size, train_cfg(d).grad_clip) == (1000, 4, 0.0)
