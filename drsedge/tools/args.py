@@ -99,6 +99,23 @@ def _samples(a, paired_only: bool):
     return load_samples(pairs, unl)
 
 
+def training_data(a, paired_only: bool, cfg):
+    """The training batches: images decoded into memory (CropSampler), or from disk in DataLoader workers
+    (``--stream-data``: StepDataset, headers of every file checked first)."""
+    if not getattr(a, "stream_data", False):
+        from drsedge.data.sampling import CropSampler
+
+        return CropSampler(_samples(a, paired_only), cfg.patch, cfg.batch_size, cfg.seed)
+    from drsedge.data.folders import find_pairs, find_unlabeled
+    from drsedge.data.heldout import guard_not_held_out
+    from drsedge.data.streaming import StepDataset, scan_headers
+
+    guard_not_held_out(list(a.train or []) + list(getattr(a, "unlabeled", None) or []), "training")
+    pairs = [p for d in a.train or [] for p in find_pairs(d)]
+    unl = [] if paired_only else [f for d in getattr(a, "unlabeled", None) or [] for f in find_unlabeled(d)]
+    return StepDataset(scan_headers(pairs, unl), cfg.patch, cfg.batch_size, cfg.seed, cfg.steps)
+
+
 def _hw(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
@@ -138,6 +155,8 @@ def _add_train_args(p, steps: int, out: bool = True):
     p.add_argument("--seed", type=NONNEG, help="default 0; drsformer-upstream: 100")
     p.add_argument("--checkpoint-every", type=POS, help="default 100; drsformer-upstream: 5000")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt (any world size)")
+    p.add_argument("--stream-data", action="store_true", help="decode training images from disk per batch (large sets) instead of in memory")
+    p.add_argument("--workers", type=NONNEG, default=0, help="with --stream-data: DataLoader worker processes (same batches for any count)")
     p.add_argument("--stop-after", type=_int_type(1), metavar="N", help="run at most N steps now, save and exit (continue with --resume)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (under torchrun: each rank's LOCAL_RANK GPU)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",

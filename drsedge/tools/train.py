@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .args import PRESETS
+from .args import PRESETS, training_data
 from .args import add_train_args as _add_train_args
 from .args import check_out_dir as _check_out_dir
 from .args import float_type as _float_type
 from .args import model_config as _model_config
-from .args import samples as _samples
 from .args import train_cfg as _train_cfg
 
 
@@ -22,7 +21,6 @@ def _is_main() -> bool:
 def cmd_train_teacher(a) -> int:
     import torch
 
-    from drsedge.data.sampling import CropSampler
     from drsedge.models.checkpoint import save_model
     from drsedge.training.loop import train
 
@@ -31,8 +29,8 @@ def cmd_train_teacher(a) -> int:
     tcfg = _train_cfg(a)
     torch.manual_seed(tcfg.seed)
     model = cfg.build()
-    res = train(model, CropSampler(_samples(a, True), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, a.out, resume=a.resume, stale="refuse",
-                device=a.device, precision=a.precision, stop_after=a.stop_after)
+    res = train(model, training_data(a, True, tcfg), tcfg, a.out, resume=a.resume, stale="refuse",
+                device=a.device, precision=a.precision, stop_after=a.stop_after, workers=a.workers)
     if _is_main():
         path = save_model(Path(a.out) / "model.safetensors", model, cfg)
         print(f"teacher: {path} (step {res['step']}, loss {res['loss']:.4f})")
@@ -42,7 +40,6 @@ def cmd_train_teacher(a) -> int:
 def cmd_distill(a) -> int:
     import torch
 
-    from drsedge.data.sampling import CropSampler
     from drsedge.models.checkpoint import load_any, save_model
     from drsedge.training.loop import train
 
@@ -52,8 +49,8 @@ def cmd_distill(a) -> int:
     tcfg = _train_cfg(a, lambda_kd=a.lambda_kd, feature_weight=a.feature_weight, feature_levels=a.feature_levels)
     torch.manual_seed(tcfg.seed)
     model = cfg.build()
-    res = train(model, CropSampler(_samples(a, False), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, a.out, teacher=teacher, resume=a.resume,
-                stale="refuse", device=a.device, precision=a.precision, stop_after=a.stop_after)
+    res = train(model, training_data(a, False, tcfg), tcfg, a.out, teacher=teacher, resume=a.resume,
+                stale="refuse", device=a.device, precision=a.precision, stop_after=a.stop_after, workers=a.workers)
     if _is_main():
         path = save_model(Path(a.out) / "model.safetensors", model, cfg)
         print(f"student: {path} (step {res['step']}, loss {res['loss']:.4f})")

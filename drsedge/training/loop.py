@@ -164,6 +164,7 @@ def train(
     device: str = "cpu",
     precision: str = "fp32",
     stop_after: int | None = None,
+    workers: int = 0,
 ) -> dict:
     """Train ``model`` in place for ``cfg.steps`` steps; returns ``{"step", "loss", "losses"}``.
 
@@ -178,7 +179,8 @@ def train(
     fp16 with a GradScaler, CUDA only) choose where it runs; under torchrun (``WORLD_SIZE`` > 1) it runs
     data-parallel (:mod:`drsedge.training.distributed`). The model is back on the CPU when it returns.
     ``stop_after``: run at most this many steps now, save the state and return (a time-boxed job that a
-    later ``resume=True`` continues, on any world size).
+    later ``resume=True`` continues, on any world size). ``sampler`` may be a
+    :class:`drsedge.data.streaming.StepDataset` (images decoded from disk; ``workers`` DataLoader processes).
 
     Raises:
         DrsedgeError: teacher training without ground truth.
@@ -212,6 +214,7 @@ def train(
     state_path = out_dir / STATE_FILE
     run_key = hashlib.sha256(json.dumps([
         cfg.to_dict(), key, teacher is not None, [sampler.seed, sampler.patch, sampler.batch_size], [(k, list(v.shape)) for k, v in model.state_dict().items()],
+        sampler.fingerprint() if hasattr(sampler, "fingerprint") else
         [(smp.name, list(smp.rainy.shape), round(float(smp.rainy.sum()), 2),
           None if smp.clean is None else round(float(smp.clean.sum()), 2)) for smp in sampler.samples],
     ]).encode()).hexdigest()[:16]
@@ -257,9 +260,12 @@ def train(
         atomic_write(state_path, lambda tmp: torch.save(st, tmp))
 
     first = step
+    from drsedge.data.streaming import StepDataset, batches
+
+    feed = batches(sampler, step, cfg.steps, workers) if isinstance(sampler, StepDataset) else (sampler.batch(s) for s in range(step, cfg.steps))
     try:
         while step < cfg.steps and (stop_after is None or step - first < stop_after):
-            x, y, has_gt = (t.to(pl.device) for t in shard(sampler.batch(step), pl))
+            x, y, has_gt = (t.to(pl.device) for t in shard(next(feed), pl))
             with torch.autocast(pl.device.type, dtype=pl.autocast_dtype, enabled=pl.autocast_dtype is not None):
                 pred = net(x).float()
                 loss = pred.new_zeros(())
