@@ -18,6 +18,23 @@ def _is_main() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def _validation(a, cfg) -> dict:
+    """``--val DIR --val-every N``: validation pairs and the best-checkpoint callback (best.safetensors)."""
+    if not a.val:
+        return {}
+    from drsedge.data.folders import find_pairs
+    from drsedge.data.heldout import guard_not_held_out
+    from drsedge.models.checkpoint import save_model
+
+    guard_not_held_out([a.val], "validation")
+    pairs = find_pairs(a.val, a.val_limit)
+
+    def on_best(model, step, v):
+        save_model(Path(a.out) / "best.safetensors", model, cfg, {"step": step, **{k: v[k] for k in ("val_psnr", "val_ssim")}})
+
+    return {"val": pairs, "val_every": a.val_every or 1000, "on_best": on_best}
+
+
 def cmd_train_teacher(a) -> int:
     import torch
 
@@ -30,7 +47,7 @@ def cmd_train_teacher(a) -> int:
     torch.manual_seed(tcfg.seed)
     model = cfg.build()
     res = train(model, training_data(a, True, tcfg), tcfg, a.out, resume=a.resume, stale="refuse",
-                device=a.device, precision=a.precision, stop_after=a.stop_after, workers=a.workers)
+                device=a.device, precision=a.precision, stop_after=a.stop_after, workers=a.workers, **_validation(a, cfg))
     if _is_main():
         path = save_model(Path(a.out) / "model.safetensors", model, cfg)
         print(f"teacher: {path} (step {res['step']}, loss {res['loss']:.4f})")
@@ -50,7 +67,7 @@ def cmd_distill(a) -> int:
     torch.manual_seed(tcfg.seed)
     model = cfg.build()
     res = train(model, training_data(a, False, tcfg), tcfg, a.out, teacher=teacher, resume=a.resume,
-                stale="refuse", device=a.device, precision=a.precision, stop_after=a.stop_after, workers=a.workers)
+                stale="refuse", device=a.device, precision=a.precision, stop_after=a.stop_after, workers=a.workers, **_validation(a, cfg))
     if _is_main():
         path = save_model(Path(a.out) / "model.safetensors", model, cfg)
         print(f"student: {path} (step {res['step']}, loss {res['loss']:.4f})")

@@ -165,6 +165,9 @@ def train(
     precision: str = "fp32",
     stop_after: int | None = None,
     workers: int = 0,
+    val: list | None = None,
+    val_every: int = 0,
+    on_best=None,
 ) -> dict:
     """Train ``model`` in place for ``cfg.steps`` steps; returns ``{"step", "loss", "losses"}``.
 
@@ -181,6 +184,9 @@ def train(
     ``stop_after``: run at most this many steps now, save the state and return (a time-boxed job that a
     later ``resume=True`` continues, on any world size). ``sampler`` may be a
     :class:`drsedge.data.streaming.StepDataset` (images decoded from disk; ``workers`` DataLoader processes).
+    ``val`` (paired, never the test set) is evaluated every ``val_every`` steps on rank 0 (PSNR-Y/SSIM-Y); each new
+    best calls ``on_best(model, step, figures)``; ``out_dir/train_log.jsonl`` logs loss, lr, images/s and
+    validation (and TensorBoard when installed, :mod:`drsedge.training.monitor`).
 
     Raises:
         DrsedgeError: teacher training without ground truth.
@@ -262,6 +268,10 @@ def train(
     first = step
     from drsedge.data.streaming import StepDataset, batches
 
+    from .monitor import Monitor
+
+    mon = Monitor(out_dir, val, val_every, enabled=pl.is_main)
+
     feed = batches(sampler, step, cfg.steps, workers) if isinstance(sampler, StepDataset) else (sampler.batch(s) for s in range(step, cfg.steps))
     try:
         while step < cfg.steps and (stop_after is None or step - first < stop_after):
@@ -300,10 +310,16 @@ def train(
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+            v = mon.step(step, losses[-1], sched.get_last_lr()[0], x.shape[0] * pl.world, model, pl.device)
+            if v is not None:
+                bar.write(f"step {step}: val PSNR-Y {v['val_psnr']:.2f} dB, SSIM-Y {v['val_ssim']:.4f}" + (" (best)" if v["best"] else ""))
+                if v["best"] and on_best is not None:
+                    on_best(model, step, v)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or (stop_after is not None and step - first == stop_after):
                 save()
     finally:
         bar.close()
+        mon.close()
         for h in (hooks_s, hooks_t):
             if h is not None:
                 h.close()

@@ -112,3 +112,27 @@ def test_divergence_stops_without_saving(tmp_path, data_dir):
         train(model, _sampler(data_dir), TrainConfig(steps=30, batch_size=2, patch=32, lr=1e30, checkpoint_every=100), tmp_path,
               progress=False)
     assert not (tmp_path / "train_state.pt").exists()
+
+
+def test_validation_keeps_the_best_checkpoint(tmp_path, data_dir, capsys):
+    import json
+
+    from safetensors import safe_open
+
+    from drsedge.cli import main
+
+    args = ["train-teacher", "--preset", "student", "--model", "dim=8", "--model", "num_blocks=[1,1,1,1]", "--train",
+            str(data_dir / "rain200L" / "train"), "-o", str(tmp_path / "o"), "--steps", "6", "--patch", "32", "--batch-size", "2",
+            "--lr", "2e-3", "--val", str(data_dir / "rain200L" / "test"), "--val-every", "2", "--val-limit", "1"]
+    assert main(args) == 0
+    rows = [json.loads(line) for line in (tmp_path / "o" / "train_log.jsonl").read_text().splitlines()]
+    vals = [r for r in rows if "val_psnr" in r]
+    assert [r["step"] for r in vals] == [2, 4, 6]
+    best = max(vals, key=lambda r: r["val_psnr"])
+    with safe_open(str(tmp_path / "o" / "best.safetensors"), "pt") as f:
+        extra = json.loads(f.metadata()["drsedge_extra"])
+    assert extra["step"] == best["step"] and abs(extra["val_psnr"] - best["val_psnr"]) < 1e-9
+    assert all("images_per_s" in r and "loss" in r for r in rows)
+    capsys.readouterr()
+    assert main([*args[:-6], "--val", str(data_dir / "rain100L")]) == 2
+    assert "held-out" in capsys.readouterr().err
