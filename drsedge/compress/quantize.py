@@ -14,6 +14,14 @@ Two backends, both calibrated on real rainy images
 * ``"ort"``: ONNX Runtime's ``quantize_static`` (QDQ format, per-channel
   weights, MinMax calibration).
 
+Which one runs faster on an ONNX Runtime CPU: only the ``ort`` placement. ONNX Runtime's CPU QDQ fusion
+needs a whole node unit, DequantizeLinear -> op -> QuantizeLinear, to form ``QLinearConv``/``QLinearAdd``/
+``QLinearMatMul``; NNCF puts Q/DQ only on the inputs of weighted ops (the TensorRT / OpenVINO convention,
+where the runtime fuses that), so ORT keeps float convs between DequantizeLinear nodes. Measured on the demo
+student architecture (:func:`fused_kernel_counts`): NNCF 2 ``QLinearConv`` of 118 convs; ``ort`` 82
+``QLinearConv`` + 109 ``QLinearAdd`` (118 + 12 ``QLinearMatMul`` with ``quantize_depthwise``). So ``nncf`` is the
+backend for TensorRT targets and ``ort`` the one for ORT CPU deployment.
+
 Depthwise convolutions stay in float by default (``quantize_depthwise=False``): on
 this CPU (AVX-512 VNNI) their Q/DQ overhead outweighs the INT8 gain, measured with
 ``benchmarks/bench_int8_ort.py``.
@@ -158,3 +166,23 @@ def count_qdq(path: str | os.PathLike) -> dict[str, int]:
     return {"QuantizeLinear": ops.count("QuantizeLinear"), "DequantizeLinear": ops.count("DequantizeLinear")}
 
 
+
+
+def fused_kernel_counts(path: str | os.PathLike) -> dict[str, int]:
+    """Op counts of ONNX Runtime's optimized CPU graph of ``path`` (what actually runs): integer kernels
+    (``QLinearConv``, ``QLinearMatMul``, ``QLinearAdd``, ``MatMulInteger``, ``ConvInteger``) vs float ``Conv``/``MatMul``
+    and leftover Q/DQ nodes."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="drsedge-ortopt-") as d:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.optimized_model_filepath = os.path.join(d, "opt.onnx")
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        ops = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
+    keys = ("QLinearConv", "QLinearMatMul", "QLinearAdd", "MatMulInteger", "ConvInteger", "Conv", "MatMul", "QuantizeLinear",
+            "DequantizeLinear")
+    return {k: ops.count(k) for k in keys}

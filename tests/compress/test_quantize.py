@@ -42,6 +42,14 @@ def test_int8_runs_and_stays_close(fp32_onnx, data_dir, backend):
         x = to_tensor(read_image(pair.rainy))
         a, b = to_uint8(restore(fp32, x)), to_uint8(restore(int8, x))
         assert psnr_y(b, a) > INT8_VS_FP32_MIN_PSNR
+    # what ONNX Runtime's CPU provider actually runs: integer kernels only with ORT's placement (output Q too)
+    from drsedge.compress.quantize import fused_kernel_counts
+
+    fused = fused_kernel_counts(q)
+    if backend == "ort":
+        assert fused["QLinearConv"] >= 10 and fused["QLinearAdd"] >= 10
+    else:  # NNCF: Q/DQ on inputs only (TensorRT/OpenVINO convention), ORT keeps float convs
+        assert fused["QLinearConv"] <= 4 and fused["Conv"] > 10
 
 
 def test_calibration_refuses_test_set_and_bad_onnx(data_dir, tmp_path):
