@@ -4,6 +4,9 @@ Each stage writes its artifacts into the run directory and records them in
 ``manifest.json`` (paths, sha256, the stage's config, metrics). A stage is
 skipped on a re-run when its recorded key (a hash of its config and of the
 artifacts it consumes) is unchanged and its artifacts still hash the same.
+
+Size: ~450 lines on purpose: the stages are methods of one Pipeline so they share the manifest, stage keys and lock;
+each stage body is a thin call into the library (training, prune_driver, export, quantize, metrics).
 """
 
 from __future__ import annotations

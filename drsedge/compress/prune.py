@@ -27,6 +27,9 @@ heads stay equal and the top-k sizes follow the new C (:func:`prune_attention`, 
 ``attention``); or whole heads (q, k, v rows, their ``temperature`` entry and the
 ``project_out`` columns of the head; :func:`prune_heads`, scope ``heads``), which keeps C and
 the top-k sizes and changes the block's head count (``attn_heads`` in the config).
+
+Size: ~310 lines: the MSFN, per-head and whole-head scopes; shared importance/slicing is in :mod:`.prune_common`,
+residual streams in :mod:`.prune_streams`, the iterative loop in :mod:`.prune_driver`.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ Extra constructor switches make the same class the student family:
 ``attention`` picks TKSA (``"topk"``), AST's ASSA (``"assa"``) or plain softmax
 (``"dense"``); ``topk_mode`` picks the top-k mask form (see
 :mod:`drsedge.models.attention`).
+
+Size: ~370 lines on purpose: the upstream architecture in one file, module names kept where checkpoints depend on them
+(``strict=True`` loading of official weights).
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ Decode -> infer -> encode run on three threads joined by bounded queues. A live 
 model: when the inference queue is full the oldest frame is dropped and counted; files drop nothing. The
 writer is released in a ``finally``, so Ctrl-C or a source that dies mid-stream still leaves a playable file.
 Latency is per frame, model only (pre/post-processing included), in ms; FPS is frames written over wall time.
+
+Size: ~320 lines on purpose: the decode/infer/encode threads, their queues and the drop and shutdown rules must
+be read together to be trusted.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ Reproducibility: batches are a pure function of ``(seed, step)`` (see
 :class:`drsedge.data.CropSampler`); the resume file holds model, adapters,
 optimizer and scheduler state, so ``resume=True`` continues bit-identically
 on CPU.
+
+Size: ~330 lines on purpose: one training loop (teacher and distillation, resume keys, NaN stops, autocast, DDP);
+the device/process-group pieces live in :mod:`.distributed`, validation and logs in :mod:`.monitor`.
 """
 
 from __future__ import annotations
