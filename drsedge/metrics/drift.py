@@ -165,7 +165,8 @@ def _mean(rows: dict[str, dict[str, float]], key: str) -> float:
     return sum(r[key] for r in rows.values()) / len(rows)
 
 
-def _fmt(v, spec: str) -> str:
+def fmt(v, spec: str) -> str:
+    """``format(v, spec)``, or an en dash for None / NaN (report cells)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     return format(v, spec)
@@ -178,7 +179,7 @@ def report_markdown(rep: DriftReport) -> str:
         "",
         f"Test set: `{rep.test_dir}` ({rep.n_images} images). PSNR-Y / SSIM-Y, {rep.convention} protocol. "
         "Δ columns are PSNR differences in dB; *vs teacher (dB)* is PSNR of the stage's output against the teacher's output.",
-        f"Rainy input without deraining: {_fmt(rep.input_psnr, '.2f')} dB / {_fmt(rep.input_ssim, '.4f')}.",
+        f"Rainy input without deraining: {fmt(rep.input_psnr, '.2f')} dB / {fmt(rep.input_ssim, '.4f')}.",
         "",
         "*Fidelity* is PSNR-Y (dB) of a derived stage's output against the stage it was made from (INT8/FP16 ONNX vs FP32 ONNX) "
         "and the largest absolute difference (output in [0, 1]); Δ vs prev is taken against that stage too.",
@@ -194,8 +195,8 @@ def report_markdown(rep: DriftReport) -> str:
         lines.append(
             f"| {s.name} | {s.runtime} | {s.psnr:.2f} | {s.ssim:.4f} | {s.delta_vs_teacher:+.2f} | {s.delta_vs_prev:+.2f} | {budget} | "
             f"{'ref' if s is rep.stages[0] else format(s.psnr_vs_teacher, '.2f')} | "
-            f"{'–' if s.psnr_vs_parent is None else f'{s.psnr_vs_parent:.2f} / {s.max_abs_vs_parent:.3f} vs {s.parent}'} | {s.worst_image} ({s.worst_psnr:.2f}) | {_fmt(params, ',') if params else '–'} | "
-            f"{_fmt(macs / 1e9 if macs else None, '.3f')} | {lat} |"
+            f"{'–' if s.psnr_vs_parent is None else f'{s.psnr_vs_parent:.2f} / {s.max_abs_vs_parent:.3f} vs {s.parent}'} | {s.worst_image} ({s.worst_psnr:.2f}) | {fmt(params, ',') if params else '–'} | "
+            f"{fmt(macs / 1e9 if macs else None, '.3f')} | {lat} |"
         )
     lines += ["", "**Result: " + ("all stages within budget**" if rep.ok else "budget broken**: " + "; ".join(rep.failures())), ""]
     if rep.notes:

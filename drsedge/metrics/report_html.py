@@ -18,7 +18,7 @@ import numpy as np
 
 from drsedge.fileio import atomic_write
 
-from .drift import DriftReport, _fmt
+from .drift import DriftReport, fmt
 
 
 def _png(fig) -> str:
@@ -98,7 +98,7 @@ def report_html(rep: DriftReport, worst: dict[str, np.ndarray] | None = None) ->
         lat = f"{s.latency['median_ms']:.1f} / {s.latency['p95_ms']:.1f}" if s.latency else "–"
         fid = "–" if s.psnr_vs_parent is None else f"{s.psnr_vs_parent:.2f} dB / {s.max_abs_vs_parent:.3f}"
         budget = "–" if s.budget_db is None else (f"-{s.budget_db:.2f} " + ("ok" if s.within_budget else "<b>BROKEN</b>"))
-        gmacs = _fmt(s.info.get("macs") / 1e9 if s.info.get("macs") else None, ".3f")
+        gmacs = fmt(s.info.get("macs") / 1e9 if s.info.get("macs") else None, ".3f")
         rows.append(f"<tr><td>{html.escape(s.name)}</td><td>{html.escape(s.runtime)}</td><td>{s.psnr:.2f}</td><td>{s.ssim:.4f}</td>"
                     f"<td>{s.delta_vs_prev:+.2f}</td><td>{budget}</td><td>{fid}</td><td>{html.escape(s.worst_image)} ({s.worst_psnr:.2f})</td>"
                     f"<td>{gmacs}</td><td>{lat}</td></tr>")
@@ -110,7 +110,7 @@ def report_html(rep: DriftReport, worst: dict[str, np.ndarray] | None = None) ->
         "</style></head><body>",
         "<h1>drsedge drift report</h1>",
         f"<p>Test set <code>{html.escape(rep.test_dir)}</code>, {rep.n_images} images, PSNR-Y / SSIM-Y ({rep.convention} protocol). "
-        f"Rainy input without deraining: {_fmt(rep.input_psnr, '.2f')} dB / {_fmt(rep.input_ssim, '.4f')}.</p>",
+        f"Rainy input without deraining: {fmt(rep.input_psnr, '.2f')} dB / {fmt(rep.input_ssim, '.4f')}.</p>",
         f"<p class='{'ok' if rep.ok else 'bad'}'><b>{'All stages within budget.' if rep.ok else 'Budget broken: ' + html.escape('; '.join(rep.failures()))}</b></p>",
         "<table><tr><th>stage</th><th>runtime</th><th>PSNR (dB)</th><th>SSIM</th><th>Δ vs prev</th><th>budget</th>"
         "<th>fidelity vs parent (PSNR / max abs)</th><th>worst image (dB)</th><th>GMACs</th><th>latency median / p95 (ms)</th></tr>",
