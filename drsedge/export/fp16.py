@@ -1,8 +1,10 @@
 """Precision in the graph: a mixed FP16 ONNX for strongly typed TensorRT (the only FP16 route on TensorRT 11).
 
-FP16 everywhere except FP32 *islands*: the nodes whose values exceed FP16's 65504 on real frames
-(:func:`drsedge.debug.fp16_range.fp16_ranges`, sums over pixels projected to the deployment frame),
-the fused ``drsedge::TopKSparseSoftmax`` nodes (their ONNX function body is FP32), and the ops
+FP16 everywhere except FP32 *islands*: the FP16-unsafe layers that weakly typed builds pin to FP32
+(LayerNorm statistics and the q/k L2 normalisation, :func:`drsedge.backend.trt.config.fp16_unsafe_nodes`; none for
+``--fp16-safe`` exports, whose reductions are bounded), the nodes whose values exceed FP16's 65504 on real frames
+(:func:`drsedge.debug.fp16_range.fp16_ranges`, sums over pixels projected to the deployment frame), the TKSA core
+between its convs (:func:`attention_core`: top-k selection is discontinuous), the fused ``drsedge::TopKSparseSoftmax`` nodes (their ONNX function body is FP32), and the ops
 onnxconverter-common keeps in FP32 by default (TopK, Resize, Range, ...). Graph inputs and outputs stay
 FP32 (``keep_io_types``), so the engine's IO contract does not change.
 
@@ -60,6 +62,19 @@ def overflow_islands(onnx_path: str | os.PathLike, images: list[np.ndarray], pro
     from drsedge.debug.fp16_range import fp16_overflows, fp16_ranges
 
     return [r.node for r in fp16_overflows(fp16_ranges(onnx_path, images, project_hw))]
+
+
+def attention_core(model) -> list[str]:
+    """TKSA between its convs: q/k normalisation, the C x C scores, top-k selection, softmax and the product with V.
+
+    Kept in FP32 because top-k is a discontinuous selection: FP16 rounding of the scores changes which entries
+    pass the threshold, and one swapped entry moves a whole output channel. Measured on the demo's pruned student,
+    PSNR of the FP16 ONNX output vs the FP32 output on 6 validation frames (rain200H/test, rain200L/test, real/):
+    28.3-47.0 dB with only the overflow islands, 28.5-48.7 dB adding the LayerNorm/normalisation islands, 54.2-83.9 dB
+    with this core in FP32 too. The part is cheap (C x C with C <= 64); the 1x1 and depthwise convs around it,
+    where the MACs are, stay FP16.
+    """
+    return [n.name for n in model.graph.node if "/attn/" in n.name and n.op_type not in ("Conv",)]
 
 
 def _fused_weight_producers(model) -> list[str]:
@@ -124,8 +139,12 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, images: list[np
     for i, n in enumerate(model.graph.node):
         if not n.name:
             n.name = f"node_{i}"
-    islands = sorted(set(overflow_islands(src, images, project_hw)) | set(fused_nodes(model)) | set(_fused_weight_producers(model))
-                     | set(_neg_inf_consumers(model)))
+    from drsedge.backend.trt.config import fp16_unsafe_nodes
+
+    # the same FP16-unsafe layers the weakly typed build pins to FP32 (LayerNorm statistics, q/k L2 normalisation;
+    # none for --fp16-safe exports), plus what overflows on the given frames, plus the -inf mask and the fused op
+    islands = sorted(set(overflow_islands(src, images, project_hw)) | set(fp16_unsafe_nodes(src)) | set(fused_nodes(model))
+                     | set(_fused_weight_producers(model)) | set(_neg_inf_consumers(model)) | set(attention_core(model)))
     try:
         with warnings.catch_warnings():  # the converter warns about each constant it clips; the islands keep the ones that matter
             warnings.simplefilter("ignore")
