@@ -85,6 +85,17 @@ def _fused_weight_producers(model) -> list[str]:
     return [n.name for n in model.graph.node if any(o in weights for o in n.output)]
 
 
+def _feeders_of(model, islands: set[str]) -> list[str]:
+    """Identity/Constant nodes (the exporter's copies of shared weights, e.g. equal ``temperature`` parameters) whose
+    outputs go only to islands: kept FP32 with them (the converter cannot insert a Cast between them)."""
+    consumers: dict[str, set[str]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, set()).add(n.name)
+    return [n.name for n in model.graph.node if n.op_type in ("Identity", "Constant") and n.name not in islands and n.output
+            and all(consumers.get(o) and consumers[o] <= islands for o in n.output)]
+
+
 def _neg_inf_consumers(model) -> list[str]:
     """Nodes fed by a constant holding -inf (the top-k mask's ``Where``): kept in FP32 so the mask stays -inf
     (the converter would clip it to -1e4)."""
@@ -145,6 +156,7 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, images: list[np
     # none for --fp16-safe exports), plus what overflows on the given frames, plus the -inf mask and the fused op
     islands = sorted(set(overflow_islands(src, images, project_hw)) | set(fp16_unsafe_nodes(src)) | set(fused_nodes(model))
                      | set(_fused_weight_producers(model)) | set(_neg_inf_consumers(model)) | set(attention_core(model)))
+    islands = sorted(set(islands) | set(_feeders_of(model, set(islands))))
     try:
         with warnings.catch_warnings():  # the converter warns about each constant it clips; the islands keep the ones that matter
             warnings.simplefilter("ignore")
