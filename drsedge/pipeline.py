@@ -349,8 +349,8 @@ class Pipeline:
                     raise DrsedgeError("quantize.budget_db needs data.validation: a paired folder other than the test set")
                 self._guard_held_out("validation", val)
                 res = search_keep_float(self.path("export", "onnx"), out, calib, find_pairs(val[0], qc.get("val_limit", 4)),
-                                        qc["budget_db"], qc["backend"], qc.get("quantize_depthwise", False), qc.get("keep_float"),
-                                        qc.get("max_steps", 4))
+                                        budget_db=qc["budget_db"], backend=qc["backend"], quantize_depthwise=qc.get("quantize_depthwise", False),
+                                        keep_float=qc.get("keep_float"), max_steps=qc.get("max_steps", 4))
                 self.log(res.table())
                 if not res.ok:
                     raise DrsedgeError(f"quantize: no INT8 model within -{qc['budget_db']} dB on {val[0]} after "

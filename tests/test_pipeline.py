@@ -7,6 +7,8 @@ import yaml
 
 from drsedge.cli import main
 
+pytestmark = pytest.mark.slow  # trains or quantizes (CPU-sized); deselect with -m 'not slow'
+
 TINY = {
     "seed": 0,
     "data": {"test_limit": 2, "calibration": ["rain200H/train/input"], "unlabeled": ["real"],

@@ -87,7 +87,7 @@ def _int8_delta(fp32: Path, int8: Path, val: list[Pair]) -> tuple[float, float, 
 
 
 def search_keep_float(
-    src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationSet, val: list[Pair], budget_db: float,
+    src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationSet, val: list[Pair], *, budget_db: float,
     backend: str = "nncf", quantize_depthwise: bool = False, keep_float: list[str] | None = None, max_steps: int = 6,
     candidates: int = 3, localize_images: int = 4, granularity: str = "stage",
 ) -> SearchResult:

@@ -25,8 +25,9 @@ def cmd_quantize(a) -> int:
 
         if not a.val:
             raise DrsedgeError("--budget needs --val DIR: paired validation images (not the test set)")
-        res = search_keep_float(a.onnx, a.output, calib, find_pairs(a.val, a.val_limit), a.budget, a.backend,
-                                a.quantize_depthwise, a.keep_float, a.max_steps, a.candidates, granularity=a.granularity)
+        res = search_keep_float(a.onnx, a.output, calib, find_pairs(a.val, a.val_limit), budget_db=a.budget, backend=a.backend,
+                                quantize_depthwise=a.quantize_depthwise, keep_float=a.keep_float, max_steps=a.max_steps,
+                                candidates=a.candidates, granularity=a.granularity)
         print(res.table())
         if not res.ok:
             print(f"drsedge: no INT8 model within -{a.budget} dB after {len(res.steps) - 1} step(s); nothing written "

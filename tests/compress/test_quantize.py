@@ -13,6 +13,8 @@ from drsedge.models import student_config
 from drsedge.runtime import OrtRunner, restore
 from drsedge.training.loop import TrainConfig, train
 
+pytestmark = pytest.mark.slow  # trains or quantizes (CPU-sized); deselect with -m 'not slow'
+
 # A briefly trained tiny student: INT8 output must stay within this PSNR-Y (dB) of the FP32 ONNX output
 # on real rainy test images (quantization noise only, measured against the FP32 output itself).
 INT8_VS_FP32_MIN_PSNR = 30.0

@@ -1,5 +1,6 @@
 """Per-layer drift localisation between ONNX models, mapped back to PyTorch module names."""
 
+import pytest
 import torch
 
 from drsedge.calibration import calibration_set
@@ -8,6 +9,8 @@ from drsedge.compress import quantize_onnx
 from drsedge.debug.localize import first_offenders, localize, module_path, worst_modules
 from drsedge.export import export_onnx
 from drsedge.models import student_config
+
+pytestmark = pytest.mark.slow  # trains or quantizes (CPU-sized); deselect with -m 'not slow'
 
 
 def test_module_path():

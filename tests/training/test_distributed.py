@@ -14,6 +14,8 @@ from drsedge.errors import DrsedgeError
 from drsedge.models import student_config
 from drsedge.training import TrainConfig, train
 
+pytestmark = pytest.mark.slow  # trains or quantizes (CPU-sized); deselect with -m 'not slow'
+
 TINY = ["--preset", "student", "--model", "dim=8", "--model", "num_blocks=[1,1,1,1]", "--patch", "32", "--batch-size", "4",
         "--checkpoint-every", "2"]
 

@@ -8,6 +8,8 @@ from drsedge.errors import DrsedgeError
 from drsedge.models import student_config
 from drsedge.training import TrainConfig, cosine_restart_lr, train
 
+pytestmark = pytest.mark.slow  # trains or quantizes (CPU-sized); deselect with -m 'not slow'
+
 TINY = dict(dim=8, num_blocks=[1, 1, 1, 1], ffn_expansion_factor=1.5)
 
 
