@@ -27,7 +27,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("models", nargs="+", help="ONNX files (FP32, FP16, INT8 ...)")
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--clip", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "nturain_ra1"))
+    ap.add_argument("--clip", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "nturain_ra1" / "ra1_Rain"))
     ap.add_argument("--frames", type=int, default=20)
     a = ap.parse_args()
     models = {Path(m).stem: OnnxModel(m) for m in a.models}
