@@ -60,23 +60,33 @@ class CropSampler:
         self.samples, self.patch, self.batch_size, self.seed = samples, patch, batch_size, seed
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        xs, ys, has = [], [], []
-        p = self.patch
-        for _ in range(self.batch_size):
-            s = self.samples[int(torch.randint(len(self.samples), (1,), generator=g))]
-            h, w = s.rainy.shape[1:]
-            i = int(torch.randint(h - p + 1, (1,), generator=g))
-            j = int(torch.randint(w - p + 1, (1,), generator=g))
-            hflip, vflip, rot = (torch.rand(3, generator=g) < 0.5).tolist()
-            pair = [t[:, i : i + p, j : j + p] for t in (s.rainy, s.clean if s.clean is not None else s.rainy)]
-            if hflip:
-                pair = [t.flip(2) for t in pair]
-            if vflip:
-                pair = [t.flip(1) for t in pair]
-            if rot:
-                pair = [t.transpose(1, 2) for t in pair]
-            xs.append(pair[0])
-            ys.append(pair[1] if s.clean is not None else torch.zeros_like(pair[1]))
-            has.append(s.clean is not None)
-        return torch.stack(xs).contiguous(), torch.stack(ys).contiguous(), torch.tensor(has)
+        return crop_batch(self.seed, step, self.patch, self.batch_size, len(self.samples),
+                          lambda k: tuple(self.samples[k].rainy.shape[1:]), lambda k: (self.samples[k].rainy, self.samples[k].clean))
+
+
+def crop_batch(seed: int, step: int, patch: int, batch_size: int, n: int, size_of, load):
+    """The batch of ``step``: ``batch_size`` draws of (image, crop, hflip, vflip, transpose) from a generator seeded
+    by ``(seed, step)``. ``size_of(k)`` gives image ``k``'s ``(H, W)``; ``load(k)`` its ``[3, H, W]`` rainy and clean
+    tensors (clean None: unlabeled). Shared by the in-memory :class:`CropSampler` and the streaming
+    :class:`drsedge.data.streaming.StepDataset`, so both draw identical batches."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    xs, ys, has = [], [], []
+    p = patch
+    for _ in range(batch_size):
+        k = int(torch.randint(n, (1,), generator=g))
+        h, w = size_of(k)
+        i = int(torch.randint(h - p + 1, (1,), generator=g))
+        j = int(torch.randint(w - p + 1, (1,), generator=g))
+        hflip, vflip, rot = (torch.rand(3, generator=g) < 0.5).tolist()
+        rainy, clean = load(k)
+        pair = [t[:, i : i + p, j : j + p] for t in (rainy, clean if clean is not None else rainy)]
+        if hflip:
+            pair = [t.flip(2) for t in pair]
+        if vflip:
+            pair = [t.flip(1) for t in pair]
+        if rot:
+            pair = [t.transpose(1, 2) for t in pair]
+        xs.append(pair[0])
+        ys.append(pair[1] if clean is not None else torch.zeros_like(pair[1]))
+        has.append(clean is not None)
+    return torch.stack(xs).contiguous(), torch.stack(ys).contiguous(), torch.tensor(has)

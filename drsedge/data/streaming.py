@@ -20,6 +20,7 @@ from drsedge.errors import DrsedgeError
 
 from .folders import Pair
 from .images import MAX_PIXELS, MIN_SIDE, read_image, to_tensor
+from .sampling import crop_batch
 
 
 @dataclass(frozen=True)
@@ -78,28 +79,12 @@ class StepDataset(torch.utils.data.Dataset):
         return [(i.name, list(i.size), str(i.rainy), None if i.clean is None else str(i.clean)) for i in self.items]
 
     def __getitem__(self, step: int):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        xs, ys, has = [], [], []
-        p = self.patch
-        for _ in range(self.batch_size):  # the same draws, in the same order, as CropSampler.batch
-            it = self.items[int(torch.randint(len(self.items), (1,), generator=g))]
-            h, w = it.size
-            i = int(torch.randint(h - p + 1, (1,), generator=g))
-            j = int(torch.randint(w - p + 1, (1,), generator=g))
-            hflip, vflip, rot = (torch.rand(3, generator=g) < 0.5).tolist()
+        def load(k):
+            it = self.items[k]
             rainy = to_tensor(read_image(it.rainy))[0]
-            clean = to_tensor(read_image(it.clean))[0] if it.clean is not None else rainy
-            pair = [t[:, i : i + p, j : j + p] for t in (rainy, clean)]
-            if hflip:
-                pair = [t.flip(2) for t in pair]
-            if vflip:
-                pair = [t.flip(1) for t in pair]
-            if rot:
-                pair = [t.transpose(1, 2) for t in pair]
-            xs.append(pair[0])
-            ys.append(pair[1] if it.clean is not None else torch.zeros_like(pair[1]))
-            has.append(it.clean is not None)
-        return torch.stack(xs).contiguous(), torch.stack(ys).contiguous(), torch.tensor(has)
+            return rainy, (to_tensor(read_image(it.clean))[0] if it.clean is not None else None)
+
+        return crop_batch(self.seed, step, self.patch, self.batch_size, len(self.items), lambda k: self.items[k].size, load)
 
     def batch(self, step: int):
         """The CropSampler interface (decoded in this process)."""
