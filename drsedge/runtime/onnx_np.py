@@ -15,12 +15,15 @@ import numpy as np
 
 from drsedge.errors import DrsedgeError, NonFiniteError, first_line
 
+from .limits import ShapeLimits
+
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
 
 class OnnxModel:
     """An ONNX image model in ONNX Runtime. ``model(x)`` maps ``[N, 3, H, W]`` float32 (H, W multiples of 8) to the
-    same shape, checked (shape and NaN/Inf) on every call.
+    same shape, checked (shape and NaN/Inf) on every call. ``limits``: the frame sizes it takes (a static input
+    shape fixes them; see :mod:`drsedge.runtime.limits`).
 
     Raises:
         DrsedgeError: missing/unloadable file, not one ``N x 3 x H x W`` input and one output, or a provider this
@@ -52,6 +55,9 @@ class OnnxModel:
             raise DrsedgeError(f"{path}: input(s) {[(i.name, i.shape) for i in ins]}: drsedge models take one N x 3 x H x W image "
                                "and return one; export it with `drsedge export`")
         self.input, self.path, self.provider = ins[0].name, path, provider
+        h, w = shape[2], shape[3]
+        static = isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0
+        self.limits = ShapeLimits((h, w), (h, w), f"ONNX static input {h}x{w}") if static else ShapeLimits()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         try:

@@ -31,7 +31,9 @@ import numpy as np
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
 
-from .onnx_np import OnnxModel, restore_np
+from .frame_models import open_frame_model
+from .limits import plan_tile
+from .onnx_np import restore_np
 
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
 OPEN_TIMEOUT_MS = 5000  # network sources: give up opening after this long
@@ -54,6 +56,9 @@ class StreamStats:
     source_error: str | None = None
     psnr_y: dict = field(default_factory=dict)  # per frame, when --reference clean frames are given
     flicker: dict = field(default_factory=dict)  # mean |frame_t - frame_t-1| of derained vs clean frames (8-bit levels)
+    model: str = ""
+    tile: int | None = None  # tile side in px (None: whole frames)
+    tile_reason: str = ""  # --tile, or what fixed it: an ONNX static shape, an engine profile
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -169,20 +174,24 @@ def _percentiles(ms: list[float]) -> dict:
     return {"p50": pick(0.5), "p95": pick(0.95), "p99": pick(0.99), "mean": statistics.fmean(s)}
 
 
-def run_stream(source: str, model_path: str, output: str | None = None, *, provider: str = "cpu", tile: int | None = None,
-               side_by_side: bool = False, max_frames: int | None = None, reference: str | None = None, queue_size: int = 4,
-               progress: bool = True, infer_delay_s: float = 0.0) -> StreamStats:
-    """Derain ``source`` with the ONNX ``model_path`` into ``output`` (or nowhere: measure only).
+def run_stream(source: str, model_path: str, output: str | None = None, *, provider: str = "cpu", plugin: str | None = None,
+               tile: int | None = None, overlap: int = 32, side_by_side: bool = False, max_frames: int | None = None,
+               reference: str | None = None, queue_size: int = 4, progress: bool = True, infer_delay_s: float = 0.0) -> StreamStats:
+    """Derain ``source`` with ``model_path`` (ONNX, TensorRT engine or checkpoint: :func:`open_frame_model`) into
+    ``output`` (or nowhere: measure only).
 
+    Frames larger than the model takes (an ONNX static shape, an engine's optimization profile) are tiled with
+    ``overlap`` px and averaged (:func:`drsedge.runtime.limits.plan_tile`); ``tile`` forces a tile side.
     ``reference``: a folder of clean frames matched by order, for per-frame PSNR-Y and the flicker figure.
-    ``infer_delay_s`` slows the consumer (tests of the drop accounting).
+    ``infer_delay_s`` slows the consumer (tests of the drop accounting). A live source that stops sending
+    frames sets ``source_error`` (the output stays playable).
 
     Raises:
         DrsedgeError: bad source, model, output kind or codec (frames already written stay playable).
     """
     from tqdm import tqdm
 
-    model = OnnxModel(model_path, provider)
+    model = open_frame_model(model_path, provider, plugin)
     if output is not None:
         out = Path(output).resolve()
         src = Path(source).resolve() if Path(source).exists() else None
@@ -195,7 +204,8 @@ def run_stream(source: str, model_path: str, output: str | None = None, *, provi
         refs = list_images(reference)
     reader = open_source(source)
     sink = _Sink(output, reader.fps) if output else None
-    stats = StreamStats(source=source, output=output, live=reader.live)
+    stats = StreamStats(source=source, output=output, live=reader.live, model=str(model_path))
+    plans: dict[tuple[int, int], int | None] = {}
     q_in: queue.Queue = queue.Queue(maxsize=queue_size)
     q_out: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
@@ -275,8 +285,13 @@ def run_stream(source: str, model_path: str, output: str | None = None, *, provi
             if item is None or stop.is_set():
                 break
             idx, frame = item
+            hw = frame.shape[:2]
+            if hw not in plans:
+                plans[hw] = plan_tile(model.limits, *hw, tile, overlap, str(model_path))
+                stats.tile = plans[hw]
+                stats.tile_reason = "--tile" if tile else (model.limits.source if plans[hw] else "")
             t1 = time.perf_counter()
-            y = restore_np(model, frame.astype(np.float32) / 255.0, tile=tile)
+            y = restore_np(model, frame.astype(np.float32) / 255.0, tile=plans[hw], overlap=overlap)
             if infer_delay_s:
                 time.sleep(infer_delay_s)
             lat.append((time.perf_counter() - t1) * 1e3)

@@ -1,4 +1,4 @@
-"""``drsedge derain``: derain a folder with a checkpoint or ONNX model."""
+"""``drsedge derain``: derain a folder with an ONNX model, a TensorRT engine or a checkpoint."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from drsedge.errors import DrsedgeError
 
-from .args import MULT8, NONNEG
+from .args import MULT8, NONNEG, add_plugin_arg
 
 
 def cmd_derain(a) -> int:
@@ -23,23 +23,16 @@ def cmd_derain(a) -> int:
         stems[f.stem] = f
     if a.tile is not None and a.tile_overlap >= a.tile:
         raise DrsedgeError(f"--tile-overlap {a.tile_overlap} must be smaller than --tile {a.tile}")
-    if str(a.model).endswith(".onnx"):  # the torch-free path (drsedge[runtime])
-        from drsedge.runtime.onnx_np import OnnxModel, restore_np
+    from drsedge.runtime.frame_models import open_frame_model
+    from drsedge.runtime.limits import plan_tile
+    from drsedge.runtime.onnx_np import restore_np
 
-        model = OnnxModel(a.model)
+    model = open_frame_model(a.model, a.provider, a.plugin)  # ONNX and engines: no PyTorch (drsedge[runtime])
 
-        def derain(img):
-            return restore_np(model, img, tile=a.tile, overlap=a.tile_overlap)
-    else:
-        from drsedge.data.images import to_tensor
-        from drsedge.models.checkpoint import load_any
-        from drsedge.runtime.runners import TorchRunner
-        from drsedge.runtime.tiling import restore
+    def derain(img):
+        t = plan_tile(model.limits, *img.shape[:2], a.tile, a.tile_overlap, str(a.model))
+        return restore_np(model, img, tile=t, overlap=a.tile_overlap)
 
-        runner = TorchRunner(load_any(a.model)[0], str(a.model))
-
-        def derain(img):
-            return restore(runner, to_tensor(img), tile=a.tile, overlap=a.tile_overlap)
     for f in files:
         write_image(Path(a.output) / f"{f.stem}.png", derain(read_image(f)))
     print(f"wrote {len(files)} images to {a.output}")
@@ -47,10 +40,13 @@ def cmd_derain(a) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("derain", help="derain a folder of images with a checkpoint or ONNX model (ONNX: no PyTorch needed)")
-    p.add_argument("model")
+    p = sub.add_parser("derain", help="derain a folder of images with an ONNX model, TensorRT engine or checkpoint "
+                       "(ONNX and engines: no PyTorch needed)")
+    p.add_argument("model", help="ONNX model, TensorRT engine (.engine/.plan + .json sidecar) or checkpoint (shipped:student too)")
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--tile", type=MULT8)
+    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu", help="ONNX Runtime execution provider (ONNX models)")
+    add_plugin_arg(p)
+    p.add_argument("--tile", type=MULT8, help="tile side in px; default: whole images, or the largest tile the model takes")
     p.add_argument("--tile-overlap", type=NONNEG, default=32)
     p.set_defaults(fn=cmd_derain)

@@ -8,17 +8,16 @@ from pathlib import Path
 
 from drsedge.errors import DrsedgeError
 
-from .args import MULT8, POS
+from .args import MULT8, NONNEG, POS, add_plugin_arg
 
 
 def cmd_stream(a) -> int:
     from drsedge.runtime.stream import run_stream, write_stats
 
-    if not str(a.model).endswith(".onnx"):
-        raise DrsedgeError(f"{a.model}: stream runs ONNX models (ONNX Runtime: --provider cpu, cuda or tensorrt); "
-                           "export a checkpoint with `drsedge export MODEL -o model.onnx` first")
-    stats = run_stream(a.source, a.model, a.output, provider=a.provider, tile=a.tile, side_by_side=a.side_by_side,
-                       max_frames=a.max_frames, reference=a.reference, progress=not a.quiet)
+    if a.tile is not None and a.tile_overlap >= a.tile:
+        raise DrsedgeError(f"--tile-overlap {a.tile_overlap} must be smaller than --tile {a.tile}")
+    stats = run_stream(a.source, a.model, a.output, provider=a.provider, plugin=a.plugin, tile=a.tile, overlap=a.tile_overlap,
+                       side_by_side=a.side_by_side, max_frames=a.max_frames, reference=a.reference, progress=not a.quiet)
     stats_path = a.stats or (str(a.output) + ".json" if a.output else "stream_stats.json")
     write_stats(stats, stats_path)
     lat = stats.latency_ms
@@ -26,12 +25,14 @@ def cmd_stream(a) -> int:
           f"p95 {lat.get('p95', 0):.1f} / p99 {lat.get('p99', 0):.1f} ms; dropped {stats.dropped}"
           + (f"; mean PSNR-Y {sum(stats.psnr_y.values()) / len(stats.psnr_y):.2f} dB" if stats.psnr_y else "")
           + (f"; flicker {stats.flicker['derained']:.2f} vs clean {stats.flicker['clean']:.2f}" if stats.flicker else ""))
-    print(f"stats: {stats_path}" + (f"; output: {a.output}" if a.output else ""))
-    if stats.source_error:
-        print(f"drsedge: {stats.source_error}", file=sys.stderr)
+    print(f"stats: {stats_path}" + (f"; output: {a.output}" if a.output else "")
+          + (f"; tiles of {stats.tile} px ({stats.tile_reason})" if stats.tile else ""))
     if stats.interrupted:
         print("drsedge: interrupted; the frames written so far are playable", file=sys.stderr)
         return 130
+    if stats.source_error:
+        print(f"drsedge: {a.source}: {stats.source_error}; the {stats.frames_written} frames written are playable", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -39,9 +40,13 @@ def register(sub) -> None:
     p = sub.add_parser("stream", help="derain a video file, frame folder, V4L2 camera, RTSP/HTTP URL or GStreamer pipeline")
     p.add_argument("source", help="video file, folder of frames, v4l2:///dev/video0, rtsp://..., or a GStreamer pipeline")
     p.add_argument("-o", "--output", help="video file (.mp4, .avi, .mkv) or folder of PNG frames; omit to only measure")
-    p.add_argument("--model", required=True, help="ONNX model (drsedge export)")
-    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu", help="ONNX Runtime execution provider")
-    p.add_argument("--tile", type=MULT8, help="tile frames larger than this (px, multiple of 8), overlapping tiles averaged")
+    p.add_argument("--model", required=True, help="ONNX model (drsedge export), TensorRT engine (.engine/.plan with its .json "
+                   "sidecar, drsedge build-engine) or checkpoint (.safetensors, upstream .pth, shipped:student)")
+    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu", help="ONNX Runtime execution provider (ONNX models)")
+    add_plugin_arg(p)
+    p.add_argument("--tile", type=MULT8, help="tile side in px (multiple of 8); default: whole frames, or the largest tile the "
+                   "model takes when a frame exceeds its static shape or engine profile")
+    p.add_argument("--tile-overlap", type=NONNEG, default=32, help="overlap of neighbouring tiles in px, averaged (default 32)")
     p.add_argument("--side-by-side", action="store_true", help="write input | derained")
     p.add_argument("--max-frames", type=POS)
     p.add_argument("--reference", metavar="DIR", help="clean frames in the same order: per-frame PSNR-Y and temporal flicker")

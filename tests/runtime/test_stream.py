@@ -160,3 +160,88 @@ def test_bad_sources_and_outputs(onnx_model, clip, tmp_path, capsys):
     save(m, tmp_path / "gray.onnx")
     assert main(["stream", str(video), "--model", str(tmp_path / "gray.onnx"), "--quiet"]) == 2
     assert "N x 3 x H x W" in capsys.readouterr().err
+
+
+def test_static_onnx_frames_are_tiled_to_its_shape(onnx_model, clip, tmp_path):
+    """A 128x128 static ONNX streams 640x480 frames through 128 px tiles (the shape decides, not a flag)."""
+    import onnx
+
+    video, _, _ = clip
+    m = onnx.load(str(onnx_model))
+    for d, v in zip(m.graph.input[0].type.tensor_type.shape.dim[2:], (128, 128), strict=True):
+        d.ClearField("dim_param")
+        d.dim_value = v
+    static = tmp_path / "static128.onnx"
+    onnx.save(m, str(static))
+    assert main(["stream", str(video), "--model", str(static), "--quiet", "--max-frames", "2", "--stats", str(tmp_path / "s.json")]) == 0
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["tile"] == 128 and "static input 128x128" in s["tile_reason"] and s["frames_written"] == 2
+
+
+def test_checkpoint_and_engine_models(clip, tmp_path, capsys):
+    """A checkpoint streams through PyTorch; an engine without TensorRT (or without its sidecar) fails in one line."""
+    from drsedge.models.checkpoint import save_model
+
+    video, folder, _ = clip
+    cfg = student_config(dim=8, num_blocks=[1, 1, 1, 1])
+    tiny_ckpt = save_model(tmp_path / "s.safetensors", cfg.build(), cfg)
+    assert main(["stream", str(folder), "--model", str(tiny_ckpt), "--quiet", "--max-frames", "3", "-o", str(tmp_path / "ck")]) == 0
+    assert len(list((tmp_path / "ck").glob("*.png"))) == 3
+    eng = tmp_path / "m.engine"
+    eng.write_bytes(b"\0" * 64)
+    assert main(["stream", str(video), "--model", str(eng), "--quiet"]) == 2
+    assert "no sidecar" in capsys.readouterr().err
+    (tmp_path / "m.engine.json").write_text(json.dumps({"profile": {"input": "input", "min": [1, 3, 8, 8], "opt": [1, 3, 8, 8],
+                                                                    "max": [1, 3, 256, 256]}}))
+    assert main(["stream", str(video), "--model", str(eng), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and ("TensorRT" in err or "cuda" in err.lower()), err
+    assert main(["stream", str(video), "--model", str(tiny_ckpt), "--provider", "cuda", "--quiet"]) == 2
+    assert "checkpoints run in PyTorch" in capsys.readouterr().err
+
+
+def test_device_disappearing_mid_stream_keeps_the_frames(onnx_model, clip, tmp_path, monkeypatch, capsys):
+    """A live source whose device goes away after 5 frames: exit 2, one line, the 5 frames play."""
+    from drsedge.runtime import stream as st
+
+    video, _, _ = clip
+    real = st.open_source
+
+    def flaky(spec):
+        r = real(spec)
+        r.live, read, n = True, r.read, [0]
+
+        def read5():
+            n[0] += 1
+            return read() if n[0] <= 5 else None
+
+        r.read = read5
+        return r
+
+    monkeypatch.setattr(st, "open_source", flaky)
+    out = tmp_path / "cam.avi"
+    assert main(["stream", str(video), "-o", str(out), "--model", str(onnx_model), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "disappeared after 5 frames" in err and len(err.strip().splitlines()) == 1, err
+    assert _count_frames(out) == 5
+
+
+def test_unavailable_codec_is_one_line(onnx_model, clip, tmp_path, monkeypatch, capsys):
+    """An OpenCV build that cannot encode the container: exit 2, the message names the file and the way out."""
+    video, _, _ = clip
+
+    class NoCodec:
+        def __init__(self, *a, **k):
+            pass
+
+        def isOpened(self):
+            return False
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoWriter", NoCodec)
+    out = tmp_path / "x.mp4"
+    assert main(["stream", str(video), "-o", str(out), "--model", str(onnx_model), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot encode" in err and "x.mp4" in err and len(err.strip().splitlines()) == 1, err

@@ -1,0 +1,137 @@
+"""A drsedge-built TensorRT engine run with TensorRT + cuda-python and numpy: no PyTorch (``drsedge[runtime,trt]``).
+
+The buffer handling follows NVIDIA's ``samples/python/common_runtime.py`` (TensorRT 10): ``cudaMalloc`` per I/O
+tensor, ``cudaMemcpy`` host <-> device, ``IExecutionContext.set_input_shape`` / ``set_tensor_address`` /
+``execute_async_v3`` on a CUDA stream, then ``cudaStreamSynchronize``. Engines carry their sidecar
+(:mod:`drsedge.backend.trt.provenance`): it is checked against this TensorRT and GPU before deserializing, and its
+optimization profile gives the largest frame the engine takes (:attr:`EngineModel.limits`; larger frames are
+tiled by :func:`drsedge.runtime.frame_models.plan_tile`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from drsedge.backend.trt._import import import_tensorrt, installed_version
+from drsedge.backend.trt.provenance import check_sidecar, read_sidecar
+from drsedge.errors import DrsedgeError, NonFiniteError
+
+from .limits import ShapeLimits
+
+CUDA_PYTHON_MISSING = ("cuda-python is not installed: on a machine with an NVIDIA GPU, "
+                       "pip install --extra-index-url https://pypi.nvidia.com -e '.[runtime,trt]'")
+
+
+def limits_from_sidecar(side: dict, engine: str) -> ShapeLimits:
+    """The frame sizes an engine accepts, from its sidecar's optimization profile ``[N, 3, H, W]`` min/max.
+
+    Raises:
+        DrsedgeError: the sidecar has no usable profile.
+    """
+    prof = side.get("profile") or {}
+    try:
+        lo, hi = [int(v) for v in prof["min"]], [int(v) for v in prof["max"]]
+        assert len(lo) == len(hi) == 4
+    except (KeyError, TypeError, ValueError, AssertionError):
+        raise DrsedgeError(f"{engine}.json: no [N, 3, H, W] optimization profile in the sidecar; rebuild with `drsedge build-engine`") from None
+    return ShapeLimits(min_hw=(lo[2], lo[3]), max_hw=(hi[2], hi[3]), source=f"engine profile max {hi[2]}x{hi[3]}")
+
+
+def _cudart():
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.8
+    except ImportError:
+        try:
+            from cuda import cudart  # older cuda-python
+        except ImportError:
+            raise DrsedgeError(CUDA_PYTHON_MISSING) from None
+    return cudart
+
+
+class EngineModel:  # pragma: no cover - needs an NVIDIA GPU, TensorRT and cuda-python
+    """``model(x [1, 3, H, W] float32) -> [1, 3, H, W] float32`` on a TensorRT engine, numpy in and out.
+
+    Raises:
+        DrsedgeError: no TensorRT / cuda-python / GPU, a sidecar that does not match this TensorRT or GPU,
+            a plugin library that differs from the build's, or a failed execution.
+        NonFiniteError: NaN or Inf in an output.
+    """
+
+    def __init__(self, engine: str | os.PathLike, plugin: str | None = None):
+        self.path = Path(engine)
+        if not self.path.is_file():
+            raise DrsedgeError(f"{engine}: engine file not found")
+        side = read_sidecar(engine)  # before TensorRT: a foreign file fails in one line on any machine
+        self.limits = limits_from_sidecar(side, str(engine))
+        trt = import_tensorrt()
+        cudart = _cudart()
+        err, dev = cudart.cudaGetDevice()
+        if int(err) != 0:
+            raise DrsedgeError(f"{engine}: no CUDA GPU visible ({err}); TensorRT engines run on NVIDIA GPUs")
+        _, props = cudart.cudaGetDeviceProperties(dev)
+        check_sidecar(side, installed_version(trt), f"{props.major}.{props.minor}", plugin, str(engine))
+        if plugin:
+            import ctypes
+
+            ctypes.CDLL(str(plugin))  # self-registering plugin library
+        self._trt, self._cudart = trt, cudart
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(self.logger)
+        if side.get("flags", {}).get("version_compatible"):
+            runtime.engine_host_code_allowed = True
+        self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            raise DrsedgeError(f"{engine}: TensorRT could not deserialize it")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.input = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self.output = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        self.in_dtype = np.float16 if self.engine.get_tensor_dtype(self.input) == trt.float16 else np.float32
+        self.out_dtype = np.float16 if self.engine.get_tensor_dtype(self.output) == trt.float16 else np.float32
+        self.stream = self._check(cudart.cudaStreamCreate())
+        self._bufs: dict[str, tuple[int, int]] = {}  # tensor name -> (device pointer, bytes)
+
+    def _check(self, result):
+        err, *rest = result
+        if int(err) != 0:
+            raise DrsedgeError(f"{self.path}: CUDA runtime error {err}")
+        return rest[0] if len(rest) == 1 else rest
+
+    def _buffer(self, name: str, nbytes: int) -> int:
+        ptr, size = self._bufs.get(name, (0, 0))
+        if size < nbytes:
+            if ptr:
+                self._check((self._cudart.cudaFree(ptr)[0], None))
+            ptr = self._check(self._cudart.cudaMalloc(nbytes))
+            self._bufs[name] = (ptr, nbytes)
+        return ptr
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        cudart = self._cudart
+        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        xin = np.ascontiguousarray(x, dtype=self.in_dtype)
+        if not self.context.set_input_shape(self.input, xin.shape):
+            raise DrsedgeError(f"{self.path}: input {xin.shape} is outside the engine's optimization profile ({self.limits.source})")
+        out_shape = tuple(self.context.get_tensor_shape(self.output))
+        y = np.empty(out_shape, dtype=self.out_dtype)
+        din, dout = self._buffer(self.input, xin.nbytes), self._buffer(self.output, y.nbytes)
+        self._check((cudart.cudaMemcpyAsync(din, xin.ctypes.data, xin.nbytes, h2d, self.stream)[0], None))
+        self.context.set_tensor_address(self.input, din)
+        self.context.set_tensor_address(self.output, dout)
+        if not self.context.execute_async_v3(self.stream):
+            raise DrsedgeError(f"{self.path}: TensorRT execution failed")
+        self._check((cudart.cudaMemcpyAsync(y.ctypes.data, dout, y.nbytes, d2h, self.stream)[0], None))
+        self._check((cudart.cudaStreamSynchronize(self.stream)[0], None))
+        y = y.astype(np.float32)
+        if y.shape != x.shape:
+            raise DrsedgeError(f"{self.path}: output shape {y.shape} differs from input {x.shape}")
+        if not np.isfinite(y).all():
+            raise NonFiniteError(f"{self.path}: output holds NaN or Inf; the engine is broken (rebuild it); nothing written")
+        return y
+
+    def __del__(self):
+        for ptr, _ in getattr(self, "_bufs", {}).values():
+            self._cudart.cudaFree(ptr)
