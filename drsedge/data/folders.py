@@ -4,7 +4,12 @@ Supported paired layouts under a root folder:
 
 * ``input/`` + ``target/`` with equal file stems (Restormer/DRSformer layout);
 * ``rain/`` + ``norain/`` (also ``rainy/`` + ``gt/``) with equal stems;
-* one flat folder of ``rain-N.*`` / ``norain-N.*`` files (PReNet layout).
+* one flat folder of ``rain-N.*`` / ``norain-N.*`` files (PReNet layout);
+* ``rainy_image/N_K.*`` + ``ground_truth/N.*``: DDN-Data as Fu et al. (CVPR 2017) and RCDNet ship it, 14 rain
+  renderings ``K`` of each clean image ``N`` (many rainy to one clean).
+
+Rain13K, Rain200H/L and DID-, DDN- and SPA-Data as DRSformer's README distributes them ("fully paired images") and
+Restormer's ``Datasets/{train,test}/<set>/`` are ``input/`` + ``target/``.
 """
 
 from __future__ import annotations
@@ -68,6 +73,19 @@ def _pair_by_stem(root: Path, rainy_dir: Path, clean_dir: Path) -> list[Pair]:
     return [Pair(s, rainy[s], clean[s]) for s in sorted(rainy, key=lambda s: _natural_key(Path(s)))]
 
 
+def _pair_many_to_one(root: Path, rainy_dir: Path, clean_dir: Path) -> list[Pair]:
+    """DDN-Data: ``rainy_image/N_K`` pairs with ``ground_truth/N``."""
+    clean = {p.stem: p for p in list_images(clean_dir)}
+    pairs = []
+    for f in list_images(rainy_dir):
+        base = f.stem.rsplit("_", 1)[0]
+        if base not in clean:
+            raise DrsedgeError(f"{f}: no ground truth {clean_dir.name}/{base}.* for it (DDN layout: rainy_image/N_K pairs with "
+                               "ground_truth/N); add it or remove the rainy image")
+        pairs.append(Pair(f.stem, f, clean[base]))
+    return pairs
+
+
 def find_pairs(root: str | os.PathLike, limit: int | None = None) -> list[Pair]:
     """All (rainy, clean) pairs under ``root`` in natural order, optionally the first ``limit``.
 
@@ -82,12 +100,15 @@ def find_pairs(root: str | os.PathLike, limit: int | None = None) -> list[Pair]:
             pairs = _pair_by_stem(root, root / r, root / c)
             break
     else:
+        if (root / "rainy_image").is_dir() and (root / "ground_truth").is_dir():
+            pairs = _pair_many_to_one(root, root / "rainy_image", root / "ground_truth")
+            return pairs[:limit] if limit else pairs
         files = [p for p in root.iterdir() if is_image_file(p)]
         rain = {p.stem[5:]: p for p in files if p.stem.startswith("rain-")}
         norain = {p.stem[7:]: p for p in files if p.stem.startswith("norain-")}
         if not rain and not norain:
             raise DrsedgeError(
-                f"{root}: no paired layout found; expected input/+target/, rain/+norain/ or rain-N/norain-N files"
+                f"{root}: no paired layout found; expected input/+target/, rain/+norain/, rainy_image/+ground_truth/ or rain-N/norain-N files"
             )
         missing = sorted(set(rain) ^ set(norain))
         if missing:

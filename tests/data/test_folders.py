@@ -30,6 +30,24 @@ def test_rain_norain_layouts(tmp_path, data_dir):
     assert len(find_pairs(dirs)) == 2
 
 
+def test_ddn_many_rainy_to_one_clean(tmp_path, data_dir):
+    """DDN-Data: rainy_image/N_K pairs with ground_truth/N (14 renderings per clean image upstream)."""
+    src = data_dir / "rain200H" / "train"
+    root = tmp_path / "ddn"
+    (root / "rainy_image").mkdir(parents=True)
+    (root / "ground_truth").mkdir()
+    for n in ("1", "2"):
+        shutil.copy(src / "target" / f"{n}.png", root / "ground_truth" / f"{n}.png")
+        for k in (1, 2, 14):
+            shutil.copy(src / "input" / f"{n}.png", root / "rainy_image" / f"{n}_{k}.png")
+    pairs = find_pairs(root)
+    assert [p.name for p in pairs] == ["1_1", "1_2", "1_14", "2_1", "2_2", "2_14"]
+    assert all(p.clean.stem == p.name.split("_")[0] for p in pairs)
+    shutil.copy(src / "input" / "3.png", root / "rainy_image" / "3_1.png")
+    with pytest.raises(DrsedgeError, match="no ground truth ground_truth/3"):
+        find_pairs(root)
+
+
 def test_unpaired_and_empty(tmp_path, data_dir):
     root = tmp_path / "ds"
     shutil.copytree(data_dir / "rain200L" / "train", root)
