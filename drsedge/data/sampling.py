@@ -90,3 +90,33 @@ def crop_batch(seed: int, step: int, patch: int, batch_size: int, n: int, size_o
         ys.append(pair[1] if clean is not None else torch.zeros_like(pair[1]))
         has.append(clean is not None)
     return torch.stack(xs).contiguous(), torch.stack(ys).contiguous(), torch.tensor(has)
+
+
+def progressive_stage(step: int, steps: int, schedule: list) -> tuple[int, int] | None:
+    """``(mini_batch, patch)`` of ``step`` under a progressive schedule ``[(fraction, mini_batch, patch), ...]``
+    (Restormer ``train.py``: ``iters`` / ``mini_batch_sizes`` / ``gt_sizes``, here with ``iters`` as fractions of
+    ``steps``); None when the schedule is empty."""
+    if not schedule:
+        return None
+    end = 0.0
+    for frac, b, p in schedule:
+        end += frac * steps
+        if step < round(end):
+            return int(b), int(p)
+    return int(schedule[-1][1]), int(schedule[-1][2])
+
+
+def progressive_crop(batch: tuple, seed: int, step: int, mini_batch: int, patch: int) -> tuple:
+    """Restormer's progressive learning on a drawn batch ``(rainy, clean, has_gt)`` of ``[B, 3, P, P]``: keep
+    ``mini_batch`` random rows and one random ``patch x patch`` window shared by them (Restormer ``train.py``,
+    ``progressive learning``). Random draws come from ``(seed, step)``, so resuming and any world size see the same
+    batch."""
+    x, y, has = batch
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_919)
+    if mini_batch < x.shape[0]:
+        idx = torch.randperm(x.shape[0], generator=g)[:mini_batch].sort().values
+        x, y, has = x[idx], y[idx], has[idx]
+    if patch < x.shape[-1]:
+        i, j = (int(v) for v in torch.randint(x.shape[-1] - patch + 1, (2,), generator=g))
+        x, y = x[..., i : i + patch, j : j + patch].contiguous(), y[..., i : i + patch, j : j + patch].contiguous()
+    return x, y, has

@@ -49,8 +49,22 @@ def _train_cfg(a, **extra):
     base = {**TRAIN_DEFAULTS, "steps": a.default_steps}
     if getattr(a, "preset", None) == "drsformer-upstream":
         base = dict(UPSTREAM_RECIPE)
-    given = {k: getattr(a, k) for k in ("steps", "batch_size", "patch", "lr", "seed", "checkpoint_every") if getattr(a, k) is not None}
+    given = {k: getattr(a, k) for k in ("steps", "batch_size", "patch", "lr", "seed", "checkpoint_every", "ema", "progressive")
+             if getattr(a, k, None) is not None}
     return TrainConfig(**{**base, **given, **extra})
+
+
+def speed_kwargs(a) -> dict:
+    """``train()``'s speed/memory options from the flags (:mod:`drsedge.training.speed`)."""
+    return {"compile": a.compile, "checkpoint_activations": a.checkpoint_activations, "channels_last": a.channels_last}
+
+
+def _stage(text: str) -> tuple[float, int, int]:
+    try:
+        f, b, p = text.split(":")
+        return float(f), int(b), int(p)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected FRACTION:BATCH:PATCH, e.g. 0.3:8:128") from None
 
 
 def _check_out_dir(out: str) -> None:
@@ -164,6 +178,15 @@ def _add_train_args(p, steps: int, out: bool = True):
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (under torchrun: each rank's LOCAL_RANK GPU)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="autocast precision; scores/top-k/softmax stay FP32; fp16 (GradScaler) needs CUDA")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (inductor; first steps compile)")
+    p.add_argument("--checkpoint-activations", action="store_true",
+                   help="recompute each TransformerBlock in the backward pass: less memory, ~1/3 more compute (full teacher on a GPU)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format (see benchmarks/bench_train.py)")
+    p.add_argument("--ema", type=_float_type(0.0, hi=0.999999), metavar="DECAY",
+                   help="keep an EMA of the weights (e.g. 0.999); validation and the saved model use it")
+    p.add_argument("--progressive", nargs="+", type=_stage, metavar="FRAC:BATCH:PATCH",
+                   help="Restormer progressive learning: stages of (fraction of steps, global batch, patch); draws are made "
+                        "at --batch-size / --patch, which must be the largest")
 
 
 POS = _int_type(1)

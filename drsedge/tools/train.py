@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .args import PRESETS, training_data
+from .args import PRESETS, speed_kwargs, training_data
 from .args import add_train_args as _add_train_args
 from .args import check_out_dir as _check_out_dir
 from .args import float_type as _float_type
@@ -47,7 +47,7 @@ def cmd_train_teacher(a) -> int:
     torch.manual_seed(tcfg.seed)
     model = cfg.build()
     res = train(model, training_data(a, True, tcfg), tcfg, a.out, resume=a.resume, stale="refuse",
-                device=a.device, precision=a.precision, stop_after=a.stop_after, workers=a.workers, **_validation(a, cfg))
+                device=a.device, precision=a.precision, stop_after=a.stop_after, workers=a.workers, **_validation(a, cfg), **speed_kwargs(a))
     if _is_main():
         path = save_model(Path(a.out) / "model.safetensors", model, cfg)
         print(f"teacher: {path} (step {res['step']}, loss {res['loss']:.4f})")
@@ -67,7 +67,8 @@ def cmd_distill(a) -> int:
     torch.manual_seed(tcfg.seed)
     model = cfg.build()
     res = train(model, training_data(a, False, tcfg), tcfg, a.out, teacher=teacher, resume=a.resume,
-                stale="refuse", device=a.device, precision=a.precision, stop_after=a.stop_after, workers=a.workers, **_validation(a, cfg))
+                stale="refuse", device=a.device, precision=a.precision, stop_after=a.stop_after, workers=a.workers, **_validation(a, cfg),
+                **speed_kwargs(a))
     if _is_main():
         path = save_model(Path(a.out) / "model.safetensors", model, cfg)
         print(f"student: {path} (step {res['step']}, loss {res['loss']:.4f})")

@@ -59,6 +59,8 @@ class TrainConfig:
     feature_levels: list[str] = field(default_factory=lambda: ["encoder_level2", "latent"])
     grad_clip: float = 0.0  # max grad norm; 0 disables
     zero_init_output: bool = True  # from scratch only: output conv starts at 0, so the net starts as identity (+ inp_img)
+    ema: float = 0.0  # EMA decay of the weights (BasicSR ema_decay, e.g. 0.999); 0 disables. The saved model is the EMA
+    progressive: list[tuple[float, int, int]] = field(default_factory=list)  # [(fraction of steps, mini-batch, patch)]
 
     def __post_init__(self):
         import math
@@ -78,6 +80,17 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 bad.append(f"{name} {v!r} must be a finite number >= 0")
+        if not isinstance(self.ema, (int, float)) or not 0 <= self.ema < 1:
+            bad.append(f"ema {self.ema!r} must be in [0, 1) (0 disables; 0.999 is BasicSR's)")
+        if self.progressive:
+            fr = [s[0] for s in self.progressive]
+            if any(not 0 < f <= 1 for f in fr) or abs(sum(fr) - 1) > 1e-6:
+                bad.append(f"progressive fractions {fr} must be in (0, 1] and sum to 1")
+            for _f, b, p in self.progressive:
+                if not 1 <= b <= self.batch_size or p % 8 or not 8 <= p <= self.patch:
+                    bad.append(f"progressive stage (batch {b}, patch {p}) must have 1 <= batch <= batch_size {self.batch_size} "
+                               f"and a patch that is a multiple of 8 <= patch {self.patch} (draws are made at the largest)")
+                    break
         if bad:
             raise DrsedgeError("training config: " + "; ".join(bad))
 
@@ -171,6 +184,9 @@ def train(
     val: list | None = None,
     val_every: int = 0,
     on_best=None,
+    compile: bool = False,
+    checkpoint_activations: bool = False,
+    channels_last: bool = False,
 ) -> dict:
     """Train ``model`` in place for ``cfg.steps`` steps; returns ``{"step", "loss", "losses"}``.
 
@@ -190,6 +206,10 @@ def train(
     ``val`` (paired, never the test set) is evaluated every ``val_every`` steps on rank 0 (PSNR-Y/SSIM-Y); each new
     best calls ``on_best(model, step, figures)``; ``out_dir/train_log.jsonl`` logs loss, lr, images/s and
     validation (and TensorBoard when installed, :mod:`drsedge.training.monitor`).
+    ``compile`` (torch.compile), ``checkpoint_activations`` and ``channels_last`` change speed and memory, not the
+    result (:mod:`drsedge.training.speed`). ``cfg.ema`` keeps an EMA of the weights (``torch.optim.swa_utils``);
+    validation, ``on_best`` and the returned model use it. ``cfg.progressive`` applies Restormer's progressive
+    patch/batch schedule (:func:`drsedge.data.sampling.progressive_crop`).
 
     Raises:
         DrsedgeError: teacher training without ground truth.
@@ -208,7 +228,13 @@ def train(
         raise DrsedgeError("teacher training needs paired data: every training folder must have ground truth")
     use_feat = teacher is not None and cfg.feature_weight > 0 and cfg.feature_levels
     adapters = build_adapters(model, teacher, cfg.feature_levels) if use_feat else nn.ModuleDict()
-    net = wrap(model, pl)  # moves the model; DistributedDataParallel under torchrun
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from drsedge.data.sampling import progressive_crop, progressive_stage
+
+    from .speed import activation_checkpointing, prepare, to_input_format
+
+    net = prepare(wrap(model, pl), channels_last, compile)  # moves the model; DistributedDataParallel under torchrun
     adapters.to(pl.device)
     if teacher is not None:
         teacher.to(pl.device)
@@ -220,6 +246,7 @@ def train(
     if cfg.zero_init_output and hasattr(model, "output"):
         with torch.no_grad():
             model.output.weight.zero_()  # overwritten below when resuming
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     state_path = out_dir / STATE_FILE
     run_key = hashlib.sha256(json.dumps([
         cfg.to_dict(), key, teacher is not None, [sampler.seed, sampler.patch, sampler.batch_size], [(k, list(v.shape)) for k, v in model.state_dict().items()],
@@ -245,6 +272,8 @@ def train(
                 adapters.load_state_dict(st["adapters"])
                 opt.load_state_dict(st["optimizer"])
                 sched.load_state_dict(st["scheduler"])
+                if ema is not None:
+                    ema.load_state_dict(st["ema"])
                 step, losses = int(st["step"]), list(st["losses"])
             except (KeyError, RuntimeError, ValueError, TypeError) as e:
                 raise StaleStateError(f"{state_path}: resume file does not fit this model ({first_line(e, 120)}); delete it") from None
@@ -266,6 +295,8 @@ def train(
             "model": model.state_dict(), "adapters": adapters.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "step": step, "losses": losses, "config": cfg.to_dict(), "run_key": run_key,
         }
+        if ema is not None:
+            st["ema"] = ema.state_dict()
         atomic_write(state_path, lambda tmp: torch.save(st, tmp))
 
     first = step
@@ -276,9 +307,16 @@ def train(
     mon = Monitor(out_dir, val, val_every, enabled=pl.is_main)
 
     feed = batches(sampler, step, cfg.steps, workers) if isinstance(sampler, StepDataset) else (sampler.batch(s) for s in range(step, cfg.steps))
+    ckpt = activation_checkpointing(model, checkpoint_activations)
+    ckpt.__enter__()
     try:
         while step < cfg.steps and (stop_after is None or step - first < stop_after):
-            x, y, has_gt = (t.to(pl.device) for t in shard(next(feed), pl))
+            drawn = next(feed)
+            stage = progressive_stage(step, cfg.steps, cfg.progressive)
+            if stage is not None:
+                drawn = progressive_crop(drawn, cfg.seed, step, *stage)
+            x, y, has_gt = (t.to(pl.device) for t in shard(drawn, pl))
+            x = to_input_format(x, channels_last)
             with torch.autocast(pl.device.type, dtype=pl.autocast_dtype, enabled=pl.autocast_dtype is not None):
                 pred = net(x).float()
                 loss = pred.new_zeros(())
@@ -307,26 +345,32 @@ def train(
             scaler.step(opt)
             scaler.update()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             if not all(bool(torch.isfinite(p).all()) for p in params):
                 raise NonFiniteError(f"training diverged: weights hold NaN/Inf after step {step + 1}; nothing saved for it; lower the learning rate")
             step += 1
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-            v = mon.step(step, losses[-1], sched.get_last_lr()[0], x.shape[0] * pl.world, model, pl.device)
+            shown = ema.module if ema is not None else model
+            v = mon.step(step, losses[-1], sched.get_last_lr()[0], x.shape[0] * pl.world, shown, pl.device)
             if v is not None:
                 bar.write(f"step {step}: val PSNR-Y {v['val_psnr']:.2f} dB, SSIM-Y {v['val_ssim']:.4f}" + (" (best)" if v["best"] else ""))
                 if v["best"] and on_best is not None:
-                    on_best(model, step, v)
+                    on_best(shown, step, v)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or (stop_after is not None and step - first == stop_after):
                 save()
     finally:
+        ckpt.__exit__(None, None, None)
         bar.close()
         mon.close()
         for h in (hooks_s, hooks_t):
             if h is not None:
                 h.close()
     barrier(pl)
+    if ema is not None:
+        model.load_state_dict(ema.module.state_dict())
     model.to("cpu")
     if teacher is not None:
         teacher.to("cpu")
