@@ -341,21 +341,24 @@ class Pipeline:
             self._guard_held_out("calibration", dirs)
             calib = calibration_set(dirs, size=qc["size"], limit=qc["limit"])
             metrics = {}
-            if qc.get("budget_db") is not None:  # measured keep-float search on the validation pairs
+            if qc.get("budget_db") is not None or qc.get("min_fidelity_db") is not None:  # measured keep-float search
                 from drsedge.compress.keep_float import search_keep_float
 
                 val = self._data(self.cfg["data"].get("validation"))
                 if not val:
-                    raise DrsedgeError("quantize.budget_db needs data.validation: a paired folder other than the test set")
+                    raise DrsedgeError("quantize.budget_db / min_fidelity_db need data.validation: a paired folder other than the test set")
                 self._guard_held_out("validation", val)
                 res = search_keep_float(self.path("export", "onnx"), out, calib, find_pairs(val[0], qc.get("val_limit", 4)),
-                                        budget_db=qc["budget_db"], backend=qc["backend"], quantize_depthwise=qc.get("quantize_depthwise", False),
-                                        keep_float=qc.get("keep_float"), max_steps=qc.get("max_steps", 4))
+                                        budget_db=qc.get("budget_db"), backend=qc["backend"], quantize_depthwise=qc.get("quantize_depthwise", False),
+                                        keep_float=qc.get("keep_float"), max_steps=qc.get("max_steps", 4),
+                                        min_fidelity_db=qc.get("min_fidelity_db"))
                 self.log(res.table())
                 if not res.ok:
-                    raise DrsedgeError(f"quantize: no INT8 model within -{qc['budget_db']} dB on {val[0]} after "
-                                       f"{len(res.steps) - 1} keep-float step(s); raise quantize.max_steps or budget_db")
-                metrics = {"keep_float": res.steps[-1].keep_float, "val_delta_db": res.steps[-1].delta_db}
+                    raise DrsedgeError(f"quantize: no INT8 model meets its targets on {val[0]} after {len(res.steps) - 1} keep-float "
+                                       "step(s); raise quantize.max_steps, budget_db or lower min_fidelity_db")
+                last = res.steps[-1]
+                metrics = {"keep_float": last.keep_float, "val_delta_db": last.delta_db, "val_fidelity_db": last.fidelity_db,
+                           "val_fidelity_min_db": last.fidelity_min_db}
             else:
                 quantize_onnx(self.path("export", "onnx"), out, calib, qc["backend"], qc.get("quantize_depthwise", False), qc.get("keep_float"))
             return {"onnx": out}, {"calibration_images": len(calib.files), "calibration_sha256": calib.digest, **count_qdq(out), **metrics}

@@ -110,12 +110,13 @@ class ExportSection(_Strict):
 
 
 class QuantizeSection(_Strict):
-    backend: Literal["nncf", "ort"] = "nncf"
+    backend: Literal["nncf", "ort", "modelopt"] = "nncf"
     size: Mult8 = 128
     limit: PosInt = 32
     quantize_depthwise: bool = False
     keep_float: list[str] | None = None
-    budget_db: NonNegFloat | None = None
+    budget_db: NonNegFloat | None = None  # largest ΔPSNR-Y of INT8 vs FP32 against ground truth on data.validation
+    min_fidelity_db: NonNegFloat | None = None  # floor on INT8-vs-FP32-output PSNR-Y, every data.validation image
     val_limit: PosInt = 4
     max_steps: NonNegInt = 4
 

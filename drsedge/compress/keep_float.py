@@ -43,23 +43,39 @@ class SearchStep:
     psnr: float
     delta_db: float
     qdq: int
+    fidelity_db: float = float("nan")  # mean PSNR-Y of the INT8 output against the FP32 output (dB)
+    fidelity_min_db: float = float("nan")  # its worst image
 
 
 @dataclass
 class SearchResult:
     fp32_psnr: float
-    budget_db: float
+    budget_db: float | None
     steps: list[SearchStep] = field(default_factory=list)
+    min_fidelity_db: float | None = None  # floor on the worst image's PSNR-Y of INT8 vs the FP32 output
+
+    def meets(self, s: SearchStep) -> bool:
+        """Both targets that were set: ΔPSNR-Y vs ground truth within the budget, fidelity to FP32 above the floor."""
+        gt = self.budget_db is None or s.delta_db >= -self.budget_db
+        fid = self.min_fidelity_db is None or s.fidelity_min_db >= self.min_fidelity_db
+        return gt and fid
+
+    def score(self, s: SearchStep) -> float:
+        """What a step ranks candidates by: the fidelity floor's margin when it is a target, else ΔPSNR-Y."""
+        return s.fidelity_min_db if self.min_fidelity_db is not None else s.delta_db
 
     @property
     def ok(self) -> bool:
-        return bool(self.steps) and self.steps[-1].delta_db >= -self.budget_db
+        return bool(self.steps) and self.meets(self.steps[-1])
 
     def table(self) -> str:
-        rows = [f"FP32 PSNR-Y {self.fp32_psnr:.2f} dB; budget -{self.budget_db:.2f} dB", "",
-                "| step | kept in float | INT8 PSNR-Y (dB) | Δ vs FP32 (dB) | Q/DQ pairs |", "|---|---|---|---|---|"]
-        rows += [f"| {i} | {', '.join(s.keep_float) or '–'} | {s.psnr:.2f} | {s.delta_db:+.3f} | {s.qdq} |"
-                 for i, s in enumerate(self.steps)]
+        targets = ([f"budget -{self.budget_db:.2f} dB vs ground truth"] if self.budget_db is not None else []) + (
+            [f"fidelity >= {self.min_fidelity_db:.1f} dB vs FP32 on every image"] if self.min_fidelity_db is not None else [])
+        rows = [f"FP32 PSNR-Y {self.fp32_psnr:.2f} dB; " + "; ".join(targets), "",
+                "| step | kept in float | INT8 PSNR-Y (dB) | Δ vs FP32 (dB) | fidelity vs FP32 mean / min (dB) | Q/DQ pairs |",
+                "|---|---|---|---|---|---|"]
+        rows += [f"| {i} | {', '.join(s.keep_float) or '–'} | {s.psnr:.2f} | {s.delta_db:+.3f} | "
+                 f"{s.fidelity_db:.2f} / {s.fidelity_min_db:.2f} | {s.qdq} |" for i, s in enumerate(self.steps)]
         return "\n".join(rows)
 
 
@@ -77,21 +93,26 @@ def _rank_units(jumps: list[tuple[str, float]], granularity: str) -> list[str]:
     return sorted(total, key=lambda k: -total[k])
 
 
-def _int8_delta(fp32: Path, int8: Path, val: list[Pair]) -> tuple[float, float, float]:
+def _int8_delta(fp32: Path, int8: Path, val: list[Pair]) -> tuple[float, float, float, float, float]:
+    """FP32 and INT8 PSNR-Y vs ground truth, their difference, and INT8's mean / worst PSNR-Y vs the FP32 output (dB)."""
     from drsedge.metrics.drift import Stage, evaluate_stages
     from drsedge.runtime.runners import OrtRunner
 
-    rep = evaluate_stages([Stage("fp32", OrtRunner(fp32), "ort"), Stage("int8", OrtRunner(int8), "ort")], val,
+    rep = evaluate_stages([Stage("fp32", OrtRunner(fp32), "ort"), Stage("int8", OrtRunner(int8), "ort", parent="fp32")], val,
                           latency_hw=None, progress=False)
-    return rep.stages[0].psnr, rep.stages[1].psnr, rep.stages[1].delta_vs_prev
+    q = rep.stages[1]
+    fid = [r["psnr_vs_parent"] for r in q.per_image.values() if "psnr_vs_parent" in r]
+    return rep.stages[0].psnr, q.psnr, q.delta_vs_prev, q.psnr_vs_parent, min(fid) if fid else float("nan")
 
 
 def search_keep_float(
-    src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationSet, val: list[Pair], *, budget_db: float,
+    src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationSet, val: list[Pair], *, budget_db: float | None = None,
     backend: str = "nncf", quantize_depthwise: bool = False, keep_float: list[str] | None = None, max_steps: int = 6,
-    candidates: int = 3, localize_images: int = 4, granularity: str = "stage",
+    candidates: int = 3, localize_images: int = 4, granularity: str = "stage", min_fidelity_db: float | None = None,
 ) -> SearchResult:
-    """Quantize ``src`` (FP32 ONNX), keeping modules in float until ΔPSNR-Y on ``val`` is within ``budget_db``.
+    """Quantize ``src`` (FP32 ONNX), keeping modules in float until the targets hold on ``val``: ΔPSNR-Y vs ground
+    truth within ``budget_db`` and/or fidelity (PSNR-Y of the INT8 output against the FP32 output, every image) of at
+    least ``min_fidelity_db``. With a fidelity floor, candidates are ranked by the worst image's fidelity.
 
     Each step quantizes and evaluates up to ``candidates`` models (one per candidate module).
     Writes ``dst`` (atomic) only when the budget is met; otherwise nothing is written and the
@@ -107,18 +128,20 @@ def search_keep_float(
         raise DrsedgeError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     if not val:
         raise DrsedgeError("keep-float search needs paired validation images (--val DIR)")
+    if budget_db is None and min_fidelity_db is None:
+        raise DrsedgeError("keep-float search needs a target: a ΔPSNR budget (--budget) and/or a fidelity floor (--min-fidelity)")
     from drsedge.data.heldout import guard_not_held_out
 
     guard_not_held_out([f for p in val for f in (p.rainy, p.clean)], "validation")
     kept = list(keep_float or [])
-    res = SearchResult(float("nan"), budget_db)
+    res = SearchResult(float("nan"), budget_db, min_fidelity_db=min_fidelity_db)
     with tempfile.TemporaryDirectory(prefix="drsedge-kf-") as d:
 
         def measure(keep: list[str]) -> tuple[SearchStep, Path]:
             cand = Path(tempfile.mkdtemp(dir=d)) / "int8.onnx"
             quantize_onnx(src, cand, calib, backend, quantize_depthwise, keep)
-            res.fp32_psnr, psnr, delta = _int8_delta(Path(src), cand, val)
-            return SearchStep(list(keep), psnr, delta, count_qdq(cand)["QuantizeLinear"]), cand
+            res.fp32_psnr, psnr, delta, fid, fid_min = _int8_delta(Path(src), cand, val)
+            return SearchStep(list(keep), psnr, delta, count_qdq(cand)["QuantizeLinear"], fid, fid_min), cand
 
         best, best_path = measure(kept)
         res.steps.append(best)
@@ -128,7 +151,7 @@ def search_keep_float(
             if not fresh:
                 break
             tried = [measure([*best.keep_float, m]) for m in fresh]
-            best, best_path = max(tried, key=lambda t: t[0].delta_db)
+            best, best_path = max(tried, key=lambda t: res.score(t[0]))
             res.steps.append(best)
         if res.ok:
             atomic_write(dst, lambda tmp: shutil.copyfile(best_path, tmp))

@@ -13,6 +13,8 @@ Two backends, both calibrated on real rainy images
   the MIXED preset changed nothing (43.0-47.2 dB).
 * ``"ort"``: ONNX Runtime's ``quantize_static`` (QDQ format, per-channel
   weights, MinMax calibration).
+* ``"modelopt"``: NVIDIA ModelOpt's ONNX PTQ, TensorRT's own Q/DQ placement
+  (:mod:`drsedge.compress.quantize_modelopt`; ``pip install -e ".[modelopt]"``).
 
 Which one runs faster on an ONNX Runtime CPU: only the ``ort`` placement. ONNX Runtime's CPU QDQ fusion
 needs a whole node unit, DequantizeLinear -> op -> QuantizeLinear, to form ``QLinearConv``/``QLinearAdd``/
@@ -44,7 +46,7 @@ from drsedge.calibration.calib import CalibrationSet
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
 
-BACKENDS = ("nncf", "ort")
+BACKENDS = ("nncf", "ort", "modelopt")
 # Op types kept in float: the attention score/probability path.
 FLOAT_OP_TYPES = ["TopK", "Softmax", "Where", "TopKSparseSoftmax", "Less", "GreaterOrEqual"]
 
@@ -90,12 +92,14 @@ def nodes_of_modules(model: onnx.ModelProto, modules: list[str]) -> list[str]:
 
 def quantize_onnx(
     src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationSet, backend: str = "nncf", quantize_depthwise: bool = False,
-    keep_float: list[str] | None = None,
+    keep_float: list[str] | None = None, high_precision: str = "fp32",
 ) -> Path:
     """Write an INT8 Q/DQ copy of ``src`` to ``dst`` (atomic).
 
     ``keep_float``: PyTorch module paths whose nodes stay in float (e.g. the modules
-    ``drsedge localize`` names); NNCF ignored scope / ORT ``nodes_to_exclude``.
+    ``drsedge localize`` names); NNCF ignored scope / ORT and ModelOpt ``nodes_to_exclude``.
+    ``high_precision`` (ModelOpt only): the float type of what stays unquantized, ``fp32`` for CPU targets,
+    ``fp16`` for TensorRT targets.
 
     Raises:
         DrsedgeError: unknown backend, unparsable ``src``, or empty calibration set.
@@ -104,11 +108,33 @@ def quantize_onnx(
         raise DrsedgeError(f"unknown quantization backend {backend!r}; use one of {BACKENDS}")
     if not calib.inputs:
         raise DrsedgeError("calibration set is empty: give a folder of real rainy images")
-    model = load_onnx(src)
-    input_name = model.graph.input[0].name
+    from .fused_qdq import INLINED, refuse, unfuse
+
+    fused_model = load_onnx(src)
+    model, calls = unfuse(fused_model)  # fused top-k calls inlined, quantized around, then put back (see fused_qdq)
     skip_nodes = _attention_matmuls(model) + ([] if quantize_depthwise else _depthwise_convs(model))
     skip_nodes += nodes_of_modules(model, keep_float or [])
+    skip_nodes += [n.name for n in model.graph.node if INLINED in n.name]
     skip_types = [t for t in FLOAT_OP_TYPES if any(n.op_type == t for n in model.graph.node)]
+    if calls:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="drsedge-unfused-") as d:
+            unfused = Path(d) / "unfused.onnx"
+            onnx.save(model, str(unfused))
+            tmp_q = _quantize(unfused, Path(d) / "int8.onnx", model, calib, backend, skip_nodes, skip_types, high_precision)
+            q = refuse(onnx.load(str(tmp_q)), calls, fused_model)
+            return atomic_write(dst, lambda tmp: onnx.save(q, tmp))
+    return _quantize(src, dst, model, calib, backend, skip_nodes, skip_types, high_precision)
+
+
+def _quantize(src, dst, model, calib, backend, skip_nodes, skip_types, high_precision) -> Path:
+    """One backend on ``model`` (loaded from ``src``, no fused calls), written atomically to ``dst``."""
+    input_name = model.graph.input[0].name
+    if backend == "modelopt":
+        from .quantize_modelopt import modelopt_quantize
+
+        return atomic_write(dst, lambda tmp: modelopt_quantize(model, tmp, calib.inputs, skip_nodes, skip_types, high_precision))
     if backend == "nncf":
         import logging
 

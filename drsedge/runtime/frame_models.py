@@ -3,7 +3,8 @@
 ``open_frame_model(path)`` returns ``model(x [1, 3, H, W] float32 in [0, 1]) -> same shape`` with ``limits``
 (:class:`~drsedge.runtime.limits.ShapeLimits`) and ``path``:
 
-- ``*.onnx``: ONNX Runtime (CPU, CUDA or TensorRT execution provider), no PyTorch;
+- ``*.onnx``: ONNX Runtime (CPU, CUDA or TensorRT execution provider) or OpenVINO (``provider="openvino"``, CPU),
+  no PyTorch;
 - ``*.engine`` / ``*.plan`` / ``*.trt``: a drsedge-built TensorRT engine with its sidecar, no PyTorch
   (TensorRT + cuda-python, :mod:`.engine_np`);
 - anything else (``*.safetensors``, upstream ``*.pth``, ``shipped:student``): PyTorch eager on the CPU.
@@ -56,10 +57,14 @@ def open_frame_model(path: str | os.PathLike, provider: str = "cpu", plugin: str
     """
     p = str(path)
     if p.endswith(".onnx"):
-        from .onnx_np import OnnxModel
-
         if plugin:
             raise DrsedgeError(f"{p}: --plugin is for TensorRT engines; ONNX Runtime runs the fused op from the model's own function")
+        if provider == "openvino":
+            from .openvino_np import OpenVinoModel
+
+            return OpenVinoModel(p)
+        from .onnx_np import OnnxModel
+
         return OnnxModel(p, provider)
     if p.endswith(ENGINE_SUFFIXES):
         from .engine_np import EngineModel

@@ -45,7 +45,8 @@ def register(sub) -> None:
     p.add_argument("model", help="ONNX model, TensorRT engine (.engine/.plan + .json sidecar) or checkpoint (shipped:student too)")
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu", help="ONNX Runtime execution provider (ONNX models)")
+    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt", "openvino"), default="cpu",
+                   help="ONNX models: ONNX Runtime execution provider, or openvino (OpenVINO CPU runtime; INT8 Q/DQ runs as INT8)")
     add_plugin_arg(p)
     p.add_argument("--tile", type=MULT8, help="tile side in px; default: whole images, or the largest tile the model takes")
     p.add_argument("--tile-overlap", type=NONNEG, default=32)

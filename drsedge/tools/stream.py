@@ -42,7 +42,8 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", help="video file (.mp4, .avi, .mkv) or folder of PNG frames; omit to only measure")
     p.add_argument("--model", required=True, help="ONNX model (drsedge export), TensorRT engine (.engine/.plan with its .json "
                    "sidecar, drsedge build-engine) or checkpoint (.safetensors, upstream .pth, shipped:student)")
-    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu", help="ONNX Runtime execution provider (ONNX models)")
+    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt", "openvino"), default="cpu",
+                   help="ONNX models: ONNX Runtime execution provider, or openvino (OpenVINO CPU runtime; INT8 Q/DQ runs as INT8)")
     add_plugin_arg(p)
     p.add_argument("--tile", type=MULT8, help="tile side in px (multiple of 8); default: whole frames, or the largest tile the "
                    "model takes when a frame exceeds its static shape or engine profile")

@@ -105,7 +105,7 @@ def test_budget_search_measures_and_writes_only_within_budget(fp32_onnx, data_di
 
     def fake_delta(fp32, int8, pairs):
         d = -0.05 if "decoder_level1.0.attn" in seen[-1] else -0.5
-        return 30.0, 30.0 + d, d
+        return 30.0, 30.0 + d, d, 50.0 + 10 * d, 47.0 + 10 * d
 
     monkeypatch.setattr(kf, "_int8_delta", fake_delta)
     res = kf.search_keep_float(fp32_onnx, tmp_path / "b.onnx", calib, val, budget_db=0.1, max_steps=3, candidates=2,
@@ -120,5 +120,16 @@ def test_budget_search_measures_and_writes_only_within_budget(fp32_onnx, data_di
     seen.clear()
     res = kf.search_keep_float(fp32_onnx, tmp_path / "e.onnx", calib, val, budget_db=0.01, max_steps=1, candidates=3)
     assert seen == [[], ["latent"], ["decoder_level1"], ["refinement"]] and not res.ok
+    # A fidelity floor (INT8 vs the FP32 output, worst image): 42 dB fully quantized, 46.5 dB with decoder_level1.0.attn.
+    seen.clear()
+    res = kf.search_keep_float(fp32_onnx, tmp_path / "f.onnx", calib, val, max_steps=3, candidates=2, granularity="module",
+                               min_fidelity_db=45.0)
+    assert res.ok and res.steps[-1].keep_float == ["decoder_level1.0.attn"] and res.steps[-1].fidelity_min_db == pytest.approx(46.5)
+    assert "fidelity >= 45.0 dB" in res.table()
+    res = kf.search_keep_float(fp32_onnx, tmp_path / "g.onnx", calib, val, max_steps=1, candidates=2, granularity="module",
+                               min_fidelity_db=47.0)
+    assert not res.ok and not (tmp_path / "g.onnx").exists()
+    with pytest.raises(DrsedgeError, match="needs a target"):
+        kf.search_keep_float(fp32_onnx, tmp_path / "h.onnx", calib, val)
     with pytest.raises(DrsedgeError, match="held-out"):
         kf.search_keep_float(fp32_onnx, tmp_path / "d.onnx", calib, find_pairs(data_dir / "rain100L", 1), budget_db=1.0)
