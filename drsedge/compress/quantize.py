@@ -16,19 +16,19 @@ Two backends, both calibrated on real rainy images
 * ``"modelopt"``: NVIDIA ModelOpt's ONNX PTQ, TensorRT's own Q/DQ placement
   (:mod:`drsedge.compress.quantize_modelopt`; ``pip install -e ".[modelopt]"``).
 
-Which one runs faster on an ONNX Runtime CPU: only the ``ort`` placement. ONNX Runtime's CPU QDQ fusion
+Which one ONNX Runtime's CPU provider fuses: only the ``ort`` placement. ONNX Runtime's CPU QDQ fusion
 needs a whole node unit, DequantizeLinear -> op -> QuantizeLinear, to form ``QLinearConv``/``QLinearAdd``/
-``QLinearMatMul``; NNCF puts Q/DQ only on the inputs of weighted ops (the TensorRT / OpenVINO convention,
-where the runtime fuses that), so ORT keeps float convs between DequantizeLinear nodes. Measured on the demo
-student architecture (:func:`fused_kernel_counts`): NNCF 2 ``QLinearConv`` of 118 convs; ``ort`` 82
-``QLinearConv`` + 109 ``QLinearAdd`` (118 + 12 ``QLinearMatMul`` with ``quantize_depthwise``). So ``nncf`` is the
-backend for TensorRT targets and ``ort`` the one for ORT CPU deployment.
+``QLinearMatMul``; NNCF and ModelOpt put Q/DQ only on the inputs of weighted ops (the TensorRT / OpenVINO
+convention, where the runtime fuses that), so ORT keeps float convs between DequantizeLinear nodes. Measured on
+the demo student architecture (:func:`fused_kernel_counts`): NNCF 2 ``QLinearConv`` of 118 convs; ``ort`` 82
+``QLinearConv`` + 109 ``QLinearAdd``. Fused or not, no INT8 model is faster than FP32 on this CPU
+(``benchmarks/bench_int8.py``: ORT's ``QLinearConv`` at 24-128 channels is slower than its NCHWc float convs), so
+pick the backend by fidelity and target: ``modelopt`` / ``nncf`` for TensorRT, see README "INT8".
 
 Depthwise convolutions stay in float by default (``quantize_depthwise=False``): on
-this CPU (AVX-512 VNNI) their Q/DQ overhead outweighs the INT8 gain, measured with
-``benchmarks/bench_int8_ort.py``.
+this CPU (AVX-512 VNNI) their Q/DQ overhead outweighs the INT8 gain.
 
-In both, the top-k / -inf mask / softmax part of TKSA stays in floating point
+In all, the top-k / -inf mask / softmax part of TKSA stays in floating point
 (TopK, Softmax, Where, the q/k normalisation and the score/prob matmuls are
 excluded): INT8 scores would create ties at the top-k threshold, and
 TensorRT cannot fuse Q/DQ into a plugin.

@@ -30,7 +30,7 @@ class OnnxModel:
             ONNX Runtime build lacks.
     """
 
-    def __init__(self, path: str | os.PathLike, provider: str = "cpu", threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, provider: str = "cpu", threads: int | None = None, arena: bool = True):
         import onnxruntime as ort
 
         path = Path(path)
@@ -43,6 +43,7 @@ class OnnxModel:
                                "use --provider cpu or install onnxruntime-gpu")
         so = ort.SessionOptions()
         so.log_severity_level = 3
+        so.enable_cpu_mem_arena = arena  # False: memory goes back after each run (many sessions side by side at 720p)
         if threads:
             so.intra_op_num_threads = threads
         try:

@@ -90,7 +90,7 @@ class OpenVinoModel:
         except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line messages
             raise DrsedgeError(f"{path}: OpenVINO cannot read this model ({_why(e)})") from None
         if _signed_activation_fq(model):
-            raise DrsedgeError(f"{path}: OpenVINO {ov.__version__} runs signed-INT8 activation Q/DQ (NNCF, ModelOpt) of this graph "
+            raise DrsedgeError(f"{path}: OpenVINO {ov.__version__.split('-')[0]} runs signed-INT8 activation Q/DQ (NNCF, ModelOpt) of this graph "
                                "wrongly (measured: 19-24 dB against the FP32 output where ONNX Runtime gives 44-52 dB); use "
                                "--provider cpu (ONNX Runtime), or quantize with --backend ort (unsigned activations) for OpenVINO")
         if len(model.inputs) != 1 or len(model.outputs) != 1 or model.inputs[0].get_partial_shape().rank.get_length() != 4:
