@@ -360,7 +360,8 @@ class Pipeline:
                 metrics = {"keep_float": last.keep_float, "val_delta_db": last.delta_db, "val_fidelity_db": last.fidelity_db,
                            "val_fidelity_min_db": last.fidelity_min_db}
             else:
-                quantize_onnx(self.path("export", "onnx"), out, calib, qc["backend"], qc.get("quantize_depthwise", False), qc.get("keep_float"))
+                quantize_onnx(self.path("export", "onnx"), out, calib, qc["backend"], qc.get("quantize_depthwise", False), qc.get("keep_float"),
+                              qc.get("high_precision", "fp32"))
             return {"onnx": out}, {"calibration_images": len(calib.files), "calibration_sha256": calib.digest, **count_qdq(out), **metrics}
 
         return self._stage("quantize", qc, ["export"], run)

@@ -111,6 +111,7 @@ class ExportSection(_Strict):
 
 class QuantizeSection(_Strict):
     backend: Literal["nncf", "ort", "modelopt"] = "nncf"
+    high_precision: Literal["fp32", "fp16"] = "fp32"  # modelopt: float type of the unquantized part (fp16 for TensorRT)
     size: Mult8 = 128
     limit: PosInt = 32
     quantize_depthwise: bool = False
