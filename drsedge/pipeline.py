@@ -341,7 +341,22 @@ class Pipeline:
             self._guard_held_out("calibration", dirs)
             calib = calibration_set(dirs, size=qc["size"], limit=qc["limit"])
             metrics = {}
-            if qc.get("budget_db") is not None or qc.get("min_fidelity_db") is not None:  # measured keep-float search
+            if qc.get("qat_steps"):  # quantization-aware fine-tuning of the deployed student (drsedge qat)
+                from drsedge.compress.qat import export_qat_onnx, insert_quantizers
+
+                fp32, _ = load_model(self.deploy_model())
+                student, _ = load_model(self.deploy_model())
+                unl = self._data(self.cfg["data"].get("unlabeled"))
+                samples = load_samples(self._train_pairs(), [f for d in unl for f in find_unlabeled(d)])
+                lr = float(qc.get("qat_lr", 1e-5))
+                qcfg = TrainConfig(steps=int(qc["qat_steps"]), batch_size=4, patch=64, lr=lr, seed=self.cfg["seed"],
+                                   checkpoint_every=int(qc["qat_steps"]), eta_mins=[lr, lr * 0.01], zero_init_output=False)
+                qmodel = insert_quantizers(student, calib.inputs)
+                res = train(qmodel, CropSampler(samples, qcfg.patch, qcfg.batch_size, qcfg.seed), qcfg, out.parent / "qat", teacher=fp32,
+                            progress=self.progress, log=self.log)
+                export_qat_onnx(qmodel, out, opset=self.cfg["export"]["opset"])
+                metrics = {"qat_steps": res["step"], "qat_final_loss": res["loss"]}
+            elif qc.get("budget_db") is not None or qc.get("min_fidelity_db") is not None:  # measured keep-float search
                 from drsedge.compress.keep_float import search_keep_float
 
                 val = self._data(self.cfg["data"].get("validation"))

@@ -17,6 +17,7 @@ from drsedge.errors import DrsedgeError
 
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
+PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Mult8 = Annotated[int, Field(gt=0, multiple_of=8)]
 
@@ -112,6 +113,8 @@ class ExportSection(_Strict):
 class QuantizeSection(_Strict):
     backend: Literal["nncf", "ort", "modelopt"] = "nncf"
     high_precision: Literal["fp32", "fp16"] = "fp32"  # modelopt: float type of the unquantized part (fp16 for TensorRT)
+    qat_steps: NonNegInt = 0  # > 0: quantization-aware fine-tuning (NNCF, distilled from the FP32 student) instead of PTQ
+    qat_lr: PosFloat = 1e-5
     size: Mult8 = 128
     limit: PosInt = 32
     quantize_depthwise: bool = False

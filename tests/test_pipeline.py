@@ -69,6 +69,16 @@ def test_pipeline_end_to_end_and_skip(tmp_path, data_dir, capsys):
     qm = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["quantize"]["metrics"]
     assert qm["keep_float"] == [] and f"{qm['val_delta_db']:+.3f} |" in out  # the measured drop, as printed in the search table
 
+    # Quantization-aware fine-tuning instead of PTQ: quantize and check re-run, the INT8 stage is the QAT export.
+    cfg.write_text(yaml.safe_dump({**TINY, "run_dir": str(tmp_path / "run"), "quantize": {"qat_steps": 2, "size": 64, "limit": 2}}))
+    assert main(["pipeline", "--config", str(cfg), "--data", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("up to date, skipped") == 5 and "[quantize] running" in out
+    qm = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["quantize"]["metrics"]
+    assert qm["qat_steps"] == 2 and qm["QuantizeLinear"] > 10
+    rep = json.loads((tmp_path / "run" / "check" / "report.json").read_text())
+    assert rep["stages"][-1]["name"] == "onnx_int8" and rep["stages"][-1]["psnr_vs_parent"] > 15
+
     # Turning pruning off exports the unpruned student again.
     cfg.write_text(yaml.safe_dump({**TINY, "run_dir": str(tmp_path / "run"), "prune": {"enabled": False}}))
     assert main(["pipeline", "--config", str(cfg), "--data", str(data_dir)]) == 0
