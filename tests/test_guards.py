@@ -264,7 +264,7 @@ def test_y_rounds_half_away_from_zero():
 
 # property: every subcommand, generic bad arguments, never a traceback --------------------------------------
 SUBCOMMANDS = ["info", "metrics", "train-teacher", "distill", "synth-rain", "export", "fp16-check", "quantize", "check", "localize",
-               "compare", "derain", "prune", "build-engine", "pipeline", "demo"]
+               "compare", "derain", "prune", "build-engine", "pipeline", "demo", "qat", "stream"]
 
 
 @pytest.mark.parametrize("cmd", SUBCOMMANDS)
@@ -289,6 +289,9 @@ def test_no_traceback_for_generic_bad_arguments(cmd, tmp_path, capsys):
         "build-engine": [[missing, "-o", str(tmp_path / "e")], [str(junk), "-o", str(tmp_path / "e"), "--print-trtexec"]],
         "pipeline": [["--config", missing], ["--config", str(junk)]],
         "demo": [["--data", missing, "--run-dir", str(tmp_path / "r")]],
+        "qat": [[missing, "--calib", missing, "-o", str(tmp_path / "o.onnx")],
+                [str(junk), "--calib", str(tmp_path), "--train", str(tmp_path), "-o", str(tmp_path / "o.onnx")]],
+        "stream": [[missing, "--model", missing], [str(tmp_path), "--model", str(junk)], [str(junk), "--model", str(junk) + ".onnx"]],
     }[cmd] + [["--no-such-flag"]]
     for args in generic:
         code = _exit_code([cmd, *args])
