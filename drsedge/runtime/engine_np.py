@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from drsedge.backend.trt._import import import_tensorrt, installed_version
+from drsedge.backend.trt.engine_io import load_engine
 from drsedge.backend.trt.provenance import check_sidecar, read_sidecar
 from drsedge.errors import DrsedgeError, NonFiniteError
 
@@ -79,16 +80,7 @@ class EngineModel:  # pragma: no cover - needs an NVIDIA GPU, TensorRT and cuda-
             ctypes.CDLL(str(plugin))  # self-registering plugin library
         self._trt, self._cudart = trt, cudart
         self.logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(self.logger)
-        if side.get("flags", {}).get("version_compatible"):
-            runtime.engine_host_code_allowed = True
-        self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
-        if self.engine is None:
-            raise DrsedgeError(f"{engine}: TensorRT could not deserialize it")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        self.output = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        self.engine, self.context, self.input, self.output = load_engine(trt, self.path, side, self.logger)
         self.in_dtype = np.float16 if self.engine.get_tensor_dtype(self.input) == trt.float16 else np.float32
         self.out_dtype = np.float16 if self.engine.get_tensor_dtype(self.output) == trt.float16 else np.float32
         self.stream = self._check(cudart.cudaStreamCreate())

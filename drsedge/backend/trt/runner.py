@@ -12,6 +12,7 @@ from pathlib import Path
 from drsedge.errors import DrsedgeError
 
 from ._import import import_tensorrt, installed_version
+from .engine_io import load_engine
 from .provenance import check_sidecar, read_sidecar
 
 
@@ -37,16 +38,7 @@ class EngineRunner:  # pragma: no cover - needs a GPU and TensorRT
             import ctypes
 
             ctypes.CDLL(str(plugin))  # self-registering plugin library
-        runtime = trt.Runtime(self.logger)
-        if side.get("flags", {}).get("version_compatible"):
-            runtime.engine_host_code_allowed = True
-        self.engine = runtime.deserialize_cuda_engine(Path(engine).read_bytes())
-        if self.engine is None:
-            raise DrsedgeError(f"{engine}: TensorRT could not deserialize it")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        self.output = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        self.engine, self.context, self.input, self.output = load_engine(trt, engine, side, self.logger)
         self.name, self.path, self.sidecar = name, Path(engine), side
         self._torch, self._trt = torch, trt
 
