@@ -26,3 +26,12 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     text = str(exc).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def unknown_keys(cls, d: dict) -> tuple[list[str], list[str]]:
+    """The keys of ``d`` that are not fields of dataclass ``cls``, and its field names (both sorted): the one check
+    behind "unknown ... option(s)" messages of config mappings."""
+    import dataclasses
+
+    names = sorted(f.name for f in dataclasses.fields(cls))
+    return sorted(set(d) - set(names)), names

@@ -8,12 +8,11 @@ checked by :meth:`drsedge.models.config.ModelConfig.from_dict`, training section
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from drsedge.errors import DrsedgeError
+from drsedge.errors import DrsedgeError, unknown_keys
 
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -43,10 +42,9 @@ def _check_train(v: dict | None, where: str) -> dict | None:
         return v
     from drsedge.training.loop import TrainConfig
 
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(v) - names)
+    unknown, names = unknown_keys(TrainConfig, v)
     if unknown:
-        raise ValueError(f"unknown training option(s) {unknown}; valid: {sorted(names)}")
+        raise ValueError(f"unknown training option(s) {unknown}; valid: {names}")
     try:
         TrainConfig.from_dict(v, where)
     except DrsedgeError as e:

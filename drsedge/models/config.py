@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from drsedge.errors import DrsedgeError
+from drsedge.errors import DrsedgeError, unknown_keys
 
 from .drsformer import ATTENTION_KINDS, DRSformer
 
@@ -47,10 +47,9 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> ModelConfig:
         """Build from a mapping; unknown keys or bad values raise :class:`DrsedgeError` naming ``source``."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        unknown, names = unknown_keys(cls, d)
         if unknown:
-            raise DrsedgeError(f"{source}: unknown model option(s) {unknown}; valid: {sorted(names)}")
+            raise DrsedgeError(f"{source}: unknown model option(s) {unknown}; valid: {names}")
         cfg = _validate_types(cls, d, source)
         if cfg.dim < 1 or any(b < 1 for b in cfg.num_blocks) or len(cfg.num_blocks) != 4 or len(cfg.heads) != 4 or cfg.ffn_expansion_factor <= 0:
             raise DrsedgeError(f"{source}: dim, 4 block counts and 4 head counts must be positive, ffn_expansion_factor > 0 "

@@ -97,14 +97,13 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict, source: str = "training config") -> TrainConfig:
         """Build from a mapping; unknown keys, wrong types or impossible numbers raise one-line DrsedgeError."""
-        import dataclasses
-
         import pydantic
 
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        from drsedge.errors import unknown_keys
+
+        unknown, names = unknown_keys(cls, d)
         if unknown:
-            raise DrsedgeError(f"{source}: unknown training option(s) {unknown}; valid: {sorted(names)}")
+            raise DrsedgeError(f"{source}: unknown training option(s) {unknown}; valid: {names}")
         try:
             return pydantic.TypeAdapter(cls).validate_python(d)
         except pydantic.ValidationError as e:
