@@ -10,7 +10,7 @@ DATA=${2:-../shared/data}
 OUT=${3:-runs/trt_check}
 mkdir -p "$OUT"
 python -c "import tensorrt, torch; assert torch.cuda.is_available(); print('TensorRT', tensorrt.__version__, torch.cuda.get_device_name())"
-PLUGIN=native/topk_sparse_softmax/build/libdrsedge_trt_plugin.so
+PLUGIN=native/topk_sparse_softmax/build/libdrsedge_trt_plugin_static.so   # self-registering: every TensorRT from 8.5
 [ -f "$PLUGIN" ] || bash native/topk_sparse_softmax/build.sh
 CALIB="$DATA/rain200H/train/input $DATA/rain200L/train/input $DATA/real"
 for attn in native fused; do

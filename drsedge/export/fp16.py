@@ -30,6 +30,7 @@ import numpy as np
 
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
+from drsedge.onnx_graph import attention_core
 
 META_PRECISION, META_ISLANDS = "drsedge.precision", "drsedge.fp32_islands"
 
@@ -62,19 +63,6 @@ def overflow_islands(onnx_path: str | os.PathLike, images: list[np.ndarray], pro
     from drsedge.debug.fp16_range import fp16_overflows, fp16_ranges
 
     return [r.node for r in fp16_overflows(fp16_ranges(onnx_path, images, project_hw))]
-
-
-def attention_core(model) -> list[str]:
-    """TKSA between its convs: q/k normalisation, the C x C scores, top-k selection, softmax and the product with V.
-
-    Kept in FP32 because top-k is a discontinuous selection: FP16 rounding of the scores changes which entries
-    pass the threshold, and one swapped entry moves a whole output channel. Measured on the demo's pruned student,
-    PSNR of the FP16 ONNX output vs the FP32 output on 6 validation frames (rain200H/test, rain200L/test, real/):
-    28.3-47.0 dB with only the overflow islands, 28.5-48.7 dB adding the LayerNorm/normalisation islands, 54.2-83.9 dB
-    with this core in FP32 too. The part is cheap (C x C with C <= 64); the 1x1 and depthwise convs around it,
-    where the MACs are, stay FP16.
-    """
-    return [n.name for n in model.graph.node if "/attn/" in n.name and n.op_type not in ("Conv",)]
 
 
 def _fused_weight_producers(model) -> list[str]:

@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from drsedge.backend.trt._import import import_tensorrt, installed_version
+from drsedge.backend.trt.cuda_rt import cudart as _cudart
 from drsedge.backend.trt.engine_io import load_engine
+from drsedge.backend.trt.plugins import load_plugin
 from drsedge.backend.trt.provenance import check_sidecar, read_sidecar
+from drsedge.backend.trt.version import build_path
 from drsedge.errors import DrsedgeError, NonFiniteError
 
 from .limits import ShapeLimits
-
-CUDA_PYTHON_MISSING = ("cuda-python is not installed: on a machine with an NVIDIA GPU, "
-                       "pip install --extra-index-url https://pypi.nvidia.com -e '.[runtime,trt]'")
 
 
 def limits_from_sidecar(side: dict, engine: str) -> ShapeLimits:
@@ -39,17 +39,6 @@ def limits_from_sidecar(side: dict, engine: str) -> ShapeLimits:
     except (KeyError, TypeError, ValueError, AssertionError):
         raise DrsedgeError(f"{engine}.json: no [N, 3, H, W] optimization profile in the sidecar; rebuild with `drsedge build-engine`") from None
     return ShapeLimits(min_hw=(lo[2], lo[3]), max_hw=(hi[2], hi[3]), source=f"engine profile max {hi[2]}x{hi[3]}")
-
-
-def _cudart():
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.8
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python
-        except ImportError:
-            raise DrsedgeError(CUDA_PYTHON_MISSING) from None
-    return cudart
 
 
 class EngineModel:  # pragma: no cover - needs an NVIDIA GPU, TensorRT and cuda-python
@@ -73,11 +62,10 @@ class EngineModel:  # pragma: no cover - needs an NVIDIA GPU, TensorRT and cuda-
         if int(err) != 0:
             raise DrsedgeError(f"{engine}: no CUDA GPU visible ({err}); TensorRT engines run on NVIDIA GPUs")
         _, props = cudart.cudaGetDeviceProperties(dev)
-        check_sidecar(side, installed_version(trt), f"{props.major}.{props.minor}", plugin, str(engine))
+        version = installed_version(trt)
+        check_sidecar(side, version, f"{props.major}.{props.minor}", plugin, str(engine))
         if plugin:
-            import ctypes
-
-            ctypes.CDLL(str(plugin))  # self-registering plugin library
+            load_plugin(trt, plugin, build_path(version), bool(side.get("flags", {}).get("version_compatible")))
         self._trt, self._cudart = trt, cudart
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.engine, self.context, self.input, self.output = load_engine(trt, self.path, side, self.logger)
@@ -124,6 +112,15 @@ class EngineModel:  # pragma: no cover - needs an NVIDIA GPU, TensorRT and cuda-
             raise NonFiniteError(f"{self.path}: output holds NaN or Inf; the engine is broken (rebuild it); nothing written")
         return y
 
-    def __del__(self):
+    def close(self) -> None:
+        """Free the device buffers and destroy the CUDA stream (also on garbage collection)."""
         for ptr, _ in getattr(self, "_bufs", {}).values():
             self._cudart.cudaFree(ptr)
+        self._bufs = {}
+        stream = getattr(self, "stream", None)
+        if stream is not None:
+            self._cudart.cudaStreamDestroy(stream)
+            self.stream = None
+
+    def __del__(self):
+        self.close()

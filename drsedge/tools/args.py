@@ -152,8 +152,10 @@ def _add_compare_args(p):
 
 def add_plugin_arg(p) -> None:
     """``--plugin``: the one definition (build-engine, check, compare, localize)."""
-    p.add_argument("--plugin", metavar="LIB", help="TopKSparseSoftmax TensorRT plugin library (libdrsedge_trt_plugin.so, see "
-                   "native/topk_sparse_softmax/README.md); needed for engines of --attention fused exports")
+    p.add_argument("--plugin", metavar="LIB", help="TopKSparseSoftmax TensorRT plugin library, needed for engines of --attention fused "
+                   "exports: native/topk_sparse_softmax/build/libdrsedge_trt_plugin_static.so (any TensorRT), or "
+                   "libdrsedge_trt_plugin.so (TensorRT >= 8.6, loadLibrary; required with --version-compatible); "
+                   "see native/topk_sparse_softmax/README.md")
 
 
 def _add_train_args(p, steps: int, out: bool = True):

@@ -27,7 +27,7 @@ from drsedge.models import student_config
 # (version, strongly typed, network creation flag, strip local function, trtexec plugin flag, --stronglyTyped, opt level flag)
 DISPATCH = [
     ("8.5.2.2", False, "EXPLICIT_BATCH", True, "--plugins", False, False),
-    ("8.6.1.post1", False, "EXPLICIT_BATCH", True, "--plugins", False, True),
+    ("8.6.1.post1", False, "EXPLICIT_BATCH", True, "--staticPlugins", False, True),
     ("10.3.0", False, None, True, "--staticPlugins", False, True),
     ("10.7.0.23", False, None, False, "--staticPlugins", False, True),
     ("10.12.0", True, "STRONGLY_TYPED", False, "--staticPlugins", True, True),
@@ -59,9 +59,16 @@ def onnx_files(tmp_path_factory):
     model = student_config(dim=8, num_blocks=[1, 1, 1, 1]).build()
     native = export_onnx(model, d / "native.onnx")
     fused = export_onnx(model, d / "fused.onnx", attention="fused")
-    plugin = d / "libdrsedge_trt_plugin.so"
-    plugin.write_bytes(b"\x7fELF fake plugin for flag tests")
+    plugin = d / "libdrsedge_trt_plugin_static.so"
+    plugin.write_bytes(b"\x7fELF stand-in for flag tests\0drsedge-plugin-registration:static\0")
     return native, fused, plugin
+
+
+@pytest.fixture(scope="module")
+def dynamic_plugin(tmp_path_factory):
+    p = tmp_path_factory.mktemp("dyn") / "libdrsedge_trt_plugin.so"
+    p.write_bytes(b"\x7fELF stand-in for flag tests\0drsedge-plugin-registration:dynamic\0")
+    return p
 
 
 def test_function_stripped_copy_keeps_plugin_attributes(onnx_files, tmp_path):
@@ -106,7 +113,8 @@ def test_trtexec_lines_per_version(onnx_files):
     assert {"--plugins", "--fp16", "--precisionConstraints", "--layerPrecisions"} <= _flags(v85)
     assert "--builderOptimizationLevel" not in _flags(v85)
     v86 = trtexec_command(o, build_path("8.6"))
-    assert {"--plugins", "--fp16", "--builderOptimizationLevel"} <= _flags(v86)
+    assert {"--staticPlugins", "--fp16", "--builderOptimizationLevel"} <= _flags(v86)  # --plugins is deprecated in 8.6
+    assert f"--plugins={plugin}" in v85 and f"--staticPlugins={plugin}" in v86  # the library given, loaded as it registers
     v103 = trtexec_command(o, build_path("10.3"))
     assert {"--staticPlugins", "--fp16"} <= _flags(v103) and "--stronglyTyped" not in _flags(v103)
     v1013 = trtexec_command(o, build_path("10.13"))
@@ -119,8 +127,71 @@ def test_trtexec_lines_per_version(onnx_files):
     names = {n.name for n in onnx.load(str(fused)).graph.node}
     kept = [s.rsplit(":", 1)[0] for s in spec.split("=", 1)[1].split(",")]
     assert kept and all(k in names for k in kept) and any("norm1/body" in k for k in kept)
+    # the top-k attention core and the fused nodes are pinned too (weak typing would pick FP16 for them)
+    assert set(fused_nodes(onnx.load(str(fused)))) <= set(kept) and any("/attn/" in k and "Mul" in k for k in kept)
+    o8 = BuildOptions(str(_native), "s.engine", precision="int8")
+    o8.precision = "int8"  # flags only (validate would ask for a Q/DQ graph)
+    assert "--layerPrecisions" in " ".join(trtexec_command(o8, build_path("10.3")).split()) and "--layerPrecisions" not in \
+        trtexec_command(BuildOptions(str(_native), "s.engine", precision="fp32"), build_path("10.3"))
     # INT8 on weak typing: explicit Q/DQ with --fp16 --int8, never a calibrator
     assert "--calib" not in v86
+
+
+def test_weak_fp32_layers_are_float_valued_and_cover_the_attention_core(onnx_files):
+    """Review defects 4 and 5: the TKSA core and fused nodes are pinned; INT64 shape Divs (``c // heads``) are not."""
+    from drsedge.backend.trt import fp16_unsafe_nodes, weak_fp32_layers
+    from drsedge.onnx_graph import value_types
+
+    native, fused, _ = onnx_files
+    for path in (native, fused):
+        m = onnx.load(str(path))
+        types = value_types(m)
+        by_name = {n.name: n for n in m.graph.node}
+        int_divs = [n.name for n in m.graph.node if n.op_type == "Div" and "/attn/" in n.name
+                    and types.get(n.output[0]) == onnx.TensorProto.INT64]
+        assert int_divs, "the export has integer shape-arithmetic Divs inside attention"
+        for names in (fp16_unsafe_nodes(path), weak_fp32_layers(path)):
+            assert names and not set(names) & set(int_divs)
+            assert all(types.get(o) in (1, 10) for nm in names for o in by_name[nm].output if by_name[nm].op_type != "TopKSparseSoftmax")
+        core = weak_fp32_layers(path)
+        assert any(by_name[n].op_type in ("TopK", "Softmax") for n in core) or set(fused_nodes(m)) <= set(core)
+
+
+def test_plugin_library_kind_and_the_right_one_per_version(onnx_files, dynamic_plugin, tmp_path):
+    """Review defect 1/6: the library's registration kind is read from its marker; 8.5 cannot use the loadLibrary
+    library, version-compatible engines must serialize it; trtexec gets the flag that matches the library."""
+    from drsedge.backend.trt import check_plugin, plugin_kind
+
+    _, fused, static = onnx_files
+    assert plugin_kind(static) == "static" and plugin_kind(dynamic_plugin) == "dynamic"
+    other = tmp_path / "libother.so"
+    other.write_bytes(b"\x7fELF no marker")
+    with pytest.raises(DrsedgeError, match="not a drsedge TopKSparseSoftmax plugin library"):
+        plugin_kind(other)
+    with pytest.raises(DrsedgeError, match="no IPluginRegistry::loadLibrary.*libdrsedge_trt_plugin_static.so"):
+        check_plugin(dynamic_plugin, build_path("8.5"))
+    with pytest.raises(DrsedgeError, match="version-compatible.*libdrsedge_trt_plugin.so"):
+        check_plugin(static, build_path("10.3"), version_compatible=True)
+    assert check_plugin(dynamic_plugin, build_path("8.6"), version_compatible=True) == "dynamic"
+    o = BuildOptions(str(fused), str(tmp_path / "v.engine"), precision="fp32", plugin=str(dynamic_plugin), version_compatible=True)
+    line = trtexec_command(o, build_path("10.13"))
+    assert f"--dynamicPlugins={dynamic_plugin}" in line and f"--setPluginsToSerialize={dynamic_plugin}" in line
+    assert "--staticPlugins" not in line and "--versionCompatible" in line
+    with pytest.raises(DrsedgeError, match="no IPluginRegistry::loadLibrary"):
+        BuildOptions(str(fused), str(tmp_path / "w.engine"), plugin=str(dynamic_plugin)).validate(build_path("8.5"))
+    with pytest.raises(DrsedgeError, match="version-compatible"):
+        BuildOptions(str(fused), str(tmp_path / "w.engine"), precision="fp32", plugin=str(static),
+                     version_compatible=True).validate(build_path("10.13"))
+
+
+def test_int8_float_precision_is_stated_per_version(onnx_files):
+    """Review defect 7: the same FP32 Q/DQ graph is INT8+FP16 on weak typing and INT8+FP32 on strong typing."""
+    from drsedge.backend.trt.config import int8_float_precision
+
+    info = {"float_types": ["float32"]}
+    assert int8_float_precision(build_path("10.3"), info) == "fp16"
+    assert int8_float_precision(build_path("10.13"), info) == "fp32"
+    assert int8_float_precision(build_path("11.1"), {"float_types": ["float16", "float32"]}) == "fp16"
 
 
 def test_profile_comes_from_the_onnx_and_refuses_bad_dims(onnx_files, tmp_path):
@@ -183,8 +254,10 @@ def test_sidecar_refuses_other_trt_gpu_or_plugin(onnx_files, tmp_path):
         check_sidecar(side, "10.3.0", "8.7", str(other))
     hw = make_sidecar(BuildOptions(str(native), "e", hardware_compatible=True, version_compatible=True), "10.3.0", "A100", "8.0", 1.0)
     check_sidecar(hw, "10.9.0", "9.0")
-    with pytest.raises(DrsedgeError, match="same major"):
-        check_sidecar(hw, "11.0.0", "9.0")
+    check_sidecar(hw, "11.0.0", "9.0")  # 10 -> 11 is supported (NVIDIA "Engine Compatibility", 11.1 docs)
+    for runtime in ("10.2.0", "12.0.0"):  # an older runtime, or a major jump NVIDIA does not support
+        with pytest.raises(DrsedgeError, match="cannot run on"):
+            check_sidecar(hw, runtime, "9.0")
     (tmp_path / "x.engine.json").write_text(json.dumps(side))
     assert read_sidecar(tmp_path / "x.engine")["plugin_sha256"] == side["plugin_sha256"]
     with pytest.raises(DrsedgeError, match="no sidecar"):

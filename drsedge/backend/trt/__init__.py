@@ -5,13 +5,28 @@ Only :mod:`.loader` and :mod:`.runner` import TensorRT (lazily, through :mod:`._
 runs and is tested on a CPU-only machine.
 """
 
-from .config import PRECISIONS, BuildOptions, fp16_unsafe_nodes, verify_plugin_layers
+from .config import PRECISIONS, BuildOptions, fp16_unsafe_nodes, verify_plugin_layers, weak_fp32_layers
+from .plugins import check_plugin, plugin_kind
 from .profile import Profile
 from .provenance import check_sidecar, make_sidecar, read_sidecar
 from .trtexec import trtexec_command
 from .version import KNOWN_VERSIONS, BuildPath, build_path, parse_version
 
 __all__ = [
-    "KNOWN_VERSIONS", "PRECISIONS", "BuildOptions", "BuildPath", "Profile", "build_path", "check_sidecar", "fp16_unsafe_nodes",
-    "make_sidecar", "parse_version", "read_sidecar", "trtexec_command", "verify_plugin_layers",
+    "KNOWN_VERSIONS",
+    "PRECISIONS",
+    "BuildOptions",
+    "BuildPath",
+    "Profile",
+    "build_path",
+    "check_plugin",
+    "check_sidecar",
+    "fp16_unsafe_nodes",
+    "make_sidecar",
+    "parse_version",
+    "plugin_kind",
+    "read_sidecar",
+    "trtexec_command",
+    "verify_plugin_layers",
+    "weak_fp32_layers",
 ]

@@ -2,11 +2,16 @@
 
 Precision rules per TensorRT generation (:mod:`.version`):
 
-* weak typing (< 10.12): ``fp16`` sets ``BuilderFlag.FP16`` and keeps the FP16-unsafe layers (LayerNorm
-  statistics, q/k L2-normalisation) in FP32 with obeyed precision constraints unless the export is
-  ``--fp16-safe``; ``int8`` sets FP16 + INT8 flags on an explicit Q/DQ ONNX.
+* weak typing (< 10.12): ``fp16`` sets ``BuilderFlag.FP16``; ``int8`` sets FP16 + INT8 flags on an explicit Q/DQ
+  ONNX (INT8 + FP16 engine). Both keep :func:`weak_fp32_layers` in FP32 with obeyed precision constraints: the
+  FP16-unsafe layers (LayerNorm statistics, q/k L2-normalisation; none for ``--fp16-safe`` exports) and the TKSA
+  core (:func:`drsedge.onnx_graph.attention_core`, the fused nodes), because a weakly typed builder otherwise
+  picks each layer's precision itself (``NvInfer.h``, ``ILayer::setPrecision``) and the FP16 ONNX's islands are
+  not binding before 10.12. Only layers with float outputs are pinned (shape layers stay INT32/INT64).
 * strong typing (>= 10.12, the only mode of 11.x): no precision flags; the ONNX decides. ``fp16`` needs an
-  FP16 ONNX (``drsedge export --precision fp16``), ``fp32`` an FP32 one, ``int8`` a Q/DQ ONNX.
+  FP16 ONNX (``drsedge export --precision fp16``), ``fp32`` an FP32 one, ``int8`` a Q/DQ ONNX, whose float parts
+  are FP32 unless it was quantized with ``--high-precision fp16`` (:func:`int8_float_precision`: INT8 + FP32 there,
+  INT8 + FP16 on weak typing, from the same file).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 
 from drsedge.errors import DrsedgeError
 
+from .plugins import PLUGIN_HINT, check_plugin
 from .profile import Profile
 from .version import BuildPath
 
@@ -23,7 +29,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # Layers kept in FP32 inside weakly typed FP16 engines: LayerNorm statistics and the q/k L2 normalisation
 # overflow easily in FP16 (ONNX node-name fragments as exported by drsedge; TensorRT#4493, #4355).
 FP16_UNSAFE_PATTERNS = ("norm1/body", "norm2/body", "ReduceL2", "LpNormalization", "attn/Div")
-PLUGIN_HINT = "native/topk_sparse_softmax/build/libdrsedge_trt_plugin.so (see native/topk_sparse_softmax/README.md to build it)"
 
 
 @dataclass
@@ -40,7 +45,7 @@ class BuildOptions:
     workspace_mib: int = 1024
     hardware_compatible: bool = False
     version_compatible: bool = False
-    fp16_keep_fp32: bool = True  # weak typing only: keep FP16_UNSAFE_PATTERNS layers in FP32
+    fp16_keep_fp32: bool = True  # weak typing only: keep weak_fp32_layers() in FP32
 
     def validate(self, path: BuildPath | None = None) -> dict:
         """Check everything that can be checked without TensorRT or a GPU; returns the ONNX inspection.
@@ -71,6 +76,8 @@ class BuildOptions:
             raise DrsedgeError(f"{self.onnx}: has custom op(s) {info['custom_ops']} but no plugin library; pass --plugin {PLUGIN_HINT}")
         if self.plugin and not Path(self.plugin).is_file():
             raise DrsedgeError(f"{self.plugin}: plugin library not found; build it with native/topk_sparse_softmax (see its README)")
+        if self.plugin and path is not None:
+            check_plugin(self.plugin, path, self.version_compatible)
         if self.precision == "int8" and not info["qdq"]:
             raise DrsedgeError(f"{self.onnx}: INT8 engines use explicit quantization; give the Q/DQ model from `drsedge quantize`")
         if path is not None:
@@ -88,22 +95,53 @@ class BuildOptions:
 
 
 def fp16_unsafe_nodes(onnx_path) -> list[str]:
-    """ONNX node names of the FP16-unsafe layers (LayerNorm statistics, q/k L2-normalisation).
+    """ONNX node names of the FP16-unsafe layers (LayerNorm statistics, q/k L2-normalisation), float-valued only.
 
     Empty for an export made with ``--fp16-safe`` (metadata ``drsedge.fp16_safe = "1"``): its reductions
     are bounded (:mod:`drsedge.models.fp16_safe`) and need no FP32 layers. TensorRT's ONNX parser names each
     layer after its node, so these names address the layers. ``drsedge fp16-check`` measures which of them
-    actually overflow on real images.
+    actually overflow on real images. Nodes with integer outputs that match a pattern (the exporter's INT64
+    ``attn/Div`` for ``c // heads``) are left out: :func:`drsedge.onnx_graph.float_valued_nodes`.
     """
+    from drsedge.onnx_graph import float_valued_nodes
     from drsedge.onnx_io import load_onnx
 
     model = load_onnx(onnx_path, external_data=False)
     if any(p.key == "drsedge.fp16_safe" and p.value == "1" for p in model.metadata_props):
         return []
+    floats = float_valued_nodes(model)
     return [
         n.name for n in model.graph.node
-        if n.name and n.op_type != "Constant" and any(p in n.name or p == n.op_type for p in FP16_UNSAFE_PATTERNS)
+        if n.name in floats and n.op_type != "Constant" and any(p in n.name or p == n.op_type for p in FP16_UNSAFE_PATTERNS)
     ]
+
+
+def weak_fp32_layers(onnx_path) -> list[str]:
+    """Layers a weakly typed (< 10.12) FP16 or INT8 engine keeps in FP32, in graph order.
+
+    :func:`fp16_unsafe_nodes`, the TKSA core (:func:`drsedge.onnx_graph.attention_core`: top-k selection flips
+    on FP16 rounding, 28-47 dB vs 54-84 dB of fidelity measured on the FP16 ONNX) and the fused
+    ``TopKSparseSoftmax`` nodes, restricted to float-valued nodes (:func:`drsedge.onnx_graph.float_valued_nodes`).
+    """
+    from drsedge.onnx_graph import attention_core, float_valued_nodes, fused_nodes
+    from drsedge.onnx_io import load_onnx
+
+    model = load_onnx(onnx_path, external_data=False)
+    floats = float_valued_nodes(model)
+    want = set(fp16_unsafe_nodes(onnx_path)) | (set(attention_core(model)) & floats) | set(fused_nodes(model))
+    return [n.name for n in model.graph.node if n.name in want and n.op_type != "Constant"]
+
+
+def int8_float_precision(path: BuildPath, info: dict) -> str:
+    """What the non-quantized layers of an INT8 engine run in: ``"fp16"`` or ``"fp32"``.
+
+    Weak typing sets ``BuilderFlag.FP16`` with INT8 (FP16 where TensorRT finds it faster, FP32 layers pinned by
+    :func:`weak_fp32_layers`); strong typing takes the float type from the Q/DQ graph
+    (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``: "every tensor ... has a data type defined in the network").
+    """
+    if not path.strongly_typed:
+        return "fp16"
+    return "fp16" if "float16" in info["float_types"] else "fp32"
 
 
 def verify_plugin_layers(fused: list[str], plugin_layers: list[str], source: str) -> None:

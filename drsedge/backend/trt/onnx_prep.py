@@ -15,15 +15,10 @@ from pathlib import Path
 
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
+from drsedge.onnx_graph import OP_DOMAIN, OP_TYPE, fused_nodes
 from drsedge.onnx_io import image_input, load_onnx
-from drsedge.ops.topk_sparse_softmax import OP_DOMAIN, OP_TYPE
 
 PLUGIN_ATTRS = ("plugin_version", "plugin_namespace")
-
-
-def fused_nodes(model) -> list[str]:
-    """Names of the ``drsedge::TopKSparseSoftmax`` nodes, in graph order (empty names shown as ``<node i>``)."""
-    return [n.name or f"<node {i}>" for i, n in enumerate(model.graph.node) if n.domain == OP_DOMAIN and n.op_type == OP_TYPE]
 
 
 def graph_float_types(model) -> set[str]:

@@ -44,7 +44,7 @@ def make_sidecar(o, tensorrt_version: str, gpu_name: str, compute_capability: st
 def check_sidecar(sidecar: dict, tensorrt_version: str, compute_capability: str, plugin: str | None = None, engine: str = "engine") -> None:
     """Refuse an engine built for another TensorRT / GPU / plugin build.
 
-    TensorRT must match exactly unless the engine is version-compatible (then the major must match);
+    TensorRT must match exactly unless the engine is version-compatible (then :func:`runs_version_compatible`);
     the compute capability must match unless it is hardware-compatible (then >= 8.0 is required).
 
     Raises:
@@ -53,8 +53,9 @@ def check_sidecar(sidecar: dict, tensorrt_version: str, compute_capability: str,
     flags = sidecar.get("flags", {})
     built = sidecar.get("tensorrt_version", "?")
     if flags.get("version_compatible"):
-        if built.split(".")[0] != tensorrt_version.split(".")[0]:
-            raise DrsedgeError(f"{engine}: built with TensorRT {built}, running {tensorrt_version}: version-compatible engines need the same major")
+        if not runs_version_compatible(built, tensorrt_version):
+            raise DrsedgeError(f"{engine}: version-compatible engine built with TensorRT {built} cannot run on {tensorrt_version} "
+                               "(a runtime at least as new, same major, or 8 -> 10 / 10 -> 11); rebuild it here")
     elif built != tensorrt_version:
         raise DrsedgeError(f"{engine}: built with TensorRT {built}, running {tensorrt_version}; rebuild it with `drsedge build-engine`")
     cc = sidecar.get("compute_capability", "?")
@@ -69,6 +70,25 @@ def check_sidecar(sidecar: dict, tensorrt_version: str, compute_capability: str,
             raise DrsedgeError(f"{engine}: needs the plugin library it was built with ({sidecar.get('plugin')}); pass --plugin")
         if sha256(plugin) != want:
             raise DrsedgeError(f"{engine}: plugin library {plugin} differs from the one it was built with (sha256 mismatch); rebuild the engine")
+
+
+def _release(v: str) -> tuple[int, ...]:
+    import re
+
+    return tuple(int(x) for x in re.findall(r"\d+", str(v))[:3]) or (0,)
+
+
+def runs_version_compatible(built: str, runtime: str) -> bool:
+    """Whether a version-compatible engine built with TensorRT ``built`` runs on TensorRT ``runtime``.
+
+    NVIDIA, "Engine Compatibility" (TensorRT 11.1 docs) and the 11.4 support matrix: engines built version-compatible
+    run on the same or a newer runtime of the same major (from 8.6), and across majors only 8 -> 10 and 10 -> 11;
+    "engines built with newer versions ... do not work with older runtimes".
+    """
+    b, r = _release(built), _release(runtime)
+    if r < b:
+        return False
+    return r[0] == b[0] or (b[0], r[0]) in ((8, 10), (10, 11))
 
 
 def read_sidecar(engine: str | os.PathLike) -> dict:

@@ -13,7 +13,9 @@ from drsedge.errors import DrsedgeError
 
 from ._import import import_tensorrt, installed_version
 from .engine_io import load_engine
+from .plugins import load_plugin
 from .provenance import check_sidecar, read_sidecar
+from .version import build_path
 
 
 class EngineRunner:  # pragma: no cover - needs a GPU and TensorRT
@@ -32,12 +34,11 @@ class EngineRunner:  # pragma: no cover - needs a GPU and TensorRT
         trt = import_tensorrt()
         side = read_sidecar(engine)
         props = torch.cuda.get_device_properties(0)
-        check_sidecar(side, installed_version(trt), f"{props.major}.{props.minor}", plugin, str(engine))
+        version = installed_version(trt)
+        check_sidecar(side, version, f"{props.major}.{props.minor}", plugin, str(engine))
         self.logger = trt.Logger(trt.Logger.WARNING)
         if plugin:
-            import ctypes
-
-            ctypes.CDLL(str(plugin))  # self-registering plugin library
+            load_plugin(trt, plugin, build_path(version), bool(side.get("flags", {}).get("version_compatible")))
         self.engine, self.context, self.input, self.output = load_engine(trt, engine, side, self.logger)
         self.name, self.path, self.sidecar = name, Path(engine), side
         self._torch, self._trt = torch, trt

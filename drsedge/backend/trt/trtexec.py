@@ -1,7 +1,9 @@
 """The ``trtexec`` command equivalent to a build, per TensorRT generation (for building by hand on a Jetson).
 
 Flags by version (trtexec ``sampleOptions.cpp`` at each release; TensorRT docs "Migrating trtexec Usage
-from TensorRT 10.x to 11.x"): plugins load with ``--plugins`` on 8.x and ``--staticPlugins`` from 10.x;
+from TensorRT 10.x to 11.x"): the self-registering plugin library loads with ``--plugins`` on 8.5 and
+``--staticPlugins`` from 8.6, the loadLibrary one with ``--dynamicPlugins`` (>= 8.6; with
+``--setPluginsToSerialize`` for version-compatible engines, v8.6.1 ``sampleEngines.cpp``);
 ``--fp16``/``--int8`` exist on 8.x and 10.x and are removed in 11.x; drsedge adds ``--stronglyTyped`` on
 10.12-10.x (it is a no-op in 11.x); ``--builderOptimizationLevel``, ``--hardwareCompatibilityLevel`` and
 ``--versionCompatible`` exist from 8.6; ``--memPoolSize=workspace:N`` is in MiB on every version.
@@ -10,24 +12,27 @@ from TensorRT 10.x to 11.x"): plugins load with ``--plugins`` on 8.x and ``--sta
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 
-from .config import BuildOptions, fp16_unsafe_nodes
+from .config import BuildOptions, weak_fp32_layers
+from .plugins import check_plugin
 from .version import BuildPath
-
-
-def static_plugin_path(plugin: str) -> str:
-    """The self-registering build of the plugin library that trtexec loads (``libdrsedge_trt_plugin_static.so``)."""
-    p = Path(plugin)
-    return str(p.with_name(p.name.replace("libdrsedge_trt_plugin.so", "libdrsedge_trt_plugin_static.so")))
 
 
 def trtexec_command(o: BuildOptions, path: BuildPath, onnx: str | None = None) -> str:
     """The trtexec command line for ``o`` on TensorRT ``path.version``; ``onnx`` overrides the parsed file
-    (the function-stripped copy before 10.7)."""
+    (the function-stripped copy before 10.7).
+
+    Raises:
+        DrsedgeError: the plugin library is the wrong one for this version (:func:`.plugins.check_plugin`).
+    """
     args = ["trtexec", f"--onnx={onnx or o.onnx}", f"--saveEngine={o.engine}"]
     if o.plugin:
-        args.append(f"{path.trtexec_plugin_flag}={static_plugin_path(o.plugin)}")
+        if check_plugin(o.plugin, path, o.version_compatible) == "static":
+            args.append(f"{path.trtexec_plugin_flag}={o.plugin}")
+        else:
+            args.append(f"--dynamicPlugins={o.plugin}")
+            if o.version_compatible:
+                args.append(f"--setPluginsToSerialize={o.plugin}")
     args += [f"--minShapes={o.profile.shape_arg('min')}", f"--optShapes={o.profile.shape_arg('opt')}",
              f"--maxShapes={o.profile.shape_arg('max')}"]
     if path.weak_precision_flags:
@@ -35,8 +40,8 @@ def trtexec_command(o: BuildOptions, path: BuildPath, onnx: str | None = None) -
             args.append("--fp16")
         if o.precision == "int8":
             args.append("--int8")  # explicit Q/DQ: scales come from the ONNX, no calibrator
-        if o.precision == "fp16" and o.fp16_keep_fp32:
-            keep = fp16_unsafe_nodes(o.onnx)
+        if o.precision in ("fp16", "int8") and o.fp16_keep_fp32:
+            keep = weak_fp32_layers(o.onnx)
             if keep:
                 args += ["--precisionConstraints=obey", "--layerPrecisions=" + ",".join(f"{n}:fp32" for n in keep)]
     if path.trtexec_strongly_typed:

@@ -8,11 +8,15 @@ Sources (checked facts in ``../shared/notes/tensorrt.md``):
   ``STRONGLY_TYPED`` is deprecated and ignored (NVIDIA, "Migrating from TensorRT 10.x to 11.x").
 * 10.12-10.x: strong typing is opt-in (``STRONGLY_TYPED``, ``trtexec --stronglyTyped``); weak typing is
   deprecated there, so drsedge takes the strongly typed path from 10.12 on.
-* Before 10.7 the ONNX parser imports a node's model-local function before trying the plugin registry
-  (onnx-tensorrt ``ModelImporter.cpp``; NVIDIA/TensorRT#4113; fixed by onnx-tensorrt PR #1004 in 10.7 GA),
-  so the fused op's function must be stripped for 8.5/8.6/10.3 (JetPack 5.1/6.0/6.1/6.2).
-* trtexec loads plugin libraries with ``--plugins`` on 8.x and ``--staticPlugins`` on 10.x/11.x;
-  ``--builderOptimizationLevel``, ``--hardwareCompatibilityLevel`` and ``--versionCompatible`` exist from 8.6.
+* The fused op's model-local function: TensorRT 8.5/8.6 parsers have no local-function support at all
+  (onnx-tensorrt changelog 9.0 EA "Added support for ONNX local functions"; 8.5-GA/8.6-GA ``ModelImporter.cpp``
+  has no ``LocalFunctionImporter``), so the node goes to the plugin registry there; 10.0-10.6 import the
+  function *before* trying the registry (onnx-tensorrt 10.1-GA ``ModelImporter.cpp``; NVIDIA/TensorRT#4113;
+  fixed by onnx-tensorrt PR #1004 in 10.7 GA). drsedge parses the function-stripped copy below 10.7: needed on
+  10.0-10.6, harmless on 8.x (the parsed file is then the same on every JetPack before 7).
+* Plugin libraries (:mod:`.plugins`): the self-registering library loads with trtexec ``--plugins`` on 8.5 and
+  ``--staticPlugins`` from 8.6 (v8.6.1 ``sampleOptions.cpp``, which deprecates ``--plugins``); the loadLibrary
+  library (``--dynamicPlugins``, ``IPluginRegistry::loadLibrary``, ``--setPluginsToSerialize``) exists from 8.6.
 * INT8 is explicit quantization (Q/DQ in the ONNX) on every version; drsedge never uses a calibrator.
 """
 
@@ -50,7 +54,8 @@ class BuildPath:
     create_flag: str | None  # NetworkDefinitionCreationFlag to set: "EXPLICIT_BATCH" (8.x), "STRONGLY_TYPED" (10.12-10.x) or None
     weak_precision_flags: bool  # BuilderFlag.FP16/INT8 and per-layer precisions exist and are used
     strip_local_functions: bool  # parser would import the fused op's local function instead of the plugin
-    trtexec_plugin_flag: str  # "--plugins" (8.x) or "--staticPlugins"
+    trtexec_plugin_flag: str  # trtexec flag for the self-registering library: "--plugins" (8.5) or "--staticPlugins"
+    plugin_load_library: bool  # IPluginRegistry::loadLibrary exists (>= 8.6): the dynamic library can be used
     trtexec_strongly_typed: bool  # print --stronglyTyped (10.12-10.x; a no-op in 11.x, so omitted there)
     builder_optimization_level: bool  # >= 8.6
     compatibility_flags: bool  # hardware/version compatibility, >= 8.6
@@ -79,7 +84,8 @@ def build_path(version: str) -> BuildPath:
         create_flag="EXPLICIT_BATCH" if v < (10, 0) else ("STRONGLY_TYPED" if strong and v < (11, 0) else None),
         weak_precision_flags=not strong,
         strip_local_functions=v < (10, 7),
-        trtexec_plugin_flag="--plugins" if v < (10, 0) else "--staticPlugins",
+        trtexec_plugin_flag="--plugins" if v < (8, 6) else "--staticPlugins",
+        plugin_load_library=v >= (8, 6),
         trtexec_strongly_typed=strong and v < (11, 0),
         builder_optimization_level=v >= (8, 6),
         compatibility_flags=v >= (8, 6),

@@ -56,14 +56,18 @@ inline bool readKs(nvinfer1::PluginFieldCollection const* fc, std::vector<int32_
     return false;
 }
 
-// Linear fp32/fp16 scores and output of the same type; weights fp32 or fp16.
+// Scores and output: linear FP32 only; weights FP32 or FP16. The top-k thresholds sit between scores that can
+// differ by ~3e-8 (shared/notes/fused-op.md), and an FP16 core costs 28-47 dB of fidelity against 54-84 dB in
+// FP32 (drsedge.export.fp16.attention_core). Weakly typed TensorRT (< 10.12) chooses layer precisions itself
+// (NvInfer.h, ILayer::setPrecision), so advertising only FP32 here is what keeps the op in FP32 on every
+// JetPack; TensorRT inserts the reformat. The CUDA kernel itself still takes FP16 (drsedge_topk_sparse_softmax).
 inline bool supportedCombination(int32_t pos, nvinfer1::DataType const* types, nvinfer1::TensorFormat const* formats) {
     using nvinfer1::DataType;
     if (formats[pos] != nvinfer1::TensorFormat::kLINEAR) return false;
     DataType const t = types[pos];
-    if (pos == 0) return t == DataType::kFLOAT || t == DataType::kHALF;
+    if (pos == 0) return t == DataType::kFLOAT;
     if (pos == 1) return t == DataType::kFLOAT || t == DataType::kHALF;
-    return t == types[0];  // output
+    return t == types[0];  // output: the scores' type
 }
 
 inline int32_t toDtype(nvinfer1::DataType t) { return t == nvinfer1::DataType::kHALF ? DRSEDGE_F16 : DRSEDGE_F32; }

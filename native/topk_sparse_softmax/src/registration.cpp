@@ -1,9 +1,18 @@
-// Plugin library entry points.
-//  * getCreators (TensorRT >= 10) / getPluginCreators (TensorRT 8.x): used by
-//    IPluginRegistry::loadLibrary, i.e. `trtexec --dynamicPlugins=lib.so` and Polygraphy/Python loadLibrary.
-//  * DRSEDGE_STATIC_REGISTER: registers the creators when the library is dlopen'ed
-//    (`trtexec --staticPlugins=lib.so`, or ctypes.CDLL(lib) before building from Python).
-//    Built as a separate library so loadLibrary never sees the creator twice.
+// Plugin library entry points. Two libraries are built from this file, and a process loads exactly one:
+//
+//  * libdrsedge_trt_plugin.so (dynamic registration, TensorRT >= 8.6): exports getCreators (>= 10) /
+//    getPluginCreators (8.6) and setLoggerFinder, which only IPluginRegistry::loadLibrary reads
+//    (`trtexec --dynamicPlugins=lib.so`, Python `trt.get_plugin_registry().load_library(lib)`, and the library
+//    serialized into version-compatible engines). Nothing happens when it is merely dlopen'ed.
+//  * libdrsedge_trt_plugin_static.so (DRSEDGE_STATIC_REGISTER, every TensorRT from 8.5): registers its
+//    creator with getPluginRegistry() when it is dlopen'ed (`trtexec --staticPlugins=` / `--plugins=` on 8.5,
+//    Python `ctypes.CDLL(lib)`), as REGISTER_TENSORRT_PLUGIN does. It exports no loadLibrary entry point, so
+//    loadLibrary can never register its creator a second time.
+//
+// TensorRT 8.5 (JetPack 5.1) has neither ILoggerFinder nor IPluginRegistry::loadLibrary (NVIDIA/TensorRT tag
+// 8.5.2 include/; both appear in v8.6.1), so only the static library exists there.
+// Sources: NVIDIA/TensorRT plugin/vc/vfcCommon.cpp (main), plugin/common/vfcCommon.cpp (v8.6.1),
+// samples/trtexec/README.md ("For dynamic registration, the plugin shared library must expose ... getCreators").
 #include "plugin_common.h"
 
 using namespace nvinfer1;
@@ -21,6 +30,20 @@ IPluginCreator* v2Creator();
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 #endif
 
+// Which registration this build does; drsedge.backend.trt.plugins reads this string from the file to load the
+// library the right way (and refuse the wrong one) without loading it.
+#if defined(DRSEDGE_STATIC_REGISTER)
+extern "C" __attribute__((visibility("default"), used)) char const drsedge_plugin_registration[] = "drsedge-plugin-registration:static";
+#else
+extern "C" __attribute__((visibility("default"), used)) char const drsedge_plugin_registration[] = "drsedge-plugin-registration:dynamic";
+#endif
+
+#define DRSEDGE_TRT_HAS_LOAD_LIBRARY (NV_TENSORRT_MAJOR > 8 || (NV_TENSORRT_MAJOR == 8 && NV_TENSORRT_MINOR >= 6))
+
+#if !defined(DRSEDGE_STATIC_REGISTER)
+#if !DRSEDGE_TRT_HAS_LOAD_LIBRARY
+#error "TensorRT < 8.6 has no IPluginRegistry::loadLibrary: build only the self-registering library (DRSEDGE_STATIC_REGISTER)"
+#endif
 extern "C" {
 
 void setLoggerFinder(ILoggerFinder*) {}
@@ -45,6 +68,7 @@ IPluginCreator* const* getPluginCreators(int32_t& nbCreators) {
 #endif
 
 }  // extern "C"
+#endif  // !DRSEDGE_STATIC_REGISTER
 
 #if defined(DRSEDGE_STATIC_REGISTER)
 namespace {

@@ -1,0 +1,63 @@
+"""Queries on an ONNX graph (``onnx.ModelProto``), shared by export, compression and the TensorRT backend.
+
+Node names are the exporter's module paths (``/encoder_level1/encoder_level1.0/attn/...``); TensorRT's ONNX
+parser names each layer after its node (onnx-tensorrt ``registerLayer`` -> ``getNodeName``), so these names
+also address engine layers.
+"""
+
+from __future__ import annotations
+
+FLOAT_TYPES = (1, 10, 16)  # onnx.TensorProto FLOAT, FLOAT16, BFLOAT16
+OP_DOMAIN, OP_TYPE = "drsedge", "TopKSparseSoftmax"  # the fused top-k op (drsedge.ops.topk_sparse_softmax)
+
+
+def fused_nodes(model) -> list[str]:
+    """Names of the ``drsedge::TopKSparseSoftmax`` nodes, in graph order (empty names shown as ``<node i>``)."""
+    return [n.name or f"<node {i}>" for i, n in enumerate(model.graph.node) if n.domain == OP_DOMAIN and n.op_type == OP_TYPE]
+
+
+def attention_core(model) -> list[str]:
+    """TKSA between its convs: q/k normalisation, the C x C scores, top-k selection, softmax and the product with V.
+
+    Kept in FP32 because top-k is a discontinuous selection: FP16 rounding of the scores changes which entries
+    pass the threshold, and one swapped entry moves a whole output channel. Measured on the demo's pruned student,
+    PSNR of the FP16 ONNX output vs the FP32 output on 6 validation frames (rain200H/test, rain200L/test, real/):
+    28.3-47.0 dB with only the overflow islands, 28.5-48.7 dB adding the LayerNorm/normalisation islands, 54.2-83.9 dB
+    with this core in FP32 too. The part is cheap (C x C with C <= 64); the 1x1 and depthwise convs around it,
+    where the MACs are, stay FP16.
+    """
+    return [n.name for n in model.graph.node if "/attn/" in n.name and n.op_type not in ("Conv",)]
+
+
+def value_types(model) -> dict[str, int]:
+    """Element type (``onnx.TensorProto`` enum) of every value ONNX shape inference can type.
+
+    Custom-domain nodes without a function body stay untyped; inference errors leave the graph's own types.
+    """
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:
+        inferred = model
+    g = inferred.graph
+    types = {t.name: t.data_type for t in g.initializer}
+    for vi in list(g.value_info) + list(g.input) + list(g.output):
+        if vi.type.tensor_type.elem_type:
+            types[vi.name] = vi.type.tensor_type.elem_type
+    return types
+
+
+def float_valued_nodes(model) -> set[str]:
+    """Names of the nodes whose every output is a float tensor (FP32/FP16/BF16).
+
+    Shape arithmetic (INT64 ``Shape``/``Gather``/``Div`` the exporter emits for ``c // heads``) is excluded:
+    TensorRT runs shape layers in INT32/INT64 and answers a request for FP32 with an error (``NvInfer.h``,
+    ``ILayer::setOutputType``; NVIDIA/TensorRT#3177). The fused op's outputs are float by definition.
+    """
+    types = value_types(model)
+    out = set(fused_nodes(model))
+    for n in model.graph.node:
+        if n.name and n.output and all(types.get(o) in FLOAT_TYPES for o in n.output if o):
+            out.add(n.name)
+    return out
