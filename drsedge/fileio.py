@@ -13,15 +13,41 @@ from drsedge.errors import DrsedgeError
 STALE_TMP_SECONDS = 3600  # a temporary older than this is a leftover of a killed run
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (``/proc/self/status``, Linux >= 4.7); elsewhere set and
+    restored at once."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``, so no partial file is ever left at ``path``."""
+    """Call ``write(tmp_path)`` then rename onto ``path``, so no partial file is ever left at ``path``.
+
+    The file gets the mode ``open()`` would give it: an existing file's mode is kept, a new one is
+    ``0o666 & ~umask`` (``mkstemp`` alone would make every artifact 0600, unreadable by a service running as
+    another user).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~current_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        if os.path.exists(tmp):
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -29,6 +29,7 @@ from drsedge.data.sampling import CropSampler, load_samples
 from drsedge.errors import DrsedgeError, first_line
 from drsedge.export.onnx_export import check_parity, export_onnx
 from drsedge.fileio import atomic_write, sha256
+from drsedge.jsonio import dumps_strict
 from drsedge.metrics.drift import Stage, evaluate_stages, report_markdown
 from drsedge.models.checkpoint import load_any, load_model, save_model
 from drsedge.models.config import ModelConfig
@@ -114,6 +115,27 @@ class Pipeline:
         """rain100L and this run's ``data.test`` (by name, link target and file content) never feed ``section``."""
         guard_not_held_out(paths, section, test_dirs=self._data(self.cfg["data"]["test"]))
 
+    def preflight(self) -> None:
+        """Every data folder of the config checked before the first stage runs: it exists, and none is (by name, link
+        target or file content) the held-out set. A refusal after three trained stages would waste their time and
+        leave artifacts no manifest records.
+
+        Raises:
+            DrsedgeError: one line naming the section and the folder.
+        """
+        d = self.cfg["data"]
+        sections = [("training", d.get("train")), ("distillation", d.get("unlabeled")), ("calibration", d.get("calibration")),
+                    ("validation", d.get("validation"))]
+        if d.get("synthetic"):
+            sections.append(("synthetic rain", d["synthetic"].get("clean")))
+        for section, rel in sections:
+            dirs = self._data(rel)
+            for p in dirs:
+                if not p.is_dir():
+                    raise DrsedgeError(f"{p}: data folder for {section} (data section of the run config) not found")
+            if dirs:
+                self._guard_held_out(section, dirs)
+
     def _key(self, name: str, cfg, inputs: list[str]) -> str:
         """Hash of the stage config, the seed, the data section, an input checkpoint's bytes and upstream artifacts."""
         deps = [self.manifest["stages"][i]["artifacts"] for i in inputs]
@@ -141,7 +163,7 @@ class Pipeline:
             "seconds": round(seconds, 1),
         }
         self.manifest["run_config"] = self.cfg
-        text = json.dumps(self.manifest, indent=2, default=str)
+        text = dumps_strict(json.loads(json.dumps(self.manifest, default=str)), indent=2)
         atomic_write(self.manifest_path, lambda tmp: Path(tmp).write_text(text))
 
     def _stage(self, name: str, cfg, inputs: list[str], fn) -> dict:
@@ -366,7 +388,7 @@ class Pipeline:
                 res = search_keep_float(self.path("export", "onnx"), out, calib, find_pairs(val[0], qc.get("val_limit", 4)),
                                         budget_db=qc.get("budget_db"), backend=qc["backend"], quantize_depthwise=qc.get("quantize_depthwise", False),
                                         keep_float=qc.get("keep_float"), max_steps=qc.get("max_steps", 4),
-                                        min_fidelity_db=qc.get("min_fidelity_db"))
+                                        min_fidelity_db=qc.get("min_fidelity_db"), high_precision=qc.get("high_precision", "fp32"))
                 self.log(res.table())
                 if not res.ok:
                     raise DrsedgeError(f"quantize: no INT8 model meets its targets on {val[0]} after {len(res.steps) - 1} keep-float "
@@ -423,6 +445,7 @@ class Pipeline:
             raise DrsedgeError(f"{self.run_dir}: another drsedge pipeline is running in this run directory "
                                "(lock .drsedge.lock held); wait for it or use another --run-dir") from None
         try:
+            self.preflight()
             for stage in (self.synth, self.teacher, self.student, self.prune, self.export, self.quantize, self.check):
                 stage()
         finally:
@@ -469,7 +492,7 @@ def write_report(rep, out_dir: str | os.PathLike) -> tuple[Path, Path]:
 
     out_dir = Path(out_dir)
     md = atomic_write(out_dir / "report.md", lambda tmp: Path(tmp).write_text(report_markdown(rep)))
-    js = atomic_write(out_dir / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(rep.to_dict(), indent=2)))
+    js = atomic_write(out_dir / "report.json", lambda tmp: Path(tmp).write_text(dumps_strict(rep.to_dict(), indent=2)))
     write_html(rep, out_dir, rep.worst_outputs)
     return md, js
 

@@ -109,6 +109,7 @@ def search_keep_float(
     src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationSet, val: list[Pair], *, budget_db: float | None = None,
     backend: str = "nncf", quantize_depthwise: bool = False, keep_float: list[str] | None = None, max_steps: int = 6,
     candidates: int = 3, localize_images: int = 4, granularity: str = "stage", min_fidelity_db: float | None = None,
+    high_precision: str = "fp32",
 ) -> SearchResult:
     """Quantize ``src`` (FP32 ONNX), keeping modules in float until the targets hold on ``val``: ΔPSNR-Y vs ground
     truth within ``budget_db`` and/or fidelity (PSNR-Y of the INT8 output against the FP32 output, every image) of at
@@ -139,7 +140,7 @@ def search_keep_float(
 
         def measure(keep: list[str]) -> tuple[SearchStep, Path]:
             cand = Path(tempfile.mkdtemp(dir=d)) / "int8.onnx"
-            quantize_onnx(src, cand, calib, backend, quantize_depthwise, keep)
+            quantize_onnx(src, cand, calib, backend, quantize_depthwise, keep, high_precision)
             res.fp32_psnr, psnr, delta, fid, fid_min = _int8_delta(Path(src), cand, val)
             return SearchStep(list(keep), psnr, delta, count_qdq(cand)["QuantizeLinear"], fid, fid_min), cand
 

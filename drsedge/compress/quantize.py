@@ -102,12 +102,43 @@ def quantize_onnx(
     ``fp16`` for TensorRT targets.
 
     Raises:
-        DrsedgeError: unknown backend, unparsable ``src``, or empty calibration set.
+        DrsedgeError: unknown backend, unparsable ``src``, empty calibration set, an FP32 model whose output on the
+            first calibration image is NaN/Inf (calibration would be meaningless), or a result without any Q/DQ
+            node (nothing was quantized; nothing is written).
     """
     if backend not in BACKENDS:
         raise DrsedgeError(f"unknown quantization backend {backend!r}; use one of {BACKENDS}")
     if not calib.inputs:
         raise DrsedgeError("calibration set is empty: give a folder of real rainy images")
+    _check_finite_output(src, calib)
+    out = _quantize_onnx(src, dst, calib, backend, quantize_depthwise, keep_float, high_precision)
+    if sum(count_qdq(out).values()) == 0:
+        Path(out).unlink(missing_ok=True)
+        raise DrsedgeError(f"{src}: the {backend} backend quantized nothing (0 Q/DQ nodes); no INT8 model written "
+                           "(check the calibration images and the keep-float list)")
+    return out
+
+
+def _check_finite_output(src, calib: CalibrationSet) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+        y = sess.run(None, {sess.get_inputs()[0].name: calib.inputs[0]})[0]
+    except Exception as e:  # ORT raises its own exception types
+        from drsedge.errors import first_line
+
+        raise DrsedgeError(f"{src}: ONNX Runtime cannot run it on the calibration images ({first_line(e)}); re-export it") from None
+    if not np.isfinite(y).all():
+        raise DrsedgeError(f"{src}: its FP32 output on the first calibration image holds NaN or Inf, so there is nothing "
+                           "to calibrate against; fix or re-export the model")
+
+
+def _quantize_onnx(src, dst, calib, backend, quantize_depthwise, keep_float, high_precision) -> Path:
     from .fused_qdq import INLINED, refuse, unfuse
 
     fused_model = load_onnx(src)

@@ -21,11 +21,14 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image to ``[H, W, 3]`` float32 RGB in [0, 1].
 
     Gray (L, I;16), palette, RGBA/LA (alpha dropped) and 16-bit PNGs are
-    accepted; 16-bit data is scaled by 1/65535, 8-bit by 1/255.
+    accepted; 16-bit data is scaled by 1/65535, 8-bit by 1/255. Floating-point images (Pillow mode ``F``,
+    e.g. 32-bit float TIFF) are scaled by their range: values in [0, 1] are taken as they are, values in
+    [0, 255] are divided by 255 (the two conventions float images are written in).
 
     Raises:
-        DrsedgeError: missing, corrupt or truncated file, a side < 8 px, or more than 64 MP
-            (read from the header, before any pixel is decoded: a decompression bomb costs nothing).
+        DrsedgeError: missing, corrupt or truncated file, a side < 8 px, more than 64 MP
+            (read from the header, before any pixel is decoded: a decompression bomb costs nothing), or a
+            float image with NaN/Inf or values outside [0, 255].
     """
     path = Path(path)
     try:
@@ -39,7 +42,16 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                                    "resize it or remove it from the folder")
             im.load()
             mode = im.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I"):
+            if mode == "F":
+                arr = np.asarray(im, dtype=np.float64)
+                if not np.isfinite(arr).all():
+                    raise DrsedgeError(f"{path}: float image holds NaN or Inf; replace or remove the file")
+                lo, hi = float(arr.min()), float(arr.max())
+                if lo < 0.0 or hi > 255.0:
+                    raise DrsedgeError(f"{path}: float image with values in [{lo:g}, {hi:g}]; drsedge reads float images in "
+                                       "[0, 1] or [0, 255]: rescale it")
+                arr = np.repeat((arr if hi <= 1.0 else arr / 255.0)[..., None], 3, axis=2)
+            elif mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float64)
                 scale = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
                 arr = np.repeat((arr / scale)[..., None], 3, axis=2)

@@ -36,10 +36,10 @@ def evaluate_folders(pred_dir: str | os.PathLike, target_dir: str | os.PathLike,
     """PSNR-Y/SSIM-Y of every prediction against the target with the same stem.
 
     Raises:
-        DrsedgeError: empty folders, names that do not match, or size mismatch.
+        DrsedgeError: empty folders, names that do not match, two files with one stem in a folder
+            (``a.png`` and ``a.jpg``: which one to score is ambiguous), or size mismatch.
     """
-    preds = {p.stem: p for p in list_images(pred_dir)}
-    targets = {p.stem: p for p in list_images(target_dir)}
+    preds, targets = _by_stem(pred_dir), _by_stem(target_dir)
     missing = sorted(set(preds) - set(targets))
     if missing:
         raise DrsedgeError(f"{Path(pred_dir) / missing[0]}: no target with this name in {target_dir}")
@@ -49,4 +49,13 @@ def evaluate_folders(pred_dir: str | os.PathLike, target_dir: str | os.PathLike,
         if a.shape != b.shape:
             raise DrsedgeError(f"{path}: size {a.shape[1]}x{a.shape[0]} differs from its target {b.shape[1]}x{b.shape[0]}")
         out.per_image[stem] = {"psnr": psnr_y(a, b, convention), "ssim": ssim_y(a, b, convention)}
+    return out
+
+
+def _by_stem(folder) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for p in list_images(folder):
+        if p.stem in out:
+            raise DrsedgeError(f"{p}: {out[p.stem].name} has the same name in {folder}; keep one of them (files are matched by name)")
+        out[p.stem] = p
     return out

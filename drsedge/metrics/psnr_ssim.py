@@ -23,7 +23,8 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 CONVENTIONS = ("matlab", "basicsr")
-_Y = np.array([65.481, 128.553, 24.966]) / 255.0
+_Y_MILLI = (65481, 128553, 24966)  # rgb2ycbcr's Y row x 1000: exact integers
+_Y_SCALE, _Y_OFFSET = 255_000, 16 * 255_000
 
 
 def rgb_to_y(img: np.ndarray, convention: str = "matlab") -> np.ndarray:
@@ -36,9 +37,15 @@ def rgb_to_y(img: np.ndarray, convention: str = "matlab") -> np.ndarray:
         raise ValueError(f"expected [H, W, 3] uint8, got {img.dtype} {img.shape}")
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    y = 16.0 + img.astype(np.float64) @ _Y
-    # MATLAB's uint8 cast rounds .5 away from zero (np.round would round half to even); Y > 0 here
-    return np.floor(y + 0.5) if convention == "matlab" else y
+    # Exact integer arithmetic, so every CPU gives the same Y: 255000*Y = 16*255000 + 65481 R + 128553 G + 24966 B.
+    # (A float matmul goes through BLAS, whose summation order differs between kernels: Y of (5, 65, 25) came out
+    # 52.49999999999999 on one machine and 52.5 on another, and the MATLAB rounding of that half differed.)
+    c = img.astype(np.int64)
+    s = _Y_OFFSET + _Y_MILLI[0] * c[..., 0] + _Y_MILLI[1] * c[..., 1] + _Y_MILLI[2] * c[..., 2]
+    if convention == "matlab":
+        # MATLAB's uint8 cast rounds .5 away from zero (np.round would round half to even); Y > 0 here
+        return ((s + _Y_SCALE // 2) // _Y_SCALE).astype(np.float64)
+    return s / _Y_SCALE  # one correctly rounded division per pixel
 
 
 def psnr_y(pred: np.ndarray, target: np.ndarray, convention: str = "matlab") -> float:

@@ -27,7 +27,20 @@ from .drsformer import stream_widths_of
 CONFIG_KEY = "drsedge_model_config"
 
 
-def _read_state(path: Path, prefer: str = "params") -> dict[str, torch.Tensor]:
+def _resolve(path: str | os.PathLike) -> Path:
+    """``shipped:student`` / ``shipped:teacher`` -> the shipped file; any other path unchanged."""
+    from drsedge.weights import resolve
+
+    return Path(resolve(str(path)) if str(path).startswith("shipped:") else path)
+
+
+# A file holding both (BasicSR's training state with EMA) is read as its EMA weights: they are what BasicSR and
+# Restormer-family repos evaluate and ship (``param_key: params_ema``); ``prefer="params"`` asks for the others.
+STATE_KEYS = ("params_ema", "params", "state_dict", "model")
+
+
+def _read_state(path: Path, prefer: str | None = None) -> dict[str, torch.Tensor]:
+    path = _resolve(path)
     if not path.is_file():
         raise DrsedgeError(f"{path}: checkpoint not found; pass the path of a .pth or .safetensors file")
     if path.suffix == ".safetensors":
@@ -44,7 +57,7 @@ def _read_state(path: Path, prefer: str = "params") -> dict[str, torch.Tensor]:
             "or .safetensors from a trusted environment"
         ) from None
     if isinstance(obj, dict):
-        for key in (prefer, "params", "params_ema", "state_dict", "model"):
+        for key in ((prefer,) if prefer else ()) + STATE_KEYS:
             if key in obj and isinstance(obj[key], dict):
                 return obj[key]
         if all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -52,25 +65,29 @@ def _read_state(path: Path, prefer: str = "params") -> dict[str, torch.Tensor]:
     raise DrsedgeError(f"{path}: no state_dict found (expected 'params', 'params_ema' or a bare state_dict)")
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike, prefer: str = "params") -> nn.Module:
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, prefer: str | None = None) -> nn.Module:
     """Load weights into ``model`` with ``strict=True`` semantics.
 
     Args:
         model: the model whose keys and shapes must match exactly.
         path: ``.pth`` / ``.pt`` (``{'params': ...}``, ``{'params_ema': ...}`` or a
             bare state_dict) or ``.safetensors``.
-        prefer: ``"params"`` or ``"params_ema"`` when a file holds both.
+        prefer: ``"params"`` or ``"params_ema"`` when a file holds both (default: ``params_ema``, see
+            :data:`STATE_KEYS`).
 
     Returns:
         ``model`` (for chaining).
 
     Raises:
-        DrsedgeError: unreadable file, refused pickle, or key/shape mismatch; the
+        DrsedgeError: unreadable file, refused pickle, NaN/Inf weights, or key/shape mismatch; the
             message names the first missing, unexpected and mis-shaped keys.
     """
-    path = Path(path)
+    path = _resolve(path)
     state = _read_state(path, prefer)
     state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise DrsedgeError(f"{path}: weight {bad!r} holds NaN or Inf; the checkpoint is broken (use an earlier one)")
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -117,7 +134,7 @@ def read_config(path: str | os.PathLike) -> ModelConfig:
     Raises:
         DrsedgeError: file missing/unreadable or written without a drsedge config.
     """
-    path = Path(path)
+    path = _resolve(path)
     if not path.is_file():
         raise DrsedgeError(f"{path}: model file not found")
     try:
@@ -140,6 +157,7 @@ def read_config(path: str | os.PathLike) -> ModelConfig:
 
 def load_model(path: str | os.PathLike) -> tuple[nn.Module, ModelConfig]:
     """Rebuild a model saved by :func:`save_model`; returns ``(model in eval mode, config)``."""
+    path = _resolve(path)
     cfg = read_config(path)
     model = cfg.build()
     load_checkpoint(model, path)
@@ -209,12 +227,13 @@ def config_from_state_dict(state: dict[str, torch.Tensor], source: str = "checkp
     )
 
 
-def load_any(path: str | os.PathLike, prefer: str = "params") -> tuple[nn.Module, ModelConfig]:
-    """Load a drsedge ``.safetensors`` (config in metadata) or an upstream checkpoint (config inferred).
+def load_any(path: str | os.PathLike, prefer: str | None = None) -> tuple[nn.Module, ModelConfig]:
+    """Load a drsedge ``.safetensors`` (config in metadata), an upstream checkpoint (config inferred), or a shipped
+    model by name (``shipped:student``).
 
     Returns ``(model in eval mode, config)``. Raises :class:`DrsedgeError` as :func:`load_checkpoint`.
     """
-    path = Path(path)
+    path = _resolve(path)
     if path.suffix == ".safetensors":
         try:
             return load_model(path)

@@ -17,7 +17,6 @@ be read together to be trusted.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import statistics
@@ -53,7 +52,10 @@ class StreamStats:
     fps: float = 0.0
     latency_ms: dict = field(default_factory=dict)  # p50 / p95 / p99 / mean
     interrupted: bool = False
+    signal: str | None = None  # "SIGINT" or "SIGTERM" when interrupted by a signal
     source_error: str | None = None
+    frames_announced: int | None = None  # a file's frame count from its header (a truncated file reads fewer)
+    reference_mismatches: int = 0  # --reference frames whose size differs from the output (no PSNR for them)
     psnr_y: dict = field(default_factory=dict)  # per frame, when --reference clean frames are given
     flicker: dict = field(default_factory=dict)  # mean |frame_t - frame_t-1| of derained vs clean frames (8-bit levels)
     model: str = ""
@@ -135,7 +137,7 @@ def open_source(spec: str):
 
 class _Sink:
     def __init__(self, out: str, fps: float):
-        self.out, self.fps, self.writer, self.n = Path(out), fps, None, 0
+        self.out, self.fps, self.writer, self.n, self.size = Path(out), fps, None, 0, None
         suffix = self.out.suffix.lower()
         self.video = suffix in VIDEO_SUFFIXES
         if suffix and not self.video:
@@ -153,6 +155,11 @@ class _Sink:
                 if not self.writer.isOpened():
                     raise DrsedgeError(f"{self.out}: this OpenCV build cannot encode {VIDEO_SUFFIXES[self.out.suffix.lower()]} "
                                        f"into {self.out.suffix}; try .avi (MJPG) or a folder of PNG frames")
+                self.size = frame.shape[:2]
+            if frame.shape[:2] != self.size:  # OpenCV's VideoWriter silently drops such frames
+                raise DrsedgeError(f"{self.out}: frame {self.n} is {frame.shape[1]}x{frame.shape[0]} but the video is "
+                                   f"{self.size[1]}x{self.size[0]}; a video file holds one frame size: write to a folder "
+                                   f"(-o DIR) instead; the {self.n} frames written are playable")
             self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         else:
             from PIL import Image
@@ -301,7 +308,9 @@ def run_stream(source: str, model_path: str, output: str | None = None, *, provi
                 from drsedge.metrics.psnr_ssim import psnr_y
 
                 clean = read_uint8(refs[idx])
-                if clean.shape == y8.shape:
+                if clean.shape != y8.shape:
+                    stats.reference_mismatches += 1
+                else:
                     stats.psnr_y[str(idx)] = psnr_y(y8, clean)
                     if outs_prev is not None:
                         flick_d.append(float(np.abs(y8.astype(np.int16) - outs_prev).mean()))
@@ -309,8 +318,9 @@ def run_stream(source: str, model_path: str, output: str | None = None, *, provi
                     outs_prev, ref_prev = y8.astype(np.int16), clean.astype(np.int16)
             q_out.put(np.concatenate([frame, y8], axis=1) if side_by_side else y8)
             bar.update(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         stats.interrupted = True
+        stats.signal = getattr(e, "signal_name", "SIGINT")
         stop.set()
     finally:
         stop.set()
@@ -321,6 +331,13 @@ def run_stream(source: str, model_path: str, output: str | None = None, *, provi
         reader.release()
         if sink is not None:
             sink.close()
+    total = getattr(reader, "total", None)
+    stats.frames_announced = total
+    if (total and not reader.live and not stats.interrupted and not errors and stats.source_error is None
+            and (max_frames is None or stats.frames_read < max_frames) and stats.frames_read < total - max(1, total // 100)):
+        # the container's header announced more frames than could be decoded (1 % or 1 frame of slack for
+        # containers whose count is an estimate): truncated or corrupt
+        stats.source_error = f"the file announces {total} frames but only {stats.frames_read} could be decoded (truncated or corrupt)"
     stats.seconds = time.perf_counter() - t0
     stats.fps = stats.frames_written / stats.seconds if stats.seconds > 0 else 0.0
     stats.latency_ms = _percentiles(lat)
@@ -333,4 +350,7 @@ def run_stream(source: str, model_path: str, output: str | None = None, *, provi
 
 
 def write_stats(stats: StreamStats, path: str | os.PathLike) -> Path:
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(stats.to_dict(), indent=2)))
+    """Write the stats as strict JSON (no NaN/Infinity: an infinite PSNR-Y is the string ``"inf"``)."""
+    from drsedge.jsonio import dumps_strict
+
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(dumps_strict(stats.to_dict(), indent=2)))

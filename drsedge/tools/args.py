@@ -29,6 +29,30 @@ def _kv(items: list[str] | None) -> dict:
     return out
 
 
+def parse_budgets(items: list[str] | None, flag: str = "--budget") -> dict[str, float]:
+    """``["student=0.5", "onnx_int8=1"]`` -> ``{"student": 0.5, "onnx_int8": 1.0}``: largest PSNR drop in dB per stage.
+
+    Raises:
+        DrsedgeError: not STAGE=DB, or a value that is not a finite number >= 0 (``nan`` would compare false
+            with everything and break or pass every budget).
+    """
+    import math
+
+    out: dict[str, float] = {}
+    for it in items or []:
+        stage, sep, value = it.partition("=")
+        if not sep or not stage.strip():
+            raise DrsedgeError(f"{flag} {it!r}: expected STAGE=DB, e.g. {flag} onnx_int8=1.0")
+        try:
+            v = float(value)
+        except ValueError:
+            raise DrsedgeError(f"{flag} {it!r}: {value!r} is not a number of dB") from None
+        if not math.isfinite(v) or v < 0:
+            raise DrsedgeError(f"{flag} {it!r}: the budget must be a finite number of dB >= 0")
+        out[stage.strip()] = v
+    return out
+
+
 def _model_config(preset: str, overrides: list[str] | None):
     from drsedge.models.config import ModelConfig, student_config, teacher_config
 
@@ -164,7 +188,7 @@ def _add_train_args(p, steps: int, out: bool = True):
         p.add_argument("-o", "--output", "--out", dest="out", required=True, help="output folder (model.safetensors, train_state.pt)")
     p.add_argument("--model", action="append", metavar="KEY=VALUE", help="model option override, e.g. dim=16")
     p.set_defaults(default_steps=steps)
-    p.add_argument("--steps", type=NONNEG, help=f"optimizer steps (default {steps}; drsformer-upstream: 300000)")
+    p.add_argument("--steps", type=POS, help=f"optimizer steps (default {steps}; drsformer-upstream: 300000)")
     p.add_argument("--batch-size", type=POS, help="global batch (default 4; drsformer-upstream: 32 = 8 per GPU x 4)")
     p.add_argument("--patch", type=MULT8, help="crop size in px (default 64; drsformer-upstream: 128)")
     p.add_argument("--lr", type=_float_type(0.0, inclusive=False), help="peak learning rate (default 3e-4)")

@@ -6,7 +6,7 @@ import sys
 
 from drsedge.errors import DrsedgeError  # noqa: F401
 
-from .args import EXIT_BUDGET, MULT8, POS, add_plugin_arg
+from .args import EXIT_BUDGET, MULT8, POS, add_plugin_arg, parse_budgets
 from .args import kv as _kv
 from .debug import localize_report as _localize_report
 
@@ -15,7 +15,7 @@ def cmd_check(a) -> int:
     from drsedge.data.folders import find_pairs
     from drsedge.pipeline import run_check, write_report
 
-    budgets = {k: float(v) for k, v in _kv(a.budget).items()}
+    budgets = parse_budgets(a.budget)
     cc = {"tile": a.tile, "latency_hw": a.latency_size, "latency_runs": a.latency_runs, "budgets": budgets}
     engines = {k: str(v) for k, v in _kv(a.engine).items()}
     rep = run_check(a.teacher, a.student, a.onnx, a.int8, find_pairs(a.test, a.limit), cc, engines=engines, plugin=a.plugin,

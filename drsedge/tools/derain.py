@@ -28,6 +28,8 @@ def cmd_derain(a) -> int:
     from drsedge.runtime.onnx_np import restore_np
 
     model = open_frame_model(a.model, a.provider, a.plugin)  # ONNX and engines: no PyTorch (drsedge[runtime])
+    for f in files:  # every input decodes before the first output is written (a truncated 2nd file must not leave a 1.png)
+        read_image(f)
 
     def derain(img):
         t = plan_tile(model.limits, *img.shape[:2], a.tile, a.tile_overlap, str(a.model))

@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import json
 
+from drsedge.jsonio import dumps_strict
+
 from .args import POS, PRESETS
 from .args import model_config as _model_config
 
 
 def cmd_info(a) -> int:
+    from drsedge.data.images import MAX_PIXELS
+    from drsedge.errors import DrsedgeError
     from drsedge.models.checkpoint import load_any
     from drsedge.models.info import model_info
 
+    h, w = a.size
+    if h * w > MAX_PIXELS:  # before anything is allocated: a 10^5 px side would ask for 120 GB
+        raise DrsedgeError(f"--hw {h} {w}: {h * w / 1e6:.0f} MP is over drsedge's {MAX_PIXELS // 1_000_000} MP frame limit; "
+                           "MACs scale with H x W, so measure a smaller size and scale")
     if a.checkpoint:
         model, cfg = load_any(a.checkpoint)
     else:
         cfg = _model_config(a.preset, a.model)
         model = cfg.build()
-    h, w = a.size
     info = model_info(model, h, w)
     d = {"config": cfg.to_dict(), "params": info.params, "macs": info.macs, "gmacs": round(info.gmacs, 3), "height": h, "width": w}
     if a.json:
-        print(json.dumps(d, indent=2))
+        print(dumps_strict(d, indent=2))
     else:
         print(f"config: {json.dumps(cfg.to_dict())}")
         print(f"params: {info.params:,}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from drsedge.jsonio import dumps_strict
 
 
 def cmd_metrics(a) -> int:
@@ -10,7 +10,7 @@ def cmd_metrics(a) -> int:
 
     m = evaluate_folders(a.pred_dir, a.target_dir, a.convention)
     if a.json:
-        print(json.dumps(m.to_dict(), indent=2))
+        print(dumps_strict(m.to_dict(), indent=2))
     else:
         for name, v in m.per_image.items():
             print(f"{name}: PSNR {v['psnr']:.2f} dB  SSIM {v['ssim']:.4f}")

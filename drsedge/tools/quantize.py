@@ -27,7 +27,8 @@ def cmd_quantize(a) -> int:
             raise DrsedgeError("--budget / --min-fidelity need --val DIR: paired validation images (not the test set)")
         res = search_keep_float(a.onnx, a.output, calib, find_pairs(a.val, a.val_limit), budget_db=a.budget, backend=a.backend,
                                 quantize_depthwise=a.quantize_depthwise, keep_float=a.keep_float, max_steps=a.max_steps,
-                                candidates=a.candidates, granularity=a.granularity, min_fidelity_db=a.min_fidelity)
+                                candidates=a.candidates, granularity=a.granularity, min_fidelity_db=a.min_fidelity,
+                                high_precision=a.high_precision)
         print(res.table())
         if not res.ok:
             print(f"drsedge: no INT8 model meets its targets after {len(res.steps) - 1} step(s); nothing written "

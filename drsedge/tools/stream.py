@@ -11,14 +11,39 @@ from drsedge.errors import DrsedgeError
 from .args import MULT8, NONNEG, POS, add_plugin_arg
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``systemctl stop``, ``docker stop``, Kubernetes) handled like Ctrl-C: finish the frame, close the file."""
+
+    signal_name = "SIGTERM"
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def cmd_stream(a) -> int:
+    import signal
+    import threading
+
+    from drsedge.fileio import refuse_overwrite
     from drsedge.runtime.stream import run_stream, write_stats
 
     if a.tile is not None and a.tile_overlap >= a.tile:
         raise DrsedgeError(f"--tile-overlap {a.tile_overlap} must be smaller than --tile {a.tile}")
-    stats = run_stream(a.source, a.model, a.output, provider=a.provider, plugin=a.plugin, tile=a.tile, overlap=a.tile_overlap,
-                       side_by_side=a.side_by_side, max_frames=a.max_frames, reference=a.reference, progress=not a.quiet)
     stats_path = a.stats or (str(a.output) + ".json" if a.output else "stream_stats.json")
+    inputs = [a.source, a.reference, a.plugin, a.output] + ([a.model] if Path(a.model).exists() else [])
+    refuse_overwrite(stats_path, inputs, "stats file (--stats)")
+    if a.output:
+        refuse_overwrite(a.output, [a.source, a.reference, a.plugin] + ([a.model] if Path(a.model).exists() else []))
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        stats = run_stream(a.source, a.model, a.output, provider=a.provider, plugin=a.plugin, tile=a.tile, overlap=a.tile_overlap,
+                           side_by_side=a.side_by_side, max_frames=a.max_frames, reference=a.reference, progress=not a.quiet)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     write_stats(stats, stats_path)
     lat = stats.latency_ms
     print(f"{stats.frames_written} frames in {stats.seconds:.1f} s: {stats.fps:.2f} FPS; latency p50 {lat.get('p50', 0):.1f} / "
@@ -27,9 +52,13 @@ def cmd_stream(a) -> int:
           + (f"; flicker {stats.flicker['derained']:.2f} vs clean {stats.flicker['clean']:.2f}" if stats.flicker else ""))
     print(f"stats: {stats_path}" + (f"; output: {a.output}" if a.output else "")
           + (f"; tiles of {stats.tile} px ({stats.tile_reason})" if stats.tile else ""))
+    if stats.reference_mismatches:
+        print(f"drsedge: {a.reference}: {stats.reference_mismatches} reference frame(s) differ in size from the output; "
+              "no PSNR-Y for them (give clean frames of the source's size)", file=sys.stderr)
     if stats.interrupted:
-        print("drsedge: interrupted; the frames written so far are playable", file=sys.stderr)
-        return 130
+        print(f"drsedge: interrupted by {stats.signal or 'SIGINT'}; the {stats.frames_written} frames written are playable; "
+              f"stats: {stats_path}", file=sys.stderr)
+        return 143 if stats.signal == "SIGTERM" else 130
     if stats.source_error:
         print(f"drsedge: {a.source}: {stats.source_error}; the {stats.frames_written} frames written are playable", file=sys.stderr)
         return 2

@@ -106,7 +106,8 @@ def test_sigint_mid_file_leaves_a_playable_file(onnx_model, clip, tmp_path):
     w.release()
     out = tmp_path / "cut.avi"
     p = subprocess.Popen([sys.executable, "-m", "drsedge", "stream", str(long), "-o", str(out), "--model", str(onnx_model), "--quiet"],
-                         stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                         stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # not inherited SIG_IGN
     deadline = time.time() + 120
     while time.time() < deadline and not (out.exists() and out.stat().st_size > 50_000):
         time.sleep(0.2)

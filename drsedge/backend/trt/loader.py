@@ -11,13 +11,13 @@ runs without TensorRT and a GPU.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 from drsedge.errors import DrsedgeError, first_line
 from drsedge.fileio import atomic_write
+from drsedge.jsonio import dumps_strict
 
 from ._import import import_tensorrt, installed_version
 from .config import BuildOptions, int8_float_precision, verify_plugin_layers, weak_fp32_layers
@@ -175,5 +175,5 @@ def build_engine(o: BuildOptions) -> tuple[Path, dict]:  # pragma: no cover - ne
     if o.precision == "int8":
         side["int8_float_precision"] = int8_float_precision(path, info)
     out = atomic_write(o.engine, lambda tmp: Path(tmp).write_bytes(bytes(blob)))
-    atomic_write(str(out) + ".json", lambda tmp: Path(tmp).write_text(json.dumps(side, indent=2)))
+    atomic_write(str(out) + ".json", lambda tmp: Path(tmp).write_text(dumps_strict(side, indent=2)))
     return out, side
