@@ -97,8 +97,8 @@ def test_budget_search_measures_and_writes_only_within_budget(fp32_onnx, data_di
 
     import drsedge.debug.localize as loc
 
-    seen = []
-    monkeypatch.setattr(kf, "quantize_onnx", lambda src, dst, *a: (seen.append(list(a[-1])), shutil.copyfile(src, dst)))
+    seen, high = [], []
+    monkeypatch.setattr(kf, "quantize_onnx", lambda src, dst, *a: (seen.append(list(a[3])), high.append(a[4]), shutil.copyfile(src, dst)))
     monkeypatch.setattr(loc, "localize", lambda *a, **k: [])
     monkeypatch.setattr(loc, "worst_modules", lambda d, top=10: [("latent.0.attn", 0.2), ("decoder_level1.0.attn", 0.1), ("", 0.1),
                                                                   ("refinement.0.ffn", 0.05)])
@@ -112,6 +112,13 @@ def test_budget_search_measures_and_writes_only_within_budget(fp32_onnx, data_di
                                granularity="module")
     assert res.ok and [s.keep_float for s in res.steps] == [[], ["decoder_level1.0.attn"]] and (tmp_path / "b.onnx").is_file()
     assert seen == [[], ["latent.0.attn"], ["decoder_level1.0.attn"]]  # the root module "" is never a candidate
+    assert set(high) == {"fp32"}
+    # --high-precision reaches every candidate (4ce09a9 dropped it: ModelOpt quantized with FP32 whatever was asked)
+    high.clear()
+    kf.search_keep_float(fp32_onnx, tmp_path / "h.onnx", calib, val, budget_db=0.1, max_steps=3, candidates=2,
+                         granularity="module", high_precision="fp16")
+    assert high and set(high) == {"fp16"}
+    seen.clear()
     res = kf.search_keep_float(fp32_onnx, tmp_path / "c.onnx", calib, val, budget_db=0.01, max_steps=3, candidates=1,
                                granularity="module")
     assert not res.ok and not (tmp_path / "c.onnx").exists()  # budget not met: nothing written
