@@ -33,8 +33,8 @@ def parse_budgets(items: list[str] | None, flag: str = "--budget") -> dict[str, 
     """``["student=0.5", "onnx_int8=1"]`` -> ``{"student": 0.5, "onnx_int8": 1.0}``: largest PSNR drop in dB per stage.
 
     Raises:
-        DrsedgeError: not STAGE=DB, or a value that is not a finite number >= 0 (``nan`` would compare false
-            with everything and break or pass every budget).
+        DrsedgeError: not STAGE=DB, or a value that is not a finite number (``nan`` would compare false with
+            everything and break or pass every budget). A negative budget demands a gain (tests use it to force a break).
     """
     import math
 
@@ -47,8 +47,8 @@ def parse_budgets(items: list[str] | None, flag: str = "--budget") -> dict[str, 
             v = float(value)
         except ValueError:
             raise DrsedgeError(f"{flag} {it!r}: {value!r} is not a number of dB") from None
-        if not math.isfinite(v) or v < 0:
-            raise DrsedgeError(f"{flag} {it!r}: the budget must be a finite number of dB >= 0")
+        if not math.isfinite(v):
+            raise DrsedgeError(f"{flag} {it!r}: the budget must be a finite number of dB")
         out[stage.strip()] = v
     return out
 
