@@ -46,6 +46,11 @@ def _user_error(e: BaseException) -> str | None:
         return f"image too large ({first_line(e)}); resize it"
     if isinstance(e, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)):
         return f"{e.filename or 'path'}: {e.strerror or first_line(e)}; check the path and its permissions"
+    from drsedge.fileio import is_disk_full
+
+    if is_disk_full(e):
+        where = getattr(e, "filename", None)
+        return f"{where + ': ' if where else ''}the disk is full (or over quota); free space or write the outputs elsewhere (-o)"
     if isinstance(e, OSError):
         return f"{e.filename + ': ' if getattr(e, 'filename', None) else ''}{first_line(e)} (file system or device error)"
     if isinstance(e, MemoryError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -45,7 +46,13 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except Exception as e:
+            if is_disk_full(e):
+                raise DrsedgeError(f"{path}: the disk is full (or over quota) while writing it; nothing was written there. "
+                                   f"Free space on {path.parent} or write the output elsewhere") from None
+            raise
         if os.path.exists(tmp):
             os.chmod(tmp, mode)
         os.replace(tmp, path)
@@ -53,6 +60,23 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# how writers that are not Python's own file objects report ENOSPC: torch.save (PytorchStreamWriter), safetensors (Rust
+# io::ErrorKind::StorageFull / os error 28), protobuf/onnx (OSError)
+DISK_FULL_TEXT = ("No space left on device", "StorageFull", "os error 28", "Disk quota exceeded", "file write failed")
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """True when ``e`` (or what it was raised from) means the file system is full, whichever writer raised it."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+            return True
+        if any(t in str(e) for t in DISK_FULL_TEXT):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def sha256(path: str | os.PathLike) -> str:

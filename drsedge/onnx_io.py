@@ -7,6 +7,7 @@ shape; the input name is read from the file (``image`` for drsedge exports), nev
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from drsedge.errors import DrsedgeError, first_line
@@ -46,3 +47,18 @@ def image_input(model, source: str = "model") -> tuple[str, int]:
         shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
         raise DrsedgeError(f"{source}: input {inp.name!r} has shape {shape}; drsedge models take N x 3 x H x W")
     return inp.name, len(dims)
+
+
+def ort_load_error(path: str | os.PathLike, e: BaseException, what: str = "cannot load this model") -> DrsedgeError:
+    """The one-line error for an ONNX Runtime session that failed to build from ``path``.
+
+    A model stamped with an opset this ONNX Runtime does not support (ORT's ``ValidateOpsetForDomain``) gets the
+    specific line with both numbers and the fix; anything else keeps ORT's first line. Torch-free (string only).
+    """
+    text = str(e)
+    m = re.search(r"Opset (\d+) is under development.*?domain (\S+) is till opset (\d+)", text, re.S)
+    if m:
+        return DrsedgeError(f"{path}: it is stamped opset {m.group(1)} of {m.group(2)}, newer than this ONNX Runtime "
+                            f"supports (up to opset {m.group(3)}); re-export it with `drsedge export --opset 17` "
+                            "or upgrade onnxruntime")
+    return DrsedgeError(f"{path}: ONNX Runtime {what} ({first_line(e)}); re-run `drsedge export`")

@@ -459,7 +459,10 @@ def run_check(
 ):
     """Build the stages (teacher, student, pruned, ONNX FP32, ONNX FP16, ONNX INT8, then TensorRT ``engines`` name -> path;
     any may be None / empty) and evaluate them. FP16, INT8 and engines are measured against the FP32 ONNX too (fidelity)."""
+    from drsedge.data.images import check_frame_size
+
     hw = tuple(cc.get("latency_hw") or (256, 256))
+    check_frame_size(*hw, "latency size (--latency-size, check.latency_hw)")  # before any model is loaded
     stages = []
     for name, path in (("teacher", teacher), ("student", student), ("pruned", pruned)):
         if path:

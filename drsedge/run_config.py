@@ -18,7 +18,7 @@ PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Mult8 = Annotated[int, Field(gt=0, multiple_of=8)]
+Mult8 = Annotated[int, Field(gt=0, multiple_of=8, le=16384)]  # an image side in px (tools.args.MAX_SIDE)
 
 
 class _Strict(BaseModel):
@@ -128,6 +128,15 @@ class CheckSection(_Strict):
     latency_hw: Annotated[list[Mult8], Field(min_length=2, max_length=2)] = [256, 256]
     latency_runs: PosInt = 5
     budgets: dict[str, NonNegFloat] = {}
+
+    @field_validator("latency_hw")
+    @classmethod
+    def _frame(cls, v: list[int]) -> list[int]:
+        from drsedge.data.images import MAX_PIXELS
+
+        if v[0] * v[1] > MAX_PIXELS:
+            raise ValueError(f"{v[0]}x{v[1]} is over the {MAX_PIXELS // 1_000_000} MP frame limit")
+        return v
 
 
 class RunConfig(_Strict):

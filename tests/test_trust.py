@@ -215,6 +215,50 @@ def test_huge_size_is_refused_before_allocating(capsys):
     _one_line(capsys, _exit_code(["info", "--hw", "100000", "100000"]), "--hw", "MP")
 
 
+def test_huge_values_are_refused_before_allocating(tmp_path, data_dir, capsys):
+    test = str(data_dir / "rain200H" / "test")
+    code = _exit_code(["check", "--test", test, "--student", "shipped:student", "--latency-size", "100000", "100000"])
+    _one_line(capsys, code, "--latency-size", "limit")
+    code = main(["check", "--test", test, "--student", "shipped:student", "--latency-size", "16384", "16384", "-o", str(tmp_path / "r")])
+    _one_line(capsys, code, "--latency-size", "16384x16384", "MP frame limit")
+    code = main(["train-teacher", "--train", test, "-o", str(tmp_path / "t"), "--model", "dim=100000", "--steps", "1"])
+    _one_line(capsys, code, "dim <= 1024")
+    code = main(["train-teacher", "--train", test, "-o", str(tmp_path / "t"), "--batch-size", "100000", "--patch", "512", "--steps", "1"])
+    _one_line(capsys, code, "batch_size x patch^2")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"run_dir: {tmp_path / 'run'}\ndata: {{root: {data_dir}, train: [rain200H/train], calibration: [clean], "
+                   "test: rain200H/test}\nteacher: {}\nstudent: {}\ncheck: {latency_hw: [16384, 8192]}\n")
+    _one_line(capsys, main(["pipeline", "--config", str(cfg)]), "check.latency_hw", "MP frame limit")
+    assert not (tmp_path / "run").exists()
+
+
+def test_newer_opset_gets_the_specific_line(tmp_path, tiny_onnx, capsys):
+    m = onnx.load(str(tiny_onnx))
+    m.opset_import[0].version = 99
+    onnx.save(m, str(tmp_path / "o99.onnx"))
+    src = _frames(tmp_path / "in", [(32, 32)])
+    code = main(["derain", str(tmp_path / "o99.onnx"), str(src), "-o", str(tmp_path / "out")])
+    _one_line(capsys, code, "o99.onnx", "opset 99", "--opset 17")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux) to fill a disk")
+def test_full_disk_is_one_line_and_leaves_nothing(tmp_path):
+    from drsedge.errors import DrsedgeError
+    from drsedge.fileio import atomic_write, is_disk_full
+
+    def write(tmp):  # what any writer sees on a full file system: ENOSPC from the kernel
+        with open("/dev/full", "wb") as f:
+            f.write(b"x" * (1 << 16))
+
+    with pytest.raises(DrsedgeError, match="disk is full"):
+        atomic_write(tmp_path / "model.safetensors", write)
+    assert list(tmp_path.iterdir()) == []
+    # torch.save and safetensors report it in their own words; the cause chain still says ENOSPC
+    assert is_disk_full(RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/3: file write failed"))
+    assert is_disk_full(Exception("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: \"No space left on device\" })"))
+    assert not is_disk_full(OSError(2, "No such file or directory"))
+
+
 # -- the same numbers everywhere ---------------------------------------------------------------------------------------
 def test_y_is_exact_integer_arithmetic():
     from drsedge.metrics.psnr_ssim import rgb_to_y

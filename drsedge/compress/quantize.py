@@ -130,9 +130,9 @@ def _check_finite_output(src, calib: CalibrationSet) -> None:
         sess = ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
         y = sess.run(None, {sess.get_inputs()[0].name: calib.inputs[0]})[0]
     except Exception as e:  # ORT raises its own exception types
-        from drsedge.errors import first_line
+        from drsedge.onnx_io import ort_load_error
 
-        raise DrsedgeError(f"{src}: ONNX Runtime cannot run it on the calibration images ({first_line(e)}); re-export it") from None
+        raise ort_load_error(src, e, "cannot run it on the calibration images") from None
     if not np.isfinite(y).all():
         raise DrsedgeError(f"{src}: its FP32 output on the first calibration image holds NaN or Inf, so there is nothing "
                            "to calibrate against; fix or re-export the model")

@@ -17,6 +17,17 @@ MIN_SIDE = 8
 MAX_PIXELS = 64_000_000  # 64 MP (8K frames are 33 MP); checked from the header before decoding
 
 
+def check_frame_size(h: int, w: int, what: str) -> None:
+    """Refuse an ``h x w`` frame size (px) over :data:`MAX_PIXELS` before anything of that size is allocated.
+
+    Raises:
+        DrsedgeError: one line naming ``what`` (the flag or config key) and the limit.
+    """
+    if h * w > MAX_PIXELS:
+        raise DrsedgeError(f"{what} {h}x{w}: {h * w / 1e6:.0f} MP is over drsedge's {MAX_PIXELS // 1_000_000} MP frame limit; "
+                           "use a smaller size (MACs and latency scale with H x W)")
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image to ``[H, W, 3]`` float32 RGB in [0, 1].
 

@@ -103,7 +103,14 @@ def evaluate_stages(
     Args:
         budgets: stage name -> largest allowed PSNR drop in dB vs the previous stage.
         latency_hw: ``(H, W)`` for latency timing (median/p95 ms); None skips timing.
+
+    Raises:
+        DrsedgeError: ``latency_hw`` over the 64 MP frame limit (checked before any stage allocates a frame).
     """
+    from drsedge.data.images import check_frame_size
+
+    if latency_hw:
+        check_frame_size(*latency_hw, "latency size (--latency-size, check.latency_hw)")
     budgets = budgets or {}
     per = {s.name: {} for s in stages}
     base = []

@@ -54,6 +54,11 @@ class ModelConfig:
         if cfg.dim < 1 or any(b < 1 for b in cfg.num_blocks) or len(cfg.num_blocks) != 4 or len(cfg.heads) != 4 or cfg.ffn_expansion_factor <= 0:
             raise DrsedgeError(f"{source}: dim, 4 block counts and 4 head counts must be positive, ffn_expansion_factor > 0 "
                                f"(got dim {cfg.dim}, num_blocks {cfg.num_blocks}, heads {cfg.heads})")
+        if cfg.dim > 1024 or max(cfg.num_blocks) > 64 or max(cfg.heads) > 256 or cfg.ffn_expansion_factor > 16:
+            # checked before the model is built: a typo (dim: 100000) must not ask the allocator for gigabytes
+            raise DrsedgeError(f"{source}: dim <= 1024, block counts <= 64, heads <= 256, ffn_expansion_factor <= 16 "
+                               f"(got dim {cfg.dim}, num_blocks {cfg.num_blocks}, heads {cfg.heads}, "
+                               f"ffn_expansion_factor {cfg.ffn_expansion_factor}); the paper's teacher is dim 48")
         if any(h < 1 for h in cfg.heads):
             raise DrsedgeError(f"{source}: head counts must be >= 1, got {cfg.heads}")
         if cfg.attention not in ATTENTION_KINDS:

@@ -25,6 +25,9 @@ class ModelInfo:
 
 def model_info(model: torch.nn.Module, height: int = 256, width: int = 256) -> ModelInfo:
     """Count params and MACs of ``model`` for a ``[1, 3, height, width]`` input (multiples of 8)."""
+    from drsedge.data.images import check_frame_size
+
+    check_frame_size(height, width, "model_info size")
     params = sum(p.numel() for p in model.parameters())
     was_training = model.training
     model.eval()

@@ -49,7 +49,9 @@ class OnnxModel:
         try:
             self.session = ort.InferenceSession(str(path), so, providers=[PROVIDERS[provider]])
         except Exception as e:  # onnxruntime's own error types
-            raise DrsedgeError(f"{path}: ONNX Runtime cannot load this model ({first_line(e)}); re-run `drsedge export`") from None
+            from drsedge.onnx_io import ort_load_error
+
+            raise ort_load_error(path, e) from None
         ins, outs = self.session.get_inputs(), self.session.get_outputs()
         shape = ins[0].shape if len(ins) == 1 else None
         if shape is None or len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3) or len(outs) != 1:

@@ -78,8 +78,9 @@ def ort_session(path: str | os.PathLike, threads: int | None = None, fused_kerne
     except DrsedgeError:
         raise
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/InvalidProtobuf types
-        msg = first_line(e)
-        raise DrsedgeError(f"{path}: ONNX Runtime cannot load this model ({msg}); re-run `drsedge export`") from None
+        from drsedge.onnx_io import ort_load_error
+
+        raise ort_load_error(path, e) from None
 
 
 class OrtRunner:

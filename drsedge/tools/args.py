@@ -96,7 +96,7 @@ def _check_out_dir(out: str) -> None:
         raise DrsedgeError(f"{out}: --out must be a folder, and this is a file; choose another path")
 
 
-def _int_type(lo: int, multiple: int = 1):
+def _int_type(lo: int, multiple: int = 1, hi: int | None = None):
     def parse(text: str) -> int:
         try:
             v = int(text)
@@ -104,6 +104,8 @@ def _int_type(lo: int, multiple: int = 1):
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
         if v < lo or v % multiple:
             raise argparse.ArgumentTypeError(f"{v} must be >= {lo}" + (f" and a multiple of {multiple}" if multiple > 1 else ""))
+        if hi is not None and v > hi:  # checked before anything is allocated from it
+            raise argparse.ArgumentTypeError(f"{v} is over the limit of {hi}")
         return v
 
     parse.__name__ = "int"
@@ -217,7 +219,9 @@ def _add_train_args(p, steps: int, out: bool = True):
 
 POS = _int_type(1)
 NONNEG = _int_type(0)
-MULT8 = _int_type(8, 8)
+# an image side: 16384 px bounds a 64 MP frame's longer side (data.images.MAX_PIXELS), checked before allocation
+MAX_SIDE = 16384
+MULT8 = _int_type(8, 8, MAX_SIDE)
 
 # public names (the subcommand modules import these)
 kv, model_config, train_cfg, check_out_dir, int_type, float_type = _kv, _model_config, _train_cfg, _check_out_dir, _int_type, _float_type

@@ -11,15 +11,12 @@ from .args import model_config as _model_config
 
 
 def cmd_info(a) -> int:
-    from drsedge.data.images import MAX_PIXELS
-    from drsedge.errors import DrsedgeError
+    from drsedge.data.images import check_frame_size
     from drsedge.models.checkpoint import load_any
     from drsedge.models.info import model_info
 
     h, w = a.size
-    if h * w > MAX_PIXELS:  # before anything is allocated: a 10^5 px side would ask for 120 GB
-        raise DrsedgeError(f"--hw {h} {w}: {h * w / 1e6:.0f} MP is over drsedge's {MAX_PIXELS // 1_000_000} MP frame limit; "
-                           "MACs scale with H x W, so measure a smaller size and scale")
+    check_frame_size(h, w, "--hw")  # before anything is allocated: a 10^5 px side would ask for 120 GB
     if a.checkpoint:
         model, cfg = load_any(a.checkpoint)
     else:

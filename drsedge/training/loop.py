@@ -41,6 +41,9 @@ from drsedge.fileio import atomic_write
 STATE_FILE = "train_state.pt"
 
 
+MAX_BATCH_PIXELS = 2**28  # one training batch: batch_size x patch^2 (e.g. 1024 x 512^2)
+
+
 @dataclass
 class TrainConfig:
     """Hyper-parameters of one training or distillation run (steps are optimizer steps)."""
@@ -74,6 +77,10 @@ class TrainConfig:
                 bad.append(f"{name} {v!r} must be an integer >= 1")
         if not isinstance(self.patch, int) or self.patch < 8 or self.patch % 8:
             bad.append(f"patch {self.patch!r} must be a positive multiple of 8")
+        elif isinstance(self.batch_size, int) and self.batch_size * self.patch**2 > MAX_BATCH_PIXELS:
+            # checked before the sampler allocates [batch, 3, patch, patch]: a typo must not ask for gigabytes
+            bad.append(f"batch_size x patch^2 = {self.batch_size} x {self.patch}^2 is over {MAX_BATCH_PIXELS:,} px per batch "
+                       "(3.2 GB in FP32); lower batch_size or patch")
         if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
             bad.append(f"lr {self.lr!r} must be a finite number > 0")
         for name in ("weight_decay", "lambda_kd", "feature_weight", "grad_clip"):
