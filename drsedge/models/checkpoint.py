@@ -23,6 +23,8 @@ from drsedge.fileio import atomic_write
 
 from .config import ModelConfig
 from .drsformer import stream_widths_of
+from .udr_config import FAMILY as UDR_FAMILY
+from .udr_config import UDRConfig, is_udr_state, udr_config_from_state_dict
 
 CONFIG_KEY = "drsedge_model_config"
 
@@ -112,7 +114,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, prefer: str | Non
     return model
 
 
-def save_model(path: str | os.PathLike, model: nn.Module, config: ModelConfig, extra: dict | None = None) -> Path:
+def save_model(path: str | os.PathLike, model: nn.Module, config: ModelConfig | UDRConfig, extra: dict | None = None) -> Path:
     """Write ``model.state_dict()`` (float tensors, contiguous) + config JSON to ``.safetensors`` atomically.
 
     Raises:
@@ -128,8 +130,8 @@ def save_model(path: str | os.PathLike, model: nn.Module, config: ModelConfig, e
     return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
 
 
-def read_config(path: str | os.PathLike) -> ModelConfig:
-    """The :class:`ModelConfig` stored in a drsedge ``.safetensors`` file.
+def read_config(path: str | os.PathLike) -> ModelConfig | UDRConfig:
+    """The :class:`ModelConfig` (or :class:`UDRConfig`, ``"family": "udr_s2former"``) stored in a drsedge ``.safetensors`` file.
 
     Raises:
         DrsedgeError: file missing/unreadable or written without a drsedge config.
@@ -152,10 +154,12 @@ def read_config(path: str | os.PathLike) -> ModelConfig:
         raise DrsedgeError(f"{path}: corrupt model config in its metadata ({e}); re-save the model") from None
     if not isinstance(d, dict):
         raise DrsedgeError(f"{path}: model config in its metadata is not a mapping; re-save the model")
+    if d.get("family") == UDR_FAMILY:
+        return UDRConfig.from_dict(d, str(path))
     return ModelConfig.from_dict(d, str(path))
 
 
-def load_model(path: str | os.PathLike) -> tuple[nn.Module, ModelConfig]:
+def load_model(path: str | os.PathLike) -> tuple[nn.Module, ModelConfig | UDRConfig]:
     """Rebuild a model saved by :func:`save_model`; returns ``(model in eval mode, config)``."""
     path = _resolve(path)
     cfg = read_config(path)
@@ -227,9 +231,9 @@ def config_from_state_dict(state: dict[str, torch.Tensor], source: str = "checkp
     )
 
 
-def load_any(path: str | os.PathLike, prefer: str | None = None) -> tuple[nn.Module, ModelConfig]:
-    """Load a drsedge ``.safetensors`` (config in metadata), an upstream checkpoint (config inferred), or a shipped
-    model by name (``shipped:student``).
+def load_any(path: str | os.PathLike, prefer: str | None = None) -> tuple[nn.Module, ModelConfig | UDRConfig]:
+    """Load a drsedge ``.safetensors`` (config in metadata), an upstream checkpoint (config inferred: DRSformer or
+    UDR-S2Former, told apart by their keys), or a shipped model by name (``shipped:student``).
 
     Returns ``(model in eval mode, config)``. Raises :class:`DrsedgeError` as :func:`load_checkpoint`.
     """
@@ -242,7 +246,7 @@ def load_any(path: str | os.PathLike, prefer: str | None = None) -> tuple[nn.Mod
                 raise
     state = _read_state(path, prefer)
     state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
-    cfg = config_from_state_dict(state, str(path))
+    cfg = udr_config_from_state_dict(state, str(path)) if is_udr_state(state) else config_from_state_dict(state, str(path))
     model = cfg.build()
     load_checkpoint(model, path, prefer)
     return model.eval(), cfg

@@ -56,7 +56,8 @@ class BuildOptions:
             DrsedgeError: unknown precision, missing/unparsable ONNX or no N x 3 x H x W input, bad profile,
                 an output that would overwrite the ONNX, a custom op without a plugin library, INT8 without
                 Q/DQ, FP16 on a strongly typed TensorRT from an ONNX without FP16 tensors (and the reverse),
-                or compatibility flags on TensorRT 8.5.
+                compatibility flags on TensorRT 8.5, or a node the target TensorRT cannot build
+                (:mod:`drsedge.backend.trt.op_support`).
         """
         from drsedge.fileio import refuse_overwrite
 
@@ -70,8 +71,12 @@ class BuildOptions:
             raise DrsedgeError("workspace limit must be > 0 MiB")
         refuse_overwrite(self.engine, [self.onnx, self.plugin], "engine")
         info = inspect(self.onnx)
-        self.profile = Profile(self.profile.min, self.profile.opt, self.profile.max, info["input"])
-        self.profile.check(info["rank"])
+        if info["static_shape"]:  # fixed input dims: TensorRT takes no optimization profile (trtexec refuses shapes)
+            st = info["static_shape"]
+            self.profile = Profile(st, st, st, info["input"], static=True)
+        else:
+            self.profile = Profile(self.profile.min, self.profile.opt, self.profile.max, info["input"])
+            self.profile.check(info["rank"])
         if info["custom_ops"] and not self.plugin:
             raise DrsedgeError(f"{self.onnx}: has custom op(s) {info['custom_ops']} but no plugin library; pass --plugin {PLUGIN_HINT}")
         if self.plugin and not Path(self.plugin).is_file():
@@ -81,6 +86,9 @@ class BuildOptions:
         if self.precision == "int8" and not info["qdq"]:
             raise DrsedgeError(f"{self.onnx}: INT8 engines use explicit quantization; give the Q/DQ model from `drsedge quantize`")
         if path is not None:
+            from .op_support import check_op_support
+
+            check_op_support(self.onnx, path.version)  # TopK K > 3840, ops newer than the target: refused before building
             fp16_graph = "float16" in info["float_types"]
             if path.strongly_typed and self.precision == "fp16" and not fp16_graph:
                 raise DrsedgeError(

@@ -63,7 +63,7 @@ def create_config(o: BuildOptions, path: BuildPath, trt, network=None):  # pragm
     from polygraphy.backend.trt import Profile as PgProfile
 
     prof = PgProfile().add(o.profile.input, min=o.profile.min, opt=o.profile.opt, max=o.profile.max)
-    kw = {"profiles": [prof], "memory_pool_limits": {trt.MemoryPoolType.WORKSPACE: o.workspace_mib << 20}}
+    kw = {"profiles": [] if o.profile.static else [prof], "memory_pool_limits": {trt.MemoryPoolType.WORKSPACE: o.workspace_mib << 20}}
     if path.weak_precision_flags:
         kw["fp16"] = o.precision in ("fp16", "int8")
         kw["int8"] = o.precision == "int8"

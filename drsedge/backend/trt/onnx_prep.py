@@ -76,7 +76,8 @@ def write_plugin_only_copy(onnx_path: str | os.PathLike, out_path: str | os.Path
 
 
 def inspect(onnx_path: str | os.PathLike) -> dict:
-    """``{"input": name, "rank": n, "fused_nodes": [...], "float_types": [...], "qdq": bool, "custom_ops": [...]}``.
+    """``{"input": name, "rank": n, "fused_nodes": [...], "float_types": [...], "qdq": bool, "custom_ops": [...],
+    "static_shape": (N, 3, H, W) or None}`` (fixed input dims: a static-shape export such as UDR-S2Former's).
 
     Raises:
         DrsedgeError: missing/unparsable file or no ``[N, 3, H, W]`` input.
@@ -84,5 +85,7 @@ def inspect(onnx_path: str | os.PathLike) -> dict:
     model = load_onnx(onnx_path, external_data=False)
     name, rank = image_input(model, str(onnx_path))
     custom = sorted({f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")})
+    dims = next(i for i in model.graph.input if i.name == name).type.tensor_type.shape.dim
+    static = tuple(d.dim_value for d in dims) if all(d.HasField("dim_value") for d in dims) else None
     return {"input": name, "rank": rank, "fused_nodes": fused_nodes(model), "float_types": sorted(graph_float_types(model)),
-            "qdq": has_qdq(model), "custom_ops": custom}
+            "qdq": has_qdq(model), "custom_ops": custom, "static_shape": static}

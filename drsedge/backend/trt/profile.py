@@ -20,6 +20,7 @@ class Profile:
     opt: tuple[int, ...] = (1, 3, 256, 256)
     max: tuple[int, ...] = (1, 3, 720, 1280)
     input: str = EXPORT_INPUT_NAME
+    static: bool = False  # the ONNX input has fixed dims (UDR-S2Former): no profile is given to TensorRT or trtexec
 
     def check(self, rank: int = 4) -> None:
         """Raises DrsedgeError unless every shape has ``rank`` dims > 0, 3 channels, H/W multiples of 8, and min <= opt <= max."""

@@ -33,8 +33,9 @@ def trtexec_command(o: BuildOptions, path: BuildPath, onnx: str | None = None) -
             args.append(f"--dynamicPlugins={o.plugin}")
             if o.version_compatible:
                 args.append(f"--setPluginsToSerialize={o.plugin}")
-    args += [f"--minShapes={o.profile.shape_arg('min')}", f"--optShapes={o.profile.shape_arg('opt')}",
-             f"--maxShapes={o.profile.shape_arg('max')}"]
+    if not o.profile.static:  # a static-shape ONNX takes no shapes (trtexec: "Static model does not take explicit shapes")
+        args += [f"--minShapes={o.profile.shape_arg('min')}", f"--optShapes={o.profile.shape_arg('opt')}",
+                 f"--maxShapes={o.profile.shape_arg('max')}"]
     if path.weak_precision_flags:
         if o.precision in ("fp16", "int8"):
             args.append("--fp16")
