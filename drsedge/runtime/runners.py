@@ -97,8 +97,18 @@ class OrtRunner:
             raise DrsedgeError(f"{path}: {len(outputs)} outputs; drsedge models return one N x 3 x H x W image")
         self.input = inputs[0].name
         self.name, self.path = name, Path(path)
+        h, w = shape[2], shape[3]
+        # a static-shape export (UDR-S2Former) takes one size: other frames are tiled with it (runtime.tiling.static_tiled)
+        self.static_hw = (h, w) if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0 else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.static_hw and tuple(x.shape[-2:]) != self.static_hw:
+            from .tiling import static_tiled
+
+            return torch.cat([static_tiled(self._run, x[i : i + 1], *self.static_hw) for i in range(x.shape[0])])
+        return self._run(x)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         try:
             y = self.session.run(None, {self.input: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})[0]
         except Exception as e:  # onnxruntime's own error types

@@ -63,6 +63,33 @@ def tiled_forward(forward: Forward, x: torch.Tensor, tile: int, overlap: int) ->
     return acc / count
 
 
+def static_tiled(forward: Forward, x: torch.Tensor, th: int, tw: int, overlap: int = 64) -> torch.Tensor:
+    """Run a fixed-size model (``th x tw`` input, e.g. a UDR-S2Former export) on any ``[B, C, H, W]``: a frame smaller
+    than the tile is padded (reflect, or replicate when too small to reflect) and cropped back; a larger one is cut
+    into overlapping ``th x tw`` tiles (stride ``tile - overlap``, upstream UDR-S2Former test.py: 320 tiles, overlap
+    64) whose outputs are averaged.
+
+    Raises:
+        ValueError: an overlap that is negative or not below both tile sides.
+    """
+    if not 0 <= overlap < min(th, tw):
+        raise ValueError(f"tile overlap {overlap} must be in [0, {min(th, tw)})")
+    b, _c, h, w = x.shape
+    ph, pw = max(th - h, 0), max(tw - w, 0)
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
+    hh, ww = x.shape[-2:]
+    acc, count = None, torch.zeros(b, 1, hh, ww, dtype=x.dtype)
+    for i in tile_starts(hh, th, th - overlap) if hh > th else [0]:
+        for j in tile_starts(ww, tw, tw - overlap) if ww > tw else [0]:
+            out = forward(x[..., i : i + th, j : j + tw])
+            if acc is None:
+                acc = torch.zeros(b, out.shape[1], hh, ww, dtype=out.dtype)
+            acc[..., i : i + th, j : j + tw] += out
+            count[..., i : i + th, j : j + tw] += 1
+    return (acc / count)[..., :h, :w]
+
+
 def restore(forward: Forward, x: torch.Tensor, tile: int | None = None, overlap: int = 32, clamp: bool = True) -> torch.Tensor:
     """Derain ``[B, 3, H, W]`` in [0, 1] like upstream test.py: pad to x8, forward (tiled if ``tile``), crop, clamp to [0, 1]."""
     h, w = x.shape[-2:]
