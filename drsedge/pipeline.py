@@ -27,12 +27,12 @@ from drsedge.data.folders import find_pairs, find_unlabeled
 from drsedge.data.heldout import guard_not_held_out
 from drsedge.data.sampling import CropSampler, load_samples
 from drsedge.errors import DrsedgeError, first_line
-from drsedge.export.onnx_export import check_parity, export_onnx
+from drsedge.export.onnx_export import check_parity, export_onnx, onnx_static_hw, parity_ok
 from drsedge.fileio import atomic_write, sha256
 from drsedge.jsonio import dumps_strict
 from drsedge.metrics.drift import Stage, evaluate_stages, report_markdown
 from drsedge.models.checkpoint import load_any, load_model, save_model
-from drsedge.models.config import ModelConfig
+from drsedge.models.config import ModelConfig, config_from_dict
 from drsedge.models.info import model_info
 from drsedge.runtime.runners import OrtRunner, TorchRunner
 from drsedge.training.loop import TrainConfig, train
@@ -187,7 +187,7 @@ class Pipeline:
         out = self.run_dir / "teacher" / "teacher.safetensors"
 
         def run():
-            mcfg = ModelConfig.from_dict({**ModelConfig().to_dict(), **(tc.get("model") or {})}, "teacher.model")
+            mcfg = config_from_dict(tc.get("model"), "teacher.model")
             if tc.get("checkpoint"):
                 from drsedge.weights import resolve
 
@@ -245,7 +245,7 @@ class Pipeline:
 
         def run():
             teacher, _ = load_model(self.path("teacher", "model"))
-            mcfg = ModelConfig.from_dict({**ModelConfig().to_dict(), "mefc": False, **(sc.get("model") or {})}, "student.model")
+            mcfg = config_from_dict(sc.get("model"), "student.model", {**ModelConfig().to_dict(), "mefc": False})
             init = None
             if sc.get("init"):
                 from drsedge.weights import resolve
@@ -285,6 +285,9 @@ class Pipeline:
 
             teacher, _ = load_model(self.path("teacher", "model"))
             model, mcfg = load_model(self.path("student", "model"))
+            if not isinstance(mcfg, ModelConfig):
+                raise DrsedgeError("prune.enabled: structural pruning covers the DRSformer family; a UDR-S2Former student "
+                                   "is not pruned yet (set prune.enabled: false)")
             unl = self._data(self.cfg["data"].get("unlabeled"))
             samples = load_samples(self._train_pairs(), [f for d in unl for f in find_unlabeled(d)])
             ft = TrainConfig.from_dict({**(pc.get("finetune") or {}), "seed": self.cfg["seed"], "zero_init_output": False}, "prune.finetune")
@@ -320,16 +323,18 @@ class Pipeline:
         def run():
             model, _ = load_model(self.deploy_model())
             export_onnx(model, out, opset=ec["opset"], exporter=ec["exporter"], attention=ec.get("attention", "native"),
-                        fp16_safe=ec.get("fp16_safe", False))
+                        fp16_safe=ec.get("fp16_safe", False), size=tuple(ec["size"]) if ec.get("size") else None)
             try:
                 parity = check_parity(model, out, sizes=((64, 64), (96, 128)))
             except BaseException:
                 out.unlink(missing_ok=True)
                 raise
-            if not parity.worst <= 1e-4:  # NaN fails too
+            ok, summary = parity_ok(model, parity)
+            if not ok:  # NaN fails too
                 out.unlink(missing_ok=True)
-                raise DrsedgeError(f"{out}: ONNX Runtime differs from PyTorch by {parity.worst:.2e} (> 1e-4)")
-            artifacts, metrics = {"onnx": out}, {"parity_max_abs": parity.max_abs, "fp16": self._fp16_range(out)}
+                raise DrsedgeError(f"{out}: ONNX Runtime differs from PyTorch: {summary}")
+            artifacts, metrics = {"onnx": out}, {"parity_max_abs": parity.max_abs, "parity_mean_abs": parity.mean_abs,
+                                                 "fp16": self._fp16_range(out)}
             if ec.get("fp16"):
                 from drsedge.export.fp16 import convert_fp16
 
@@ -349,10 +354,21 @@ class Pipeline:
 
         dirs = self._data(self.cfg["data"]["calibration"])
         self._guard_held_out("calibration", dirs)
-        ranges = fp16_ranges(onnx_path, calibration_set(dirs, size=None, limit=2).inputs, (720, 1280))
+        ranges = fp16_ranges(onnx_path, calibration_set(dirs, size=self._static_side(onnx_path), limit=2).inputs, (720, 1280))
         bad = fp16_overflows(ranges)
         return {"overflow_nodes": len(bad), "modules": sorted({r.module for r in bad}),
                 "peak_projected_720p": max(r.projected for r in ranges)}
+
+    @staticmethod
+    def _static_side(onnx_path: Path, default: int | None = None) -> int | None:
+        """The side of a static square ONNX input (UDR-S2Former export): calibration crops must have that size."""
+        hw = onnx_static_hw(onnx_path)
+        if hw is None:
+            return default
+        if hw[0] != hw[1]:
+            raise DrsedgeError(f"{onnx_path}: static input {hw[0]}x{hw[1]}; the pipeline calibrates square crops: "
+                               "set export.size to a square (e.g. [256, 256])")
+        return hw[0]
 
     def quantize(self) -> dict:
         qc = self.cfg["quantize"]
@@ -361,7 +377,7 @@ class Pipeline:
         def run():
             dirs = self._data(self.cfg["data"]["calibration"])
             self._guard_held_out("calibration", dirs)
-            calib = calibration_set(dirs, size=qc["size"], limit=qc["limit"])
+            calib = calibration_set(dirs, size=self._static_side(self.path("export", "onnx"), qc["size"]), limit=qc["limit"])
             metrics = {}
             if qc.get("qat_steps"):  # quantization-aware fine-tuning of the deployed student (drsedge qat)
                 from drsedge.compress.qat import export_qat_onnx, insert_quantizers

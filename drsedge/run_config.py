@@ -28,10 +28,10 @@ class _Strict(BaseModel):
 def _check_model(v: dict | None, where: str) -> dict | None:
     if v is None:
         return v
-    from drsedge.models.config import ModelConfig
+    from drsedge.models.config import ModelConfig, config_from_dict
 
     try:
-        ModelConfig.from_dict({**ModelConfig().to_dict(), "mefc": False, **v}, where)
+        config_from_dict(v, where, {**ModelConfig().to_dict(), "mefc": False})
     except DrsedgeError as e:
         raise ValueError(str(e)) from None
     return v
@@ -54,7 +54,7 @@ def _check_train(v: dict | None, where: str) -> dict | None:
 
 class SyntheticSection(_Strict):
     clean: list[str]
-    preset: Literal["light", "medium", "heavy", "mixed"] = "mixed"
+    preset: Literal["light", "medium", "heavy", "mixed", "raindrop", "rain+drop"] = "mixed"
     per_image: PosInt = 1
     seed: NonNegInt = 0
     limit: PosInt | None = None
@@ -101,7 +101,8 @@ class PruneSection(_Strict):
 
 
 class ExportSection(_Strict):
-    opset: Annotated[int, Field(ge=17)] = 17
+    opset: Annotated[int, Field(ge=16)] = 17  # 16: UDR-S2Former for TensorRT 8.5 (DRSformer exports need 17)
+    size: Annotated[list[Mult8], Field(min_length=2, max_length=2)] | None = None  # static-shape families: the ONNX's H, W
     exporter: Literal["torchscript", "dynamo"] = "torchscript"
     attention: Literal["native", "fused"] = "native"
     fp16_safe: bool = False

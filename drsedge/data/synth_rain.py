@@ -21,6 +21,10 @@ The default ``light`` ranges were fitted on the paired *training* images
 ``../shared/data/rain200L/train`` (mean rain residual 0.02, 14 % of pixels above 0.05, 99th
 percentile about 0.2, PSNR 26-27 dB against the clean image); the defaults give 0.014-0.029, 9-20 %,
 0.22-0.24 and 25-27 dB on the same clean image. No held-out test image was used.
+
+``raindrop`` renders drops adherent to the lens or its cover glass instead (:func:`render_drops`: refracting,
+defocused blobs, Qian et al. CVPR 2018 Eq. 1 with the lens models it cites); ``rain+drop`` puts them in front of
+``medium`` streaks, what UDR-S2Former (Chen et al., ICCV 2023) removes in one network.
 """
 
 from __future__ import annotations
@@ -65,7 +69,80 @@ PRESETS: dict[str, RainPreset] = {
     "heavy": RainPreset((3, 4), (0.004, 0.008), (25, 60), (-30, 30), 8, (0.5, 1.0), (0.45, 0.75), (0.72, 0.9), (0.75, 1.0)),
 }
 MIXED = "mixed"  # light, medium or heavy drawn per image (1/2, 1/4, 1/4)
-PRESET_NAMES = (*PRESETS, MIXED)
+RAINDROP = "raindrop"  # adherent drops on the lens or its cover glass (render_drops)
+RAIN_AND_DROP = "rain+drop"  # medium streaks in the scene, then drops on the glass in front of them
+PRESET_NAMES = (*PRESETS, MIXED, RAINDROP, RAIN_AND_DROP)
+
+
+@dataclass(frozen=True)
+class DropPreset:
+    """Ranges drawn uniformly per image for :func:`render_drops`; sizes relative to the shorter image side."""
+
+    count: tuple[int, int]  # drops per 720x480 px (scaled by the image area)
+    radius: tuple[float, float]  # Gaussian sigma of a drop's height bump / shorter side
+    refraction: tuple[float, float]  # lens strength kappa: displacement = kappa * sigma^2 * grad(h)
+    defocus: tuple[float, float]  # sigma (px at 480 px) of the circle of confusion of the near glass
+    opacity: tuple[float, float]  # alpha of a drop's core (You et al.: completely occluding cores, alpha = 1)
+    gain: tuple[float, float]  # brightness of the refracted light (environment light, Garg & Nayar)
+
+
+# Fitted by eye to the real adherent drops of ../shared/data/raindrop/real (Qian et al.'s training frames): tens of
+# drops of 5-20 px at 480 p, defocused, with a flipped, minified and brighter view of the scene inside.
+DROPS = DropPreset(count=(40, 110), radius=(0.02, 0.06), refraction=(2.0, 4.0), defocus=(2.0, 5.0), opacity=(0.8, 1.0),
+                   gain=(1.05, 1.3))
+
+
+def render_drops(clean: np.ndarray, rng: np.random.Generator, p: DropPreset = DROPS) -> tuple[np.ndarray, dict]:
+    """Adherent raindrops on ``clean`` ``[H, W, 3]`` float32 in [0, 1] -> (drops image, same shape in [0, 1], parameters).
+
+    The 2-D recipe of ../shared/notes/udr-s2former.md §5, combining the cited models:
+
+    1. a height field of the drops, ``h(x) = sum_i exp(-|x - x_i|^2 / sigma_i^2)`` (metaballs; elliptic bumps),
+       mask ``M = h > 0.35``;
+    2. refraction (a drop is a wide-angle lens, Garg & Nayar, Columbia TR 2003; Roser & Geiger, ICCV-W 2009):
+       ``R(x) = gain * B(x + kappa * sigma^2 * grad h(x))``, a flipped, minified view of the scene around the drop,
+       blended 3:1 with the scene's mean light + 0.15 (a drop gathers a wide field of view, so it is brighter, flatter);
+    3. defocus: drops on the glass are out of focus (Qian et al., CVPR 2018), ``alpha = G_d * M * opacity`` and
+       ``R`` blurred by the same ``G_d``;
+    4. composite (Qian et al. Eq. 1 / You et al., TPAMI 2016): ``I = (1 - alpha) * B + alpha * R``.
+    """
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    h, w = clean.shape[:2]
+    short = min(h, w)
+    u = lambda r: float(rng.uniform(*r))
+    n = max(1, int(round(int(rng.integers(p.count[0], p.count[1] + 1)) * h * w / (720 * 480))))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    height = np.zeros((h, w), np.float32)
+    sig2 = np.zeros((h, w), np.float32)  # the sigma^2 of the drop that dominates each pixel (for the lens strength)
+    for _ in range(n):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        s = u(p.radius) * short
+        a = u((0.75, 1.3))  # elliptic: drops run and stretch on the glass
+        r = int(3 * s * max(a, 1 / a)) + 2
+        y0, y1, x0, x1 = max(int(cy) - r, 0), min(int(cy) + r, h), max(int(cx) - r, 0), min(int(cx) + r, w)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        bump = np.exp(-(((yy[y0:y1, x0:x1] - cy) * a) ** 2 + ((xx[y0:y1, x0:x1] - cx) / a) ** 2) / (s * s))
+        win = height[y0:y1, x0:x1]
+        sig2[y0:y1, x0:x1] = np.where(bump > win, s * s, sig2[y0:y1, x0:x1])
+        height[y0:y1, x0:x1] = win + bump
+    gy, gx = np.gradient(height)
+    kappa = u(p.refraction)
+    sy, sx = yy + kappa * sig2 * gy, xx + kappa * sig2 * gx
+    refr = np.stack([map_coordinates(clean[..., c], [sy, sx], order=1, mode="reflect") for c in range(clean.shape[2])], -1)
+    d = u(p.defocus) * short / 480.0
+    gain = u(p.gain)
+    refr = np.stack([gaussian_filter(refr[..., c], d) for c in range(refr.shape[2])], -1) * gain
+    # a drop gathers light from a wide field of view (Garg & Nayar), so it is brighter and flatter than the scene
+    # behind it: blend in the scene's mean light
+    refr = 0.75 * refr + 0.25 * (clean.mean(axis=(0, 1), keepdims=True) + 0.15)
+    mask = (height > 0.35).astype(np.float32)
+    alpha = np.clip(gaussian_filter(mask, d) * u(p.opacity), 0.0, 1.0)[..., None]
+    out = (1.0 - alpha) * clean + alpha * refr
+    params = {"preset": RAINDROP, "drops": n, "refraction": round(kappa, 4), "defocus_px": round(d, 3), "gain": round(gain, 4),
+              "covered": round(float(mask.mean()), 4)}
+    return np.clip(out, 0.0, 1.0).astype(np.float32), params
 
 
 def motion_kernel(length: float, angle_deg: float) -> np.ndarray:
@@ -100,6 +177,12 @@ def render_rain(clean: np.ndarray, rng: np.random.Generator, preset: str = "ligh
     Raises:
         DrsedgeError: unknown preset.
     """
+    if preset == RAINDROP:
+        return render_drops(clean, rng)
+    if preset == RAIN_AND_DROP:
+        streaks, sp = render_rain(clean, rng, "medium")
+        out, dp = render_drops(streaks, rng)
+        return out, {**dp, "preset": RAIN_AND_DROP, "streaks": sp}
     if preset == MIXED:
         preset = str(rng.choice(["light", "light", "medium", "heavy"]))
     if preset not in PRESETS:

@@ -103,3 +103,18 @@ def student_config(**overrides) -> ModelConfig:
     """A compact DRSformer-family student: dim 16, blocks 1/2/2/2, heads 1/2/4/8, FFN 2.0, no MEFC, TKSA."""
     base = dict(dim=16, num_blocks=[1, 2, 2, 2], heads=[1, 2, 4, 8], ffn_expansion_factor=2.0, mefc=False, attention="topk")
     return ModelConfig.from_dict({**ModelConfig().to_dict(), **base, **overrides}, "student config")
+
+
+def config_from_dict(d: dict | None, source: str, base: dict | None = None):
+    """A model section of a run config or ``--model`` flags -> :class:`ModelConfig` (DRSformer family, on top of
+    ``base``) or, with ``family: udr_s2former``, a :class:`~drsedge.models.udr_config.UDRConfig` (on top of
+    upstream's defaults). Raises :class:`DrsedgeError` naming ``source``."""
+    d = dict(d or {})
+    if d.get("family") == "udr_s2former":
+        from .udr_config import UDRConfig
+
+        return UDRConfig.from_dict({**UDRConfig().to_dict(), **d}, source)
+    if "family" in d and d["family"] != "drsformer":
+        raise DrsedgeError(f"{source}: family must be 'drsformer' or 'udr_s2former', got {d['family']!r}")
+    d.pop("family", None)
+    return ModelConfig.from_dict({**(base or ModelConfig().to_dict()), **d}, source)

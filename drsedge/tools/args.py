@@ -9,7 +9,7 @@ import yaml
 
 from drsedge.errors import DrsedgeError
 
-PRESETS = ("drsformer", "drsformer-nomefc", "drsformer-upstream", "student")
+PRESETS = ("drsformer", "drsformer-nomefc", "drsformer-upstream", "student", "udr-s2former", "udr-small")
 # The upstream recipe (cschenxiang/DRSformer Options/Deraining.yml, as issue 13 quotes it): 8 crops of 128^2 per GPU,
 # 300k iterations, grad-norm clip 0.01 (BasicSR use_grad_clip), AdamW 3e-4 / wd 1e-4 / betas (0.9, 0.999), cosine
 # restarts 92k + 208k with eta_min 3e-4 then 1e-6 (TrainConfig's defaults, as fractions of the steps), seed 100.
@@ -57,6 +57,11 @@ def _model_config(preset: str, overrides: list[str] | None):
     from drsedge.models.config import ModelConfig, student_config, teacher_config
 
     kv = _kv(overrides)
+    if preset in ("udr-s2former", "udr-small"):
+        from drsedge.models.udr_config import UDRConfig, udr_small_config
+
+        base = (udr_small_config() if preset == "udr-small" else UDRConfig()).to_dict()
+        return UDRConfig.from_dict({**base, **kv}, f"--preset {preset}")
     if preset == "student":
         return student_config(**kv)
     if preset == "drsformer-nomefc":

@@ -19,7 +19,8 @@ def register(sub) -> None:
     p = sub.add_parser("synth-rain", help="paired input/+target/ folders with synthetic rain on clean photos (Yang et al. 2017 model)")
     p.add_argument("clean", nargs="+", metavar="CLEAN_DIR", help="folders of clean images (PNG, JPEG, TIFF)")
     p.add_argument("-o", "--output", required=True, help="output folder (input/ and target/ are written inside)")
-    p.add_argument("--preset", choices=PRESET_NAMES, default="light", help="light: Rain100L-like; heavy: several layers + veil; mixed: drawn per image")
+    p.add_argument("--preset", choices=PRESET_NAMES, default="light", help="light: Rain100L-like; heavy: several layers + veil; mixed: drawn per image; raindrop: drops on the lens; "
+                        "rain+drop: streaks and drops")
     p.add_argument("--per-image", type=POS, default=1, help="rainy versions per clean image")
     p.add_argument("--seed", type=NONNEG, default=0)
     p.add_argument("--limit", type=POS, help="only the first N clean images")

@@ -74,3 +74,31 @@ def test_refusals(clean, tmp_path, data_dir, capsys):
     assert "cannot decode" in capsys.readouterr().err
     for name in "xyztu":
         assert not (tmp_path / name).exists(), name
+
+
+def test_raindrops_refract_and_are_defocused(data_dir, tmp_path):
+    """Drops cover part of the frame, replace it by a blurred, brightened, displaced view (not a blur of the same
+    pixels), and leave the rest untouched; the same seed gives the same drops."""
+    from scipy.ndimage import gaussian_filter
+
+    from drsedge.data.synth_rain import render_drops
+
+    img = read_image(data_dir / "clean" / "kodak24" / "kodim05.png")
+    out, p = render_drops(img, np.random.default_rng(0))
+    again, _ = render_drops(img, np.random.default_rng(0))
+    assert np.array_equal(out, again) and out.shape == img.shape and out.dtype == np.float32
+    diff = np.abs(out - img).max(-1)
+    changed = diff > 0.02
+    assert 0.05 < changed.mean() < 0.6 and 0.03 < p["covered"] < 0.5
+    assert np.mean(diff[~changed]) < 0.005  # between the drops the scene is kept
+    # inside the drops: not the local blur of the same pixels (refraction moved the view), and brighter on average
+    blurred = np.stack([gaussian_filter(img[..., c], p["defocus_px"]) for c in range(3)], -1)
+    core = diff > 0.1
+    assert np.abs(out - blurred).max(-1)[core].mean() > 0.05
+    assert out[core].mean() > img[core].mean()
+    # the mix puts drops in front of streaks; both presets go through synth-rain's folders and CLI
+    mixed, mp = render_rain(img, np.random.default_rng(0), "rain+drop")
+    assert mp["preset"] == "rain+drop" and mp["streaks"]["layers"] and np.abs(mixed - img).mean() > np.abs(out - img).mean() * 0.5
+    assert main(["synth-rain", str(data_dir / "clean" / "kodak24"), "-o", str(tmp_path / "d"), "--preset", "raindrop",
+                 "--limit", "2"]) == 0
+    assert len(find_pairs(tmp_path / "d")) == 2
