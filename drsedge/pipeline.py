@@ -63,6 +63,14 @@ def load_run_config(path: str | os.PathLike, overrides: dict | None = None) -> d
     if not isinstance(user, dict):
         raise DrsedgeError(f"{path}: a run config is a YAML mapping of sections ({sorted(base)}), not {type(user).__name__}")
     cfg = _merge(_merge(base, user), overrides or {})
+    for section, weights in (("teacher", "checkpoint"), ("student", "init")):
+        # another model family: the demo's DRSformer model keys and shipped DRSformer weights do not apply
+        mine = {**((user.get(section) or {}) if isinstance(user.get(section), dict) else {}), **((overrides or {}).get(section) or {})}
+        model = mine.get("model") if isinstance(mine.get("model"), dict) else {}
+        if model.get("family", "drsformer") != "drsformer" and isinstance(cfg.get(section), dict):
+            cfg[section]["model"] = copy.deepcopy(model)
+            if weights not in mine:
+                cfg[section][weights] = None
     from drsedge.run_config import validate_run_config
 
     return validate_run_config(cfg, str(path))
@@ -335,11 +343,14 @@ class Pipeline:
                 raise DrsedgeError(f"{out}: ONNX Runtime differs from PyTorch: {summary}")
             artifacts, metrics = {"onnx": out}, {"parity_max_abs": parity.max_abs, "parity_mean_abs": parity.mean_abs,
                                                  "fp16": self._fp16_range(out)}
+            if ec.get("fp16") and onnx_static_hw(out):
+                raise DrsedgeError("export.fp16: the mixed-precision ONNX of UDR-S2Former is not supported yet (onnxconverter-common "
+                                   "mistypes its FP32 rank/sampling casts); set export.fp16: false")
             if ec.get("fp16"):
                 from drsedge.export.fp16 import convert_fp16
 
                 dirs = self._data(self.cfg["data"]["calibration"])
-                frames = calibration_set(dirs, size=None, limit=2)
+                frames = calibration_set(dirs, size=self._static_side(out), limit=2)
                 out16 = out.with_name("student_fp16.onnx")
                 res = convert_fp16(out, out16, frames.inputs, [f.name for f in frames.files])
                 artifacts["onnx_fp16"] = out16

@@ -72,6 +72,20 @@ def _depthwise_convs(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
 
 
+# UDR-S2Former: the var heads that rank positions (hard 1.0/0.6 and 1.0/1.2 masks flip on any error) and the sampling
+# offset/scale predictors (a grid error moves every sampled key/value) stay in float (../shared/notes/udr-s2former.md §7).
+UDR_FLOAT_MODULES = ("var_conv", "sampling_biases", "sampling_scales")
+
+
+def udr_float_nodes(model: onnx.ModelProto) -> list[str]:
+    """Nodes of a UDR-S2Former export (metadata ``drsedge.family``) that INT8 leaves in float: its rank and sampling path."""
+    from drsedge.debug.localize import module_path
+
+    if not any(p.key == "drsedge.family" and p.value == "udr_s2former" for p in model.metadata_props):
+        return []
+    return [n.name for n in model.graph.node if n.name and any(m in module_path(n.name) for m in UDR_FLOAT_MODULES)]
+
+
 def nodes_of_modules(model: onnx.ModelProto, modules: list[str]) -> list[str]:
     """ONNX node names that belong to the given PyTorch module paths (e.g. ``latent.1.attn``), via
     :func:`drsedge.debug.localize.module_path`.
@@ -145,6 +159,7 @@ def _quantize_onnx(src, dst, calib, backend, quantize_depthwise, keep_float, hig
     model, calls = unfuse(fused_model)  # fused top-k calls inlined, quantized around, then put back (see fused_qdq)
     skip_nodes = _attention_matmuls(model) + ([] if quantize_depthwise else _depthwise_convs(model))
     skip_nodes += nodes_of_modules(model, keep_float or [])
+    skip_nodes += udr_float_nodes(model)
     skip_nodes += [n.name for n in model.graph.node if INLINED in n.name]
     skip_types = [t for t in FLOAT_OP_TYPES if any(n.op_type == t for n in model.graph.node)]
     if calls:

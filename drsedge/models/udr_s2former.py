@@ -613,9 +613,12 @@ class UDRS2Former(nn.Module):
         out = self.out_final(r) + x
         return [out, outs[0], outs[1], outs[2], outs[3]], [self.var_conv_final(r), var_maps[0], var_maps[1], var_maps[2], var_maps[3]]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, all_outputs: bool = False):
         """Deployment: ``[B, 3, H, W]`` (any H, W >= 8) -> restored ``[B, 3, H, W]``; reflect-padded to multiples of 64
-        and cropped back (upstream ``check_image_size``). The aux and var heads are not computed."""
+        and cropped back (upstream ``check_image_size``). The aux and var heads are not computed.
+        ``all_outputs=True`` is :meth:`forward_all` (for training through a DDP wrapper, which only hooks ``forward``)."""
+        if all_outputs:
+            return self.forward_all(x)
         h, w = x.shape[-2:]
         ph, pw = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
         mode = "reflect" if ph < h and pw < w else "replicate"  # reflection needs the pad smaller than the side

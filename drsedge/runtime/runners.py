@@ -105,7 +105,8 @@ class OrtRunner:
         if self.static_hw and tuple(x.shape[-2:]) != self.static_hw:
             from .tiling import static_tiled
 
-            return torch.cat([static_tiled(self._run, x[i : i + 1], *self.static_hw) for i in range(x.shape[0])])
+            ov = min(64, min(self.static_hw) // 4)  # upstream UDR-S2Former: 320 tiles, overlap 64
+            return torch.cat([static_tiled(self._run, x[i : i + 1], *self.static_hw, overlap=ov) for i in range(x.shape[0])])
         return self._run(x)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:

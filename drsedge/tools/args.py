@@ -57,10 +57,11 @@ def _model_config(preset: str, overrides: list[str] | None):
     from drsedge.models.config import ModelConfig, student_config, teacher_config
 
     kv = _kv(overrides)
-    if preset in ("udr-s2former", "udr-small"):
+    if preset in ("udr-s2former", "udr-small") or kv.get("family") == "udr_s2former":
         from drsedge.models.udr_config import UDRConfig, udr_small_config
 
-        base = (udr_small_config() if preset == "udr-small" else UDRConfig()).to_dict()
+        kv.pop("family", None)  # --model family=udr_s2former: a UDR student (small) or teacher (upstream size)
+        base = (udr_small_config() if preset in ("udr-small", "student") else UDRConfig()).to_dict()
         return UDRConfig.from_dict({**base, **kv}, f"--preset {preset}")
     if preset == "student":
         return student_config(**kv)
@@ -78,7 +79,7 @@ def _train_cfg(a, **extra):
     base = {**TRAIN_DEFAULTS, "steps": a.default_steps}
     if getattr(a, "preset", None) == "drsformer-upstream":
         base = dict(UPSTREAM_RECIPE)
-    given = {k: getattr(a, k) for k in ("steps", "batch_size", "patch", "lr", "seed", "checkpoint_every", "ema", "progressive")
+    given = {k: getattr(a, k) for k in ("steps", "batch_size", "patch", "lr", "seed", "checkpoint_every", "ema", "progressive", "loss")
              if getattr(a, k, None) is not None}
     return TrainConfig(**{**base, **given, **extra})
 
@@ -217,6 +218,9 @@ def _add_train_args(p, steps: int, out: bool = True):
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format (see benchmarks/bench_train.py)")
     p.add_argument("--ema", type=_float_type(0.0, hi=0.999999), metavar="DECAY",
                    help="keep an EMA of the weights (e.g. 0.999); validation and the saved model use it")
+    p.add_argument("--loss", choices=("l1", "udr"),
+                   help="ground-truth loss: l1 (default, DRSformer recipe) or udr (UDR-S2Former's PSNR + uncertainty loss on "
+                        "its five outputs; needs a UDR model and --patch a multiple of 64; no VGG19 here, so no perceptual term)")
     p.add_argument("--progressive", nargs="+", type=_stage, metavar="FRAC:BATCH:PATCH",
                    help="Restormer progressive learning: stages of (fraction of steps, global batch, patch); draws are made "
                         "at --batch-size / --patch, which must be the largest")

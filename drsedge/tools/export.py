@@ -13,14 +13,17 @@ from .args import int_type as _int_type
 
 
 def cmd_export(a) -> int:
-    from drsedge.export.onnx_export import check_parity, export_onnx, parity_ok
+    from drsedge.export.onnx_export import check_parity, export_onnx, is_static_family, parity_ok
     from drsedge.fileio import refuse_overwrite
     from drsedge.models.checkpoint import load_any
 
     refuse_overwrite(a.output, [a.model], "ONNX output")
+    model, _ = load_any(a.model)
+    if a.precision == "fp16" and is_static_family(model):
+        raise DrsedgeError("--precision fp16: the mixed-precision ONNX of UDR-S2Former is not supported yet (onnxconverter-common "
+                           "mistypes its FP32 rank/sampling casts); export FP32 and build FP16 on weakly typed TensorRT (< 10.12)")
     if a.precision == "fp16" and not a.images:
         raise DrsedgeError("--precision fp16 needs --images DIR: real rainy frames (not the test set) to find the FP32 islands")
-    model, _ = load_any(a.model)
     size = _hw(a.size) if a.size else None
     path = export_onnx(model, a.output, opset=a.opset, exporter=a.exporter, attention=a.attention, fp16_safe=a.fp16_safe, size=size)
     try:

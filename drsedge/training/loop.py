@@ -38,6 +38,8 @@ from drsedge.data.sampling import CropSampler
 from drsedge.errors import DrsedgeError, NonFiniteError, StaleStateError, first_line
 from drsedge.fileio import atomic_write
 
+from .udr_loss import udr_loss
+
 STATE_FILE = "train_state.pt"
 
 
@@ -64,6 +66,7 @@ class TrainConfig:
     zero_init_output: bool = True  # from scratch only: output conv starts at 0, so the net starts as identity (+ inp_img)
     ema: float = 0.0  # EMA decay of the weights (BasicSR ema_decay, e.g. 0.999); 0 disables. The saved model is the EMA
     progressive: list[tuple[float, int, int]] = field(default_factory=list)  # [(fraction of steps, mini-batch, patch)]
+    loss: str = "l1"  # ground-truth loss: "l1" (DRSformer recipe) or "udr" (UDR-S2Former's own, training/udr_loss.py)
 
     def __post_init__(self):
         import math
@@ -98,6 +101,10 @@ class TrainConfig:
                     bad.append(f"progressive stage (batch {b}, patch {p}) must have 1 <= batch <= batch_size {self.batch_size} "
                                f"and a patch that is a multiple of 8 <= patch {self.patch} (draws are made at the largest)")
                     break
+        if self.loss not in ("l1", "udr"):
+            bad.append(f"loss {self.loss!r} must be 'l1' or 'udr'")
+        elif self.loss == "udr" and isinstance(self.patch, int) and self.patch % 64:
+            bad.append(f"loss 'udr' trains on UDR-S2Former's five outputs, which need patch a multiple of 64 (got {self.patch})")
         if bad:
             raise DrsedgeError("training config: " + "; ".join(bad))
 
@@ -249,9 +256,12 @@ def train(
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_restart_lr(s, cfg) / cfg.lr)
     step, losses = 0, []
-    if cfg.zero_init_output and hasattr(model, "output"):
+    if cfg.loss == "udr" and not hasattr(model, "forward_all"):
+        raise DrsedgeError(f"training config: loss 'udr' needs a UDR-S2Former model (five outputs), not {type(model).__name__}")
+    out_conv = getattr(model, "output", None) or getattr(model, "out_final", None)  # DRSformer / UDR-S2Former
+    if cfg.zero_init_output and isinstance(out_conv, nn.Conv2d):
         with torch.no_grad():
-            model.output.weight.zero_()  # overwritten below when resuming
+            out_conv.weight.zero_()  # overwritten below when resuming
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     state_path = out_dir / STATE_FILE
     run_key = hashlib.sha256(json.dumps([
@@ -324,9 +334,15 @@ def train(
             x, y, has_gt = (t.to(pl.device) for t in shard(drawn, pl))
             x = to_input_format(x, channels_last)
             with torch.autocast(pl.device.type, dtype=pl.autocast_dtype, enabled=pl.autocast_dtype is not None):
-                pred = net(x).float()
+                if cfg.loss == "udr":  # upstream UDR-S2Former loss on the five outputs and uncertainty maps
+                    outs, var = net(x, all_outputs=True)
+                    pred = outs[0].float()
+                else:
+                    pred = net(x).float()
                 loss = pred.new_zeros(())
-                if has_gt.any():
+                if has_gt.any() and cfg.loss == "udr":
+                    loss = loss + udr_loss([o[has_gt].float() for o in outs], [v[has_gt].float() for v in var], y[has_gt])[0]
+                elif has_gt.any():
                     loss = loss + F.l1_loss(pred[has_gt], y[has_gt])
                 if teacher is not None:
                     with torch.no_grad():
