@@ -1,6 +1,7 @@
 """The pipeline end to end on a tiny config with a few real images; re-running skips finished stages."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -99,3 +100,20 @@ def test_bad_run_config(tmp_path, capsys, text, needle):
     cfg.write_text(text)
     assert main(["pipeline", "--config", str(cfg)]) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_udr_run_config_is_its_own_family(tmp_path):
+    """udr_raindrop.yaml validates; the demo's DRSformer model keys and shipped DRSformer weights are not merged into
+    a UDR-S2Former section, and the held-out set appears nowhere in it."""
+    from drsedge.pipeline import load_run_config
+    from drsedge.run_config import validate_run_config
+
+    path = Path(__file__).resolve().parents[1] / "drsedge" / "configs" / "udr_raindrop.yaml"
+    cfg = load_run_config(path)
+    assert cfg["teacher"]["model"]["family"] == cfg["student"]["model"]["family"] == "udr_s2former"
+    assert cfg["teacher"]["checkpoint"] is None and cfg["student"]["init"] is None
+    assert "num_blocks" not in cfg["teacher"]["model"] and cfg["export"]["size"] == [256, 256]
+    assert "rain100L" not in json.dumps(cfg["data"])
+    bad = {**cfg, "student": {**cfg["student"], "model": {**cfg["student"]["model"], "dim": [16, 20, 32, 32, 64]}}}
+    with pytest.raises(Exception, match="multiples of 8"):
+        validate_run_config(bad, "x.yaml")

@@ -6,7 +6,12 @@ Supported paired layouts under a root folder:
 * ``rain/`` + ``norain/`` (also ``rainy/`` + ``gt/``) with equal stems;
 * one flat folder of ``rain-N.*`` / ``norain-N.*`` files (PReNet layout);
 * ``rainy_image/N_K.*`` + ``ground_truth/N.*``: DDN-Data as Fu et al. (CVPR 2017) and RCDNet ship it, 14 rain
-  renderings ``K`` of each clean image ``N`` (many rainy to one clean).
+  renderings ``K`` of each clean image ``N`` (many rainy to one clean);
+* ``data/N_rain.*`` + ``gt/N_clean.*``: Qian et al.'s Raindrop set (CVPR 2018; "AGAN" in UDR-S2Former's
+  ``dataloader_udr.py``);
+* ``raindrop/rd-N.*``, ``rainstreak/rain-N.*``, ``rainstreak_raindrop/rd-rain-N.*`` + ``gt/norain-N.*``: RainDS
+  (Quan et al., CVPR 2021; ``{train,test}/`` each), all three subsets, names prefixed by subset as UDR-S2Former
+  trains; its ``test.py`` scores ``rainstreak_raindrop`` only (give that subfolder's parent a copy with only it).
 
 Rain13K, Rain200H/L and DID-, DDN- and SPA-Data as DRSformer's README distributes them ("fully paired images") and
 Restormer's ``Datasets/{train,test}/<set>/`` are ``input/`` + ``target/``.
@@ -86,6 +91,29 @@ def _pair_many_to_one(root: Path, rainy_dir: Path, clean_dir: Path) -> list[Pair
     return pairs
 
 
+RAINDS_SUBSETS = (("raindrop", "rd-"), ("rainstreak", "rain-"), ("rainstreak_raindrop", "rd-rain-"))
+
+
+def _pair_renamed(root: Path, sources, clean_dir: Path, suffix: bool) -> list[Pair]:
+    """Rainy files whose clean partner's stem is the rainy stem with ``old`` replaced by ``new`` (a suffix when
+    ``suffix``: Qian's ``N_rain`` -> ``N_clean``; else a prefix: RainDS ``rd-N`` -> ``norain-N``)."""
+    clean = {p.stem: p for p in list_images(clean_dir)}
+    pairs = []
+    for rainy_dir, old, new, tag in sources:
+        for f in list_images(rainy_dir):
+            if suffix and f.stem.endswith(old):
+                want = f.stem[: -len(old)] + new
+            elif not suffix and f.stem.startswith(old):
+                want = new + f.stem[len(old):]
+            else:
+                raise DrsedgeError(f"{f}: expected a name like {'N' + old if suffix else old + 'N'} in {rainy_dir.name}/ "
+                                   f"({'Qian Raindrop' if suffix else 'RainDS'} layout); rename or remove it")
+            if want not in clean:
+                raise DrsedgeError(f"{f}: no ground truth {clean_dir.name}/{want}.* for it; add it or remove the rainy image")
+            pairs.append(Pair(tag + f.stem, f, clean[want]))
+    return pairs
+
+
 def find_pairs(root: str | os.PathLike, limit: int | None = None) -> list[Pair]:
     """All (rainy, clean) pairs under ``root`` in natural order, optionally the first ``limit``.
 
@@ -95,6 +123,13 @@ def find_pairs(root: str | os.PathLike, limit: int | None = None) -> list[Pair]:
     root = Path(root)
     if not root.is_dir():
         raise DrsedgeError(f"{root}: folder not found")
+    if (root / "data").is_dir() and (root / "gt").is_dir():
+        pairs = _pair_renamed(root, [(root / "data", "_rain", "_clean", "")], root / "gt", suffix=True)
+        return pairs[:limit] if limit else pairs
+    if (root / "gt").is_dir() and any((root / d).is_dir() for d, _ in RAINDS_SUBSETS):
+        subsets = [(root / d, prefix, "norain-", d + "-") for d, prefix in RAINDS_SUBSETS if (root / d).is_dir()]
+        pairs = _pair_renamed(root, subsets, root / "gt", suffix=False)
+        return pairs[:limit] if limit else pairs
     for r, c in PAIR_DIRS:
         if (root / r).is_dir() and (root / c).is_dir():
             pairs = _pair_by_stem(root, root / r, root / c)
@@ -108,7 +143,8 @@ def find_pairs(root: str | os.PathLike, limit: int | None = None) -> list[Pair]:
         norain = {p.stem[7:]: p for p in files if p.stem.startswith("norain-")}
         if not rain and not norain:
             raise DrsedgeError(
-                f"{root}: no paired layout found; expected input/+target/, rain/+norain/, rainy_image/+ground_truth/ or rain-N/norain-N files"
+                f"{root}: no paired layout found; expected input/+target/, rain/+norain/, rainy_image/+ground_truth/, data/+gt/ "
+                "(Qian Raindrop), raindrop/+gt/ (RainDS) or rain-N/norain-N files"
             )
         missing = sorted(set(rain) ^ set(norain))
         if missing:

@@ -10,6 +10,11 @@ Two conventions:
 * ``"basicsr"``: BasicSR's ``calculate_psnr/ssim(test_y_channel=True)``: the same
   Y formula without rounding (float64), same SSIM.
 
+* ``"udr"``: UDR-S2Former's ``test.py`` (Owen718/UDR-S2Former_deraining @ 93c50a8): BasicSR's float Y, but its
+  ``bgr2ycbcr`` is fed RGB tensors, so the R and B weights are swapped (``Y = 16 + (24.966 R + 128.553 G + 65.481 B)
+  / 255``). Use it only to compare with that paper's numbers (on the 4 Qian raindrop pairs it moves the rainy input's
+  PSNR by -0.05 to -0.40 dB; ../shared/notes/udr-s2former.md §2); report the standard Y beside it.
+
 SSIM is scikit-image's ``structural_similarity`` with ``gaussian_weights=True,
 sigma=1.5, use_sample_covariance=False, data_range=255``: its 11-tap Gaussian
 (truncate 3.5) and border crop give exactly the valid-region mean.
@@ -22,7 +27,7 @@ import math
 import numpy as np
 from skimage.metrics import structural_similarity
 
-CONVENTIONS = ("matlab", "basicsr")
+CONVENTIONS = ("matlab", "basicsr", "udr")
 _Y_MILLI = (65481, 128553, 24966)  # rgb2ycbcr's Y row x 1000: exact integers
 _Y_SCALE, _Y_OFFSET = 255_000, 16 * 255_000
 
@@ -41,6 +46,8 @@ def rgb_to_y(img: np.ndarray, convention: str = "matlab") -> np.ndarray:
     # (A float matmul goes through BLAS, whose summation order differs between kernels: Y of (5, 65, 25) came out
     # 52.49999999999999 on one machine and 52.5 on another, and the MATLAB rounding of that half differed.)
     c = img.astype(np.int64)
+    if convention == "udr":
+        c = c[..., ::-1]  # upstream UDR-S2Former feeds RGB to a BGR formula; then BasicSR's float Y
     s = _Y_OFFSET + _Y_MILLI[0] * c[..., 0] + _Y_MILLI[1] * c[..., 1] + _Y_MILLI[2] * c[..., 2]
     if convention == "matlab":
         # MATLAB's uint8 cast rounds .5 away from zero (np.round would round half to even); Y > 0 here

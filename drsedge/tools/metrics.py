@@ -22,6 +22,7 @@ def register(sub) -> None:
     p = sub.add_parser("metrics", help="PSNR-Y/SSIM-Y of a prediction folder against a target folder")
     p.add_argument("pred_dir")
     p.add_argument("target_dir")
-    p.add_argument("--convention", choices=("matlab", "basicsr"), default="matlab")
+    p.add_argument("--convention", choices=("matlab", "basicsr", "udr"), default="matlab",
+                   help="matlab: DRSformer's script; basicsr: float Y; udr: UDR-S2Former's test.py (R/B swapped, for its numbers only)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_metrics)

@@ -48,6 +48,33 @@ def test_ddn_many_rainy_to_one_clean(tmp_path, data_dir):
         find_pairs(root)
 
 
+def test_raindrop_layouts_qian_and_rainds(tmp_path, data_dir):
+    """Qian et al.'s Raindrop (data/N_rain + gt/N_clean) and RainDS (three rainy subsets + gt/norain-N), as
+    UDR-S2Former's dataloader_udr.py reads them; built from the real raindrop pairs."""
+    src = data_dir / "raindrop" / "paired"
+    qian = tmp_path / "qian"
+    (qian / "data").mkdir(parents=True)
+    (qian / "gt").mkdir()
+    for n in ("0", "1"):
+        shutil.copy(src / "input" / f"{n}.png", qian / "data" / f"{n}_rain.png")
+        shutil.copy(src / "target" / f"{n}.png", qian / "gt" / f"{n}_clean.png")
+    pairs = find_pairs(qian)
+    assert [(p.rainy.name, p.clean.name) for p in pairs] == [("0_rain.png", "0_clean.png"), ("1_rain.png", "1_clean.png")]
+    rainds = tmp_path / "rainds" / "train"
+    for sub in ("raindrop", "rainstreak", "rainstreak_raindrop", "gt"):
+        (rainds / sub).mkdir(parents=True)
+    shutil.copy(src / "target" / "2.png", rainds / "gt" / "norain-2.png")
+    shutil.copy(src / "input" / "2.png", rainds / "raindrop" / "rd-2.png")
+    shutil.copy(src / "input" / "2.png", rainds / "rainstreak" / "rain-2.png")
+    shutil.copy(src / "input" / "2.png", rainds / "rainstreak_raindrop" / "rd-rain-2.png")
+    pairs = find_pairs(rainds)
+    assert [p.name for p in pairs] == ["raindrop-rd-2", "rainstreak-rain-2", "rainstreak_raindrop-rd-rain-2"]
+    assert {p.clean.name for p in pairs} == {"norain-2.png"}
+    shutil.copy(src / "input" / "3.png", rainds / "raindrop" / "rd-3.png")
+    with pytest.raises(DrsedgeError, match="no ground truth gt/norain-3"):
+        find_pairs(rainds)
+
+
 def test_unpaired_and_empty(tmp_path, data_dir):
     root = tmp_path / "ds"
     shutil.copytree(data_dir / "rain200L" / "train", root)

@@ -40,3 +40,20 @@ def test_identical_and_known_mse():
     other[..., :] = 110  # matlab Y: round(16 + 100*219/255) = 102, round(16 + 110*219/255) = 110 -> diff 8
     assert psnr_y(gray, other) == pytest.approx(10 * np.log10(255**2 / 64))
     assert psnr_y(gray, other, "basicsr") == pytest.approx(10 * np.log10(255**2 / (10 * 219 / 255) ** 2))
+
+
+def test_udr_convention_swaps_r_and_b_as_upstream(data_dir):
+    """UDR-S2Former's test.py feeds RGB to a BGR Y formula: on the 4 real Qian raindrop pairs this moves the rainy
+    input's PSNR by -0.05 to -0.40 dB against the standard (BasicSR float) Y (../shared/notes/udr-s2former.md §2)."""
+    import numpy as np
+
+    from drsedge.data.images import read_uint8
+    from drsedge.metrics.psnr_ssim import psnr_y, rgb_to_y
+
+    img = np.array([[[200, 10, 30]]], dtype=np.uint8)
+    assert rgb_to_y(img, "udr")[0, 0] == rgb_to_y(img[..., ::-1].copy(), "basicsr")[0, 0] != rgb_to_y(img, "basicsr")[0, 0]
+    d = data_dir / "raindrop" / "paired"
+    for name in ("0.png", "1.png", "2.png", "3.png"):
+        a, b = read_uint8(d / "input" / name), read_uint8(d / "target" / name)
+        delta = psnr_y(a, b, "udr") - psnr_y(a, b, "basicsr")
+        assert -0.45 < delta < -0.04, (name, delta)
