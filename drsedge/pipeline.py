@@ -32,7 +32,7 @@ from drsedge.fileio import atomic_write, sha256
 from drsedge.jsonio import dumps_strict
 from drsedge.metrics.drift import Stage, evaluate_stages, report_markdown
 from drsedge.models.checkpoint import load_any, load_model, save_model
-from drsedge.models.config import ModelConfig, config_from_dict
+from drsedge.models.config import ModelConfig, config_from_dict, require_drsformer
 from drsedge.models.info import model_info
 from drsedge.runtime.runners import OrtRunner, TorchRunner
 from drsedge.training.loop import TrainConfig, train
@@ -293,9 +293,7 @@ class Pipeline:
 
             teacher, _ = load_model(self.path("teacher", "model"))
             model, mcfg = load_model(self.path("student", "model"))
-            if not isinstance(mcfg, ModelConfig):
-                raise DrsedgeError("prune.enabled: structural pruning covers the DRSformer family; a UDR-S2Former student "
-                                   "is not pruned yet (set prune.enabled: false)")
+            require_drsformer(mcfg, "prune.enabled: structural pruning", "prune")
             unl = self._data(self.cfg["data"].get("unlabeled"))
             samples = load_samples(self._train_pairs(), [f for d in unl for f in find_unlabeled(d)])
             ft = TrainConfig.from_dict({**(pc.get("finetune") or {}), "seed": self.cfg["seed"], "zero_init_output": False}, "prune.finetune")
@@ -393,7 +391,8 @@ class Pipeline:
             if qc.get("qat_steps"):  # quantization-aware fine-tuning of the deployed student (drsedge qat)
                 from drsedge.compress.qat import export_qat_onnx, insert_quantizers
 
-                fp32, _ = load_model(self.deploy_model())
+                fp32, fcfg = load_model(self.deploy_model())
+                require_drsformer(fcfg, "quantize.qat_steps: quantization-aware training", "quantize")
                 student, _ = load_model(self.deploy_model())
                 unl = self._data(self.cfg["data"].get("unlabeled"))
                 samples = load_samples(self._train_pairs(), [f for d in unl for f in find_unlabeled(d)])

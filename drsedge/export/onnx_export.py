@@ -81,6 +81,8 @@ def export_onnx(
         raise DrsedgeError(f"unknown exporter {exporter!r}; use one of {EXPORTERS}")
     if static:
         return _export_static(model, path, opset, exporter, size, attention, fp16_safe)
+    if size is not None:
+        raise DrsedgeError("--size / export.size is for static-shape families (UDR-S2Former); DRSformer exports have dynamic H/W")
     model = model.eval()
     set_topk_mode(model, "threshold")
     set_attention_impl(model, attention)

@@ -118,3 +118,14 @@ def config_from_dict(d: dict | None, source: str, base: dict | None = None):
         raise DrsedgeError(f"{source}: family must be 'drsformer' or 'udr_s2former', got {d['family']!r}")
     d.pop("family", None)
     return ModelConfig.from_dict({**(base or ModelConfig().to_dict()), **d}, source)
+
+
+def require_drsformer(cfg, what: str, source: str) -> None:
+    """Refuse, in one line, a stage that covers the DRSformer family only (pruning, QAT) for another family.
+
+    Raises:
+        DrsedgeError: ``cfg`` is not a :class:`ModelConfig`.
+    """
+    if not isinstance(cfg, ModelConfig):
+        raise DrsedgeError(f"{source}: {what} covers the DRSformer family; this is a {getattr(cfg, 'family', type(cfg).__name__)} "
+                           "model (UDR-S2Former: export, quantize, check, derain and stream work; pruning and QAT do not yet)")

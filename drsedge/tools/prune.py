@@ -22,6 +22,7 @@ def cmd_prune(a) -> int:
     from drsedge.fileio import refuse_overwrite
     from drsedge.metrics.psnr_ssim import psnr_y
     from drsedge.models.checkpoint import load_any, save_model
+    from drsedge.models.config import require_drsformer
     from drsedge.models.info import model_info
     from drsedge.runtime.runners import TorchRunner
     from drsedge.runtime.tiling import restore
@@ -29,6 +30,7 @@ def cmd_prune(a) -> int:
 
     refuse_overwrite(a.output, [a.model, a.teacher], "pruned model")
     model, cfg = load_any(a.model)
+    require_drsformer(cfg, "structural pruning", a.model)
     hw = tuple(a.size)
     pairs = find_pairs(a.test, a.limit) if a.test else []
 

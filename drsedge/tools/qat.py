@@ -19,11 +19,13 @@ def cmd_qat(a) -> int:
     from drsedge.compress.quantize import count_qdq
     from drsedge.fileio import refuse_overwrite
     from drsedge.models.checkpoint import load_any
+    from drsedge.models.config import require_drsformer
     from drsedge.training.loop import TrainConfig, train
     from drsedge.weights import resolve
 
     refuse_overwrite(a.output, [resolve(a.model)], "QAT output")
-    student, _ = load_any(resolve(a.model))
+    student, scfg = load_any(resolve(a.model))
+    require_drsformer(scfg, "quantization-aware training", a.model)
     teacher = load_any(resolve(a.teacher))[0] if a.teacher else copy.deepcopy(student)  # default: the FP32 student itself
     calib = calibration_set(a.calib, size=a.size, limit=a.limit)
     t0 = time.time()

@@ -100,6 +100,10 @@ def test_export_cli_refuses_sizes_and_tksa_options(udr, capsys):
     _one_line(capsys, main(["export", str(ckpt), "-o", str(d / "x.onnx"), "--size", "100x128"]), "multiples of 64")
     _one_line(capsys, main(["export", str(ckpt), "-o", str(d / "x.onnx"), "--attention", "fused"]), "no TKSA")
     assert not (d / "x.onnx").exists()
+    _one_line(capsys, main(["export", "shipped:student", "-o", str(d / "x.onnx"), "--size", "128x128"]), "static-shape families")
+    _one_line(capsys, main(["prune", str(ckpt), "-o", str(d / "p.safetensors")]), "structural pruning covers the DRSformer family")
+    _one_line(capsys, main(["export", str(ckpt), "-o", str(d / "x.onnx"), "--precision", "fp16", "--images", str(d)]),
+              "not supported yet")
 
 
 def test_fixed_size_onnx_derains_real_raindrop_frames_by_tiles(udr, data_dir, tmp_path):
