@@ -293,7 +293,6 @@ class Pipeline:
 
             teacher, _ = load_model(self.path("teacher", "model"))
             model, mcfg = load_model(self.path("student", "model"))
-            require_drsformer(mcfg, "prune.enabled: structural pruning", "prune")
             unl = self._data(self.cfg["data"].get("unlabeled"))
             samples = load_samples(self._train_pairs(), [f for d in unl for f in find_unlabeled(d)])
             ft = TrainConfig.from_dict({**(pc.get("finetune") or {}), "seed": self.cfg["seed"], "zero_init_output": False}, "prune.finetune")
@@ -310,6 +309,20 @@ class Pipeline:
                     train(m, CropSampler(samples, ft.patch, ft.batch_size, ft.seed + it - 1), ft, out.parent / f"finetune{it}",
                           teacher=teacher, resume=True, progress=self.progress, key=key, log=self.log)
 
+            if not isinstance(mcfg, ModelConfig):  # UDR-S2Former: MLP / MFFN hidden widths (compress/prune_udr.py)
+                from drsedge.compress.prune_udr import UDR_SCOPES, prune_udr
+
+                scopes = [s for s in pc.get("scope", ["msfn"]) if s != "msfn"] or list(UDR_SCOPES)  # msfn: the demo's default
+                if set(scopes) - set(UDR_SCOPES):
+                    raise DrsedgeError(f"prune.scope {scopes}: a UDR-S2Former prunes {list(UDR_SCOPES)}")
+                iters = int(pc.get("iterations", 1))
+                for it in range(1, iters + 1):
+                    taylor(model, it)
+                    model, mcfg = prune_udr(model, mcfg, 1.0 - (1.0 - float(pc["ratio"])) ** (1.0 / iters), importance, scopes)
+                    model.zero_grad(set_to_none=True)
+                    finetune(model, mcfg, it)
+                save_model(out, model, mcfg, {"ratio": pc["ratio"], "importance": importance})
+                return {"model": out}, {"mlp_hidden": mcfg.mlp_hidden, "ffn_hidden": mcfg.ffn_hidden}
             model, mcfg = iterative_prune(model, mcfg, ratio=float(pc["ratio"]), importance=importance, scopes=pc.get("scope", ["msfn"]),
                                           iterations=int(pc.get("iterations", 1)), before_step=taylor, after_step=finetune)
             save_model(out, model, mcfg, {"ratio": pc["ratio"], "importance": pc.get("importance", "l2")})

@@ -16,13 +16,14 @@ from .args import train_cfg as _train_cfg
 def cmd_prune(a) -> int:
     from drsedge.compress.prune import ratio_for_macs, taylor_gradients
     from drsedge.compress.prune_driver import iterative_prune
+    from drsedge.compress.prune_udr import UDR_SCOPES, prune_udr
     from drsedge.data.folders import find_pairs
     from drsedge.data.images import read_image, to_tensor, to_uint8
     from drsedge.data.sampling import CropSampler
     from drsedge.fileio import refuse_overwrite
     from drsedge.metrics.psnr_ssim import psnr_y
     from drsedge.models.checkpoint import load_any, save_model
-    from drsedge.models.config import require_drsformer
+    from drsedge.models.config import ModelConfig
     from drsedge.models.info import model_info
     from drsedge.runtime.runners import TorchRunner
     from drsedge.runtime.tiling import restore
@@ -30,7 +31,13 @@ def cmd_prune(a) -> int:
 
     refuse_overwrite(a.output, [a.model, a.teacher], "pruned model")
     model, cfg = load_any(a.model)
-    require_drsformer(cfg, "structural pruning", a.model)
+    udr = not isinstance(cfg, ModelConfig)
+    scopes = a.scope or (list(UDR_SCOPES) if udr else ["msfn"])
+    if udr and (set(scopes) - set(UDR_SCOPES) or a.target_gmacs is not None):
+        raise DrsedgeError(f"{a.model}: a UDR-S2Former prunes --scope {' '.join(UDR_SCOPES)} by --ratio (not {' '.join(scopes)}"
+                           f"{' / --target-gmacs' if a.target_gmacs is not None else ''})")
+    if not udr and set(scopes) & set(UDR_SCOPES):
+        raise DrsedgeError(f"--scope {' '.join(UDR_SCOPES)} are UDR-S2Former's; a DRSformer prunes msfn, attention, heads, streams")
     hw = tuple(a.size)
     pairs = find_pairs(a.test, a.limit) if a.test else []
 
@@ -67,14 +74,22 @@ def cmd_prune(a) -> int:
                   teacher=teacher, resume=False, device=a.device, precision=a.precision)
             rows.append((f"fine-tuned step {it}", model_info(m, *hw), psnr(m)))
 
-    model, cfg = iterative_prune(model, cfg, ratio=ratio, importance=a.importance, scopes=a.scope, iterations=steps,
-                                 before_step=taylor, after_step=finetune)
+    if udr:  # the same schedule as iterative_prune: equal fractions per step that compound to the ratio
+        step_ratio = 1.0 - (1.0 - ratio) ** (1.0 / steps)
+        for it in range(1, steps + 1):
+            taylor(model, it)
+            model, cfg = prune_udr(model, cfg, step_ratio, a.importance, scopes)
+            model.zero_grad(set_to_none=True)
+            finetune(model, cfg, it)
+    else:
+        model, cfg = iterative_prune(model, cfg, ratio=ratio, importance=a.importance, scopes=scopes, iterations=steps,
+                                     before_step=taylor, after_step=finetune)
     path = save_model(a.output, model, cfg, {"pruned_from": str(a.model), "ratio": ratio, "importance": a.importance})
     print(f"| model | params | GMACs @ {hw[0]}x{hw[1]} | PSNR-Y (dB){' on ' + str(a.test) if pairs else ''} |")
     print("|---|---|---|---|")
     for name, info, p in rows:
         print(f"| {name} | {info.params:,} | {info.gmacs:.3f} | {'–' if p is None else f'{p:.2f}'} |")
-    print(f"pruned model: {path} ({'+'.join(a.scope)} ratio {ratio:.3f}, {a.importance} importance, {steps} step(s))")
+    print(f"pruned model: {path} ({'+'.join(scopes)} ratio {ratio:.3f}, {a.importance} importance, {steps} step(s))")
     return 0
 
 
@@ -87,9 +102,10 @@ def register(sub) -> None:
     g.add_argument("--target-gmacs", type=_float_type(0.0, inclusive=False), help="prune until the model needs at most this many GMACs at --hw")
     p.add_argument("--hw", "--size", dest="size", type=POS, nargs=2, default=[256, 256], metavar=("H", "W"))
     p.add_argument("--importance", choices=("l1", "l2", "taylor"), default="l2")
-    p.add_argument("--scope", nargs="+", choices=("msfn", "attention", "heads", "streams"), default=["msfn"],
-                   help="what to prune: MSFN hidden channels, the same channels in every attention head, whole heads, "
-                        "residual-stream widths (patch embed, levels, Down/Upsample, skips)")
+    p.add_argument("--scope", nargs="+", choices=("msfn", "attention", "heads", "streams", "mlp", "mffn"),
+                   help="what to prune: DRSformer (default msfn): MSFN hidden channels, the same channels in every attention "
+                        "head, whole heads, residual-stream widths (patch embed, levels, Down/Upsample, skips); "
+                        "UDR-S2Former (default mlp mffn): decoder MLP hidden units, latent MFFN gate pairs")
     p.add_argument("--iterations", type=POS, default=1, help="prune in this many steps, fine-tuning after each")
     p.add_argument("--teacher", help="teacher for distillation fine-tuning (the same loss as `drsedge distill`)")
     p.add_argument("--unlabeled", nargs="+", metavar="DIR")
