@@ -88,8 +88,8 @@ class DropPreset:
 
 # Fitted by eye to the real adherent drops of ../shared/data/raindrop/real (Qian et al.'s training frames): tens of
 # drops of 5-20 px at 480 p, defocused, with a flipped, minified and brighter view of the scene inside.
-DROPS = DropPreset(count=(40, 110), radius=(0.02, 0.06), refraction=(2.0, 4.0), defocus=(2.0, 5.0), opacity=(0.8, 1.0),
-                   gain=(1.05, 1.3))
+DROPS = DropPreset(count=(40, 110), radius=(0.02, 0.06), refraction=(2.0, 4.0), defocus=(2.5, 6.0), opacity=(0.8, 1.0),
+                   gain=(0.95, 1.12))
 
 
 def render_drops(clean: np.ndarray, rng: np.random.Generator, p: DropPreset = DROPS) -> tuple[np.ndarray, dict]:
@@ -101,7 +101,7 @@ def render_drops(clean: np.ndarray, rng: np.random.Generator, p: DropPreset = DR
        mask ``M = h > 0.35``;
     2. refraction (a drop is a wide-angle lens, Garg & Nayar, Columbia TR 2003; Roser & Geiger, ICCV-W 2009):
        ``R(x) = gain * B(x + kappa * sigma^2 * grad h(x))``, a flipped, minified view of the scene around the drop,
-       blended 3:1 with the scene's mean light + 0.15 (a drop gathers a wide field of view, so it is brighter, flatter);
+       blended 7:3 with the scene blurred over 10 % of the frame (a drop gathers a wide field of view: flatter);
     3. defocus: drops on the glass are out of focus (Qian et al., CVPR 2018), ``alpha = G_d * M * opacity`` and
        ``R`` blurred by the same ``G_d``;
     4. composite (Qian et al. Eq. 1 / You et al., TPAMI 2016): ``I = (1 - alpha) * B + alpha * R``.
@@ -134,9 +134,10 @@ def render_drops(clean: np.ndarray, rng: np.random.Generator, p: DropPreset = DR
     d = u(p.defocus) * short / 480.0
     gain = u(p.gain)
     refr = np.stack([gaussian_filter(refr[..., c], d) for c in range(refr.shape[2])], -1) * gain
-    # a drop gathers light from a wide field of view (Garg & Nayar), so it is brighter and flatter than the scene
-    # behind it: blend in the scene's mean light
-    refr = 0.75 * refr + 0.25 * (clean.mean(axis=(0, 1), keepdims=True) + 0.15)
+    # a drop gathers light from a wide field of view (Garg & Nayar), so it is flatter than the scene behind it: blend in
+    # the light of a wide neighbourhood (the scene blurred over ~10 % of the frame)
+    wide = np.stack([gaussian_filter(clean[..., c], 0.1 * short) for c in range(clean.shape[2])], -1)
+    refr = 0.7 * refr + 0.3 * wide
     mask = (height > 0.35).astype(np.float32)
     alpha = np.clip(gaussian_filter(mask, d) * u(p.opacity), 0.0, 1.0)[..., None]
     out = (1.0 - alpha) * clean + alpha * refr
