@@ -67,7 +67,8 @@ def rank_constraint(var: torch.Tensor, mode: str = "threshold") -> torch.Tensor:
         keep = mask > 0
     else:
         keep = v >= kth_largest(v, k)
-    return torch.where(keep, torch.full_like(v, 1), torch.full_like(v, 0.6)).reshape(b, c, h, w).to(var.dtype)
+    # scalar branches: Where with two scalars in the graph (full_like tensors were folded into 4-16 MB constants each)
+    return torch.where(keep, 1.0, 0.6).reshape(b, c, h, w).to(var.dtype)
 
 
 def rank_modulation(var_w: torch.Tensor, k: int, mode: str = "threshold") -> torch.Tensor:
@@ -80,7 +81,7 @@ def rank_modulation(var_w: torch.Tensor, k: int, mode: str = "threshold") -> tor
         keep = mask > 0
     else:
         keep = s >= torch.topk(s, k=k, dim=-1, largest=True)[0][..., -1:]
-    return torch.where(keep, torch.full_like(s, 1), torch.full_like(s, 1.2)).unsqueeze(1).to(var_w.dtype)
+    return torch.where(keep, 1.0, 1.2).unsqueeze(1).to(var_w.dtype)
 
 
 # -- building blocks (base_net_snow.py) --------------------------------------------------------------------------------
