@@ -103,8 +103,10 @@ class TrainConfig:
                     break
         if self.loss not in ("l1", "udr"):
             bad.append(f"loss {self.loss!r} must be 'l1' or 'udr'")
-        elif self.loss == "udr" and isinstance(self.patch, int) and self.patch % 64:
-            bad.append(f"loss 'udr' trains on UDR-S2Former's five outputs, which need patch a multiple of 64 (got {self.patch})")
+        elif self.loss == "udr" and (not isinstance(self.patch, int) or self.patch % 64
+                                     or any(int(p) % 64 for _f, _b, p in self.progressive)):
+            bad.append(f"loss 'udr' trains on UDR-S2Former's five outputs, which need patches that are multiples of 64 "
+                       f"(patch {self.patch}, progressive {[p for _f, _b, p in self.progressive]})")
         if bad:
             raise DrsedgeError("training config: " + "; ".join(bad))
 
