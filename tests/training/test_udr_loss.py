@@ -50,7 +50,7 @@ def test_train_a_udr_model_with_its_loss(tmp_path, data_dir, capsys):
     _one_line(capsys, code, "loss 'udr'")
     code = main(["train-teacher", "--preset", "udr-small", "--loss", "udr", "--train", train, "-o", str(tmp_path / "e"),
                  "--steps", "1", "--patch", "96"])
-    _one_line(capsys, code, "multiple of 64")
+    _one_line(capsys, code, "multiples of 64")
 
 
 @pytest.mark.parametrize("family", ["udr_s2former"])
