@@ -27,7 +27,7 @@ from drsedge.data.folders import find_pairs, find_unlabeled
 from drsedge.data.heldout import guard_not_held_out
 from drsedge.data.sampling import CropSampler, load_samples
 from drsedge.errors import DrsedgeError, first_line
-from drsedge.export.onnx_export import check_parity, export_onnx, onnx_static_hw, parity_ok
+from drsedge.export.onnx_export import check_parity, export_onnx, is_static_family, onnx_static_hw, parity_ok
 from drsedge.fileio import atomic_write, sha256
 from drsedge.jsonio import dumps_strict
 from drsedge.metrics.drift import Stage, evaluate_stages, report_markdown
@@ -341,6 +341,9 @@ class Pipeline:
 
         def run():
             model, _ = load_model(self.deploy_model())
+            if ec.get("fp16") and is_static_family(model):  # before anything is written
+                raise DrsedgeError("export.fp16: the mixed-precision ONNX of UDR-S2Former is not supported yet (onnxconverter-common "
+                                   "mistypes its FP32 rank/sampling casts); set export.fp16: false")
             export_onnx(model, out, opset=ec["opset"], exporter=ec["exporter"], attention=ec.get("attention", "native"),
                         fp16_safe=ec.get("fp16_safe", False), size=tuple(ec["size"]) if ec.get("size") else None)
             try:
@@ -354,9 +357,6 @@ class Pipeline:
                 raise DrsedgeError(f"{out}: ONNX Runtime differs from PyTorch: {summary}")
             artifacts, metrics = {"onnx": out}, {"parity_max_abs": parity.max_abs, "parity_mean_abs": parity.mean_abs,
                                                  "fp16": self._fp16_range(out)}
-            if ec.get("fp16") and onnx_static_hw(out):
-                raise DrsedgeError("export.fp16: the mixed-precision ONNX of UDR-S2Former is not supported yet (onnxconverter-common "
-                                   "mistypes its FP32 rank/sampling casts); set export.fp16: false")
             if ec.get("fp16"):
                 from drsedge.export.fp16 import convert_fp16
 
