@@ -51,16 +51,12 @@ class UDRConfig:
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> UDRConfig:
         """Build from a mapping; unknown keys or impossible values raise one-line :class:`DrsedgeError` naming ``source``."""
-        import pydantic
+        from .config import _validate_types
 
         unknown, names = unknown_keys(cls, d)
         if unknown:
             raise DrsedgeError(f"{source}: unknown UDR-S2Former option(s) {unknown}; valid: {names}")
-        try:
-            cfg = pydantic.TypeAdapter(cls).validate_python(d)
-        except pydantic.ValidationError as e:
-            err = e.errors()[0]
-            raise DrsedgeError(f"{source}: model option {'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r})") from None
+        cfg = _validate_types(cls, d, source)
         n = {"img_size": 2, "dim": 5, "head": 5, "window_size": 4, "reconstruction_num": 4, "conv_num": 4, "expand_ratio": 4}
         bad = [f"{k} needs {v} entries" for k, v in n.items() if len(getattr(cfg, k)) != v]
         if not bad:

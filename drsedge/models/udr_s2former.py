@@ -580,6 +580,15 @@ class UDRS2Former(nn.Module):
             if isinstance(m, Reconstruction_Module_layer):
                 m.rank_mode = mode
 
+    def _encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Embed, the four conv encoder levels (kept as skips) and the latent transformer: ``(skips, latent)``."""
+        enc = []
+        t = self.embed(x)
+        for i in range(4):
+            t = getattr(self, f"encoder_level{i}")(t if i == 0 else getattr(self, f"down{i - 1}")(t))
+            enc.append(t)
+        return enc, self.latent(self.down3(t))
+
     def forward_all(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Upstream ``forward``: ``x`` ``[B, 3, H, W]`` with H, W multiples of 64 ->
         ``([out_final, out0, out1, out2, out3], [var, var0, var1, var2, var3])``; images at H, H, H/2, H/4, H/8,
@@ -592,12 +601,7 @@ class UDRS2Former(nn.Module):
         if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
             raise ValueError(f"UDR-S2Former needs H and W multiples of {SIZE_MULTIPLE}, got {h}x{w} (forward() pads)")
         xs = [F.interpolate(x, scale_factor=s, mode="bicubic") for s in (0.5, 0.25, 0.125)]
-        enc = []
-        t = self.embed(x)
-        for i in range(4):
-            t = getattr(self, f"encoder_level{i}")(t if i == 0 else getattr(self, f"down{i - 1}")(t))
-            enc.append(t)
-        t = self.latent(self.down3(t))
+        enc, t = self._encode(x)
         dec, outs, var_maps = [], {}, {}
         for i in (3, 2, 1, 0):
             t = getattr(self, f"up{i}")(t)
@@ -627,12 +631,7 @@ class UDRS2Former(nn.Module):
         return self._restore(xp)[..., :h, :w]
 
     def _restore(self, x: torch.Tensor) -> torch.Tensor:
-        enc = []
-        t = self.embed(x)
-        for i in range(4):
-            t = getattr(self, f"encoder_level{i}")(t if i == 0 else getattr(self, f"down{i - 1}")(t))
-            enc.append(t)
-        t = self.latent(self.down3(t))
+        enc, t = self._encode(x)
         dec = []
         for i in (3, 2, 1, 0):
             t = getattr(self, f"up{i}")(t)
