@@ -345,7 +345,8 @@ class Pipeline:
                 raise DrsedgeError("export.fp16: the mixed-precision ONNX of UDR-S2Former is not supported yet (onnxconverter-common "
                                    "mistypes its FP32 rank/sampling casts); set export.fp16: false")
             export_onnx(model, out, opset=ec["opset"], exporter=ec["exporter"], attention=ec.get("attention", "native"),
-                        fp16_safe=ec.get("fp16_safe", False), size=tuple(ec["size"]) if ec.get("size") else None)
+                        fp16_safe=ec.get("fp16_safe", False), size=tuple(ec["size"]) if ec.get("size") else None,
+                        structure=ec.get("structure", "deploy"))
             try:
                 parity = check_parity(model, out, sizes=((64, 64), (96, 128)))
             except BaseException:

@@ -106,6 +106,7 @@ class ExportSection(_Strict):
     exporter: Literal["torchscript", "dynamo"] = "torchscript"
     attention: Literal["native", "fused"] = "native"
     fp16_safe: bool = False
+    structure: Literal["deploy", "upstream"] = "deploy"  # deploy: re-parameterized + folded (drsedge.models.reparam)
     fp16: bool = False  # also write the mixed-precision FP16 ONNX (precision in the graph, for strongly typed TensorRT)
 
 

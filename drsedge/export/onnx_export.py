@@ -25,6 +25,10 @@ from drsedge.onnx_io import EXPORT_INPUT_NAME as INPUT_NAME
 OUTPUT_NAME = "derained"
 META_ATTENTION, META_FP16_SAFE = "drsedge.attention", "drsedge.fp16_safe"  # ONNX metadata_props keys
 EXPORTERS = ("torchscript", "dynamo")
+# "deploy": structurally re-parameterized blocks (drsedge.models.reparam) + onnxslim folding, the graph a runtime wants;
+# "upstream": the module structure as trained (upstream's chunk/cat, LayerNorm affine as its own ops), no folding.
+STRUCTURES = ("deploy", "upstream")
+META_STRUCTURE = "drsedge.structure"
 
 
 @dataclass
@@ -52,6 +56,7 @@ def export_onnx(
     attention: str = "native",
     fp16_safe: bool = False,
     size: tuple[int, int] | None = None,
+    structure: str = "deploy",
 ) -> Path:
     """Export ``model`` to ONNX at ``path`` (atomic): DRSformer family with batch/H/W dynamic; a static-shape family
     (UDR-S2Former: sizes, top-k counts and sampling grids are fixed per resolution) at ``[1, 3, *size]``.
@@ -68,6 +73,11 @@ def export_onnx(
 
         size: ``(H, W)`` of a static-shape export (UDR-S2Former: multiples of 64; default the model's ``img_size``).
             One engine per resolution; the runtime tiles other frame sizes with it.
+        structure: ``"deploy"`` (default): the DRSformer family exported from its re-parameterized copy
+            (:func:`drsedge.models.reparam.reparameterize`: MSFN without Slice/Concat, q/k/v without chunk, LayerNorm
+            affine folded into the next convs) and folded by ``onnxslim``; same numbers as the module (parity gate
+            unchanged). ``"upstream"``: the trained module structure as is, not folded (the pre-0.8 graph, for
+            comparison). Recorded as metadata ``drsedge.structure``. UDR-S2Former has one structure.
 
     Raises:
         DrsedgeError: opset < 17 (UDR-S2Former: < 16, the TensorRT 8.5 form), an unknown exporter, a bad ``size``, or
@@ -79,17 +89,23 @@ def export_onnx(
         raise DrsedgeError(f"opset {opset} is too old: drsedge exports this model with opset >= {min_opset}")
     if exporter not in EXPORTERS:
         raise DrsedgeError(f"unknown exporter {exporter!r}; use one of {EXPORTERS}")
+    if structure not in STRUCTURES:
+        raise DrsedgeError(f"unknown export structure {structure!r}; use one of {STRUCTURES}")
     if static:
         return _export_static(model, path, opset, exporter, size, attention, fp16_safe)
     if size is not None:
         raise DrsedgeError("--size / export.size is for static-shape families (UDR-S2Former); DRSformer exports have dynamic H/W")
+    if attention not in ("native", "fused"):
+        raise DrsedgeError(f"unknown attention export {attention!r}; use 'native' or 'fused'")
     model = model.eval()
+    if structure == "deploy":
+        from drsedge.models.reparam import reparameterize
+
+        model = reparameterize(model)  # a copy: the caller's model keeps its structure and modes
     set_topk_mode(model, "threshold")
     set_attention_impl(model, attention)
     set_fp16_safe(model, fp16_safe)
     x = torch.rand(1, 3, *sample_hw)
-    if attention not in ("native", "fused"):
-        raise DrsedgeError(f"unknown attention export {attention!r}; use 'native' or 'fused'")
     fused = attention == "fused"
     if fused:
         from drsedge.ops.topk_sparse_softmax import op as fused_op
@@ -119,18 +135,36 @@ def export_onnx(
         import onnx
 
         m = onnx.load(tmp)
+        if structure == "deploy":
+            m = _fold(m)
         if fused:
             fused_op.attach_function(m, next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")))
         onnx.helper.set_model_props(m, {**{p.key: p.value for p in m.metadata_props}, **{
-            META_ATTENTION: attention, META_FP16_SAFE: "1" if fp16_safe else "0"}})
+            META_ATTENTION: attention, META_FP16_SAFE: "1" if fp16_safe else "0", META_STRUCTURE: structure}})
         onnx.save(m, tmp)
 
     try:
         return atomic_write(path, write)
-    finally:
+    finally:  # restore the caller's model (the deploy copy is dropped)
         set_topk_mode(model, "auto")
         set_attention_impl(model, "native")
         set_fp16_safe(model, False)
+
+
+def _fold(m):
+    """``onnxslim`` constant folding, shape-arithmetic and dead-node elimination, common subexpressions (the model's
+    names, opset and metadata kept). ORT folds most of this itself at session build, so the gain is the file and the
+    layer count that TensorRT and other runtimes see (measured in ``benchmarks/bench_export.py``)."""
+    import onnxslim
+
+    props = {p.key: p.value for p in m.metadata_props}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = onnxslim.slim(m)
+    import onnx
+
+    onnx.helper.set_model_props(out, props)
+    return out
 
 
 def is_static_family(model: torch.nn.Module) -> bool:

@@ -80,12 +80,13 @@ def topk_sparse_probs(
         raise ValueError(f"ks must be ascending and within [1, {c}], got {tuple(ks)}")
     if mode == "index":
         probs = [_masked_softmax_index(scores, k) for k in ks]
-    elif mode == "threshold":
+    elif mode == "threshold":  # all ks at once on a new axis n (the fused op's ONNX function body): no per-k Slice
         top = torch.topk(scores, k=ks[-1], dim=-1, largest=True, sorted=True)[0]
-        neg_inf = torch.full_like(scores, float("-inf"))
-        probs = [
-            torch.where(scores >= top[..., k - 1 : k], scores, neg_inf).softmax(dim=-1) for k in ks
-        ]
+        thr = top.index_select(-1, torch.tensor([k - 1 for k in ks], device=scores.device))  # [B, H, C, n]
+        s5 = scores.unsqueeze(-2)  # [B, H, C, 1, C]
+        neg_inf = scores.new_full((), float("-inf"))  # a scalar: no ConstantOfShape/Expand in the ONNX graph
+        p = torch.where(s5 >= thr.unsqueeze(-1), s5, neg_inf).softmax(dim=-1)  # [B, H, C, n, C]
+        return (p * weights.to(p.dtype)[:, None]).sum(-2)
     else:
         raise ValueError(f"unknown top-k mode {mode!r}; expected one of {TOPK_MODES}")
     out = probs[0] * weights[0]

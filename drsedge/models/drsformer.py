@@ -130,6 +130,7 @@ class Attention(nn.Module):
         self.qkv = nn.Conv2d(dim, inner * 3, 1, bias=bias)
         self.qkv_dwconv = nn.Conv2d(inner * 3, inner * 3, 3, padding=1, groups=inner * 3, bias=bias)
         self.project_out = nn.Conv2d(inner, dim, 1, bias=bias)
+        self.qkv_split = None  # deploy form (drsedge.models.reparam.QKVDeploy): q, k, v without chunk; no parameters here
         self.attn_drop = nn.Dropout(0.0)
         self.attn1 = nn.Parameter(torch.tensor([0.2]))
         self.attn2 = nn.Parameter(torch.tensor([0.2]))
@@ -157,16 +158,17 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
-        c = q.shape[1]
+        q_map, k, v = self.qkv_split(x) if self.qkv_split is not None else self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
+        c = q_map.shape[1]
         ch = c // self.num_heads
+        # [B, c, H, W] -> [B, heads, ch, H*W] with -1 and back with reshape_as: the ONNX graph computes no shapes per block
         if self.fp16_safe:  # normalise over (H, W) of a 5-D view: no factor larger than an image side
-            q = fp16_safe.l2_normalize(q.reshape(b, self.num_heads, ch, h, w), (-2, -1)).reshape(b, self.num_heads, ch, h * w)
-            k = fp16_safe.l2_normalize(k.reshape(b, self.num_heads, ch, h, w), (-2, -1)).reshape(b, self.num_heads, ch, h * w)
+            q = fp16_safe.l2_normalize(q_map.reshape(b, self.num_heads, ch, h, w), (-2, -1)).reshape(b, self.num_heads, ch, -1)
+            k = fp16_safe.l2_normalize(k.reshape(b, self.num_heads, ch, h, w), (-2, -1)).reshape(b, self.num_heads, ch, -1)
         else:
-            q = torch.nn.functional.normalize(q.reshape(b, self.num_heads, ch, h * w), dim=-1)
-            k = torch.nn.functional.normalize(k.reshape(b, self.num_heads, ch, h * w), dim=-1)
-        v = v.reshape(b, self.num_heads, ch, h * w)
+            q = _l2_normalize(q_map.reshape(b, self.num_heads, ch, -1))
+            k = _l2_normalize(k.reshape(b, self.num_heads, ch, -1))
+        v = v.reshape(b, self.num_heads, ch, -1)
         if torch.is_autocast_enabled(x.device.type):  # bf16/fp16 training: scores, top-k and softmax stay FP32 (exact ties)
             with torch.autocast(x.device.type, enabled=False):
                 p = self.probs((q.float() @ k.float().transpose(-2, -1)) * self.temperature)
@@ -174,7 +176,13 @@ class Attention(nn.Module):
         else:
             scores = (q @ k.transpose(-2, -1)) * self.temperature
             out = self.probs(scores) @ v
-        return self.project_out(out.reshape(b, c, h, w))
+        return self.project_out(out.reshape_as(q_map))
+
+
+def _l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    """``F.normalize(x, dim=-1)`` (eps 1e-12), same values, written so the ONNX graph has no ``Expand``:
+    ReduceL2 -> Clip -> Div (broadcast)."""
+    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 class TransformerBlock(nn.Module):

@@ -62,19 +62,23 @@ def _scaled_stats(xc: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Ten
     return s, torch.rsqrt(ms + (eps**0.5 / s).square())
 
 
-def layer_norm_with_bias(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def layer_norm_with_bias(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float = 1e-5) -> torch.Tensor:
     """FP16-safe ``WithBias_LayerNorm`` over channels of ``[B, C, H, W]``.
 
     ``(x - mu) / sqrt(var + eps) * w + b`` computed as ``(xc / s) * rsqrt(mean((xc/s)^2) + (sqrt(eps)/s)^2)``
     with ``s = max(max_c |xc|, sqrt(eps))``, so every squared term and the added epsilon are <= 1.
-    ``weight``/``bias``: ``[C]``. Same shape and dtype as ``x``.
+    ``weight``/``bias``: ``[C]``, or both None for the affine-free form (deploy graphs fold them into the next conv).
+    Same shape and dtype as ``x``.
     """
     xc = x - x.mean(1, keepdim=True)
     s, r = _scaled_stats(xc, eps)
-    return (xc / s) * r * weight[:, None, None] + bias[:, None, None]
+    y = (xc / s) * r
+    return y if weight is None else y * weight[:, None, None] + bias[:, None, None]
 
 
-def layer_norm_bias_free(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """FP16-safe ``BiasFree_LayerNorm``: ``x / sqrt(var + eps) * w`` (the mean is not removed from the output)."""
+def layer_norm_bias_free(x: torch.Tensor, weight: torch.Tensor | None, eps: float = 1e-5) -> torch.Tensor:
+    """FP16-safe ``BiasFree_LayerNorm``: ``x / sqrt(var + eps) * w`` (the mean is not removed from the output;
+    ``weight`` None: no scale)."""
     s, r = _scaled_stats(x - x.mean(1, keepdim=True), eps)
-    return (x / s) * r * weight[:, None, None]
+    y = (x / s) * r
+    return y if weight is None else y * weight[:, None, None]

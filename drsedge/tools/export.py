@@ -25,7 +25,8 @@ def cmd_export(a) -> int:
     if a.precision == "fp16" and not a.images:
         raise DrsedgeError("--precision fp16 needs --images DIR: real rainy frames (not the test set) to find the FP32 islands")
     size = _hw(a.size) if a.size else None
-    path = export_onnx(model, a.output, opset=a.opset, exporter=a.exporter, attention=a.attention, fp16_safe=a.fp16_safe, size=size)
+    path = export_onnx(model, a.output, opset=a.opset, exporter=a.exporter, attention=a.attention, fp16_safe=a.fp16_safe, size=size,
+                       structure=a.structure)
     try:
         parity = check_parity(model, path)
         if a.attention == "fused" and a.check_pyop:
@@ -66,6 +67,9 @@ def register(sub) -> None:
     p.add_argument("--size", metavar="HxW", help="static-shape families (UDR-S2Former): the engine's frame size, multiples of 64 "
                                                  "(default: the model's img_size); the runtime tiles other sizes with it")
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
+    p.add_argument("--structure", choices=("deploy", "upstream"), default="deploy",
+                   help="deploy: re-parameterized blocks (MSFN without Slice/Concat, q/k/v without chunk, LayerNorm affine folded) "
+                        "+ onnxslim, same numbers, ~1.8x faster in ONNX Runtime CPU; upstream: the trained structure as is")
     p.add_argument("--check-pyop", action="store_true", help="with --attention fused: also check the onnxruntime-extensions kernel (slow)")
     p.add_argument("--attention", choices=("native", "fused"), default="native",
                    help="fused: top-k attention as one drsedge::TopKSparseSoftmax node (TensorRT plugin; ONNX function fallback)")

@@ -72,11 +72,11 @@ def test_keep_float_modules(fp32_onnx, data_dir):
     q = quantize_onnx(fp32_onnx, fp32_onnx.with_name("int8_keep.onnx"), calib, "nncf", keep_float=["latent.0.attn"])
     m = onnx.load(q)
     by_name = {n.name: n for n in m.graph.node}
-    qkv = by_name["/latent/latent.0/attn/qkv/Conv"]
+    qkv = by_name["/latent/latent.0/attn/qkv_split/branches.0/branches.0.0/Conv"]  # deploy export: q/k/v split
     producers = {o: n for n in m.graph.node for o in n.output}
     # The kept module's conv reads a float weight (no DequantizeLinear in front of it).
     assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in qkv.input)
-    other = by_name["/encoder_level1/encoder_level1.0/attn/qkv/Conv"]
+    other = by_name["/encoder_level1/encoder_level1.0/attn/qkv_split/branches.0/branches.0.0/Conv"]
     assert any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in other.input)
     with pytest.raises(DrsedgeError, match="no ONNX node"):
         quantize_onnx(fp32_onnx, fp32_onnx.with_name("x.onnx"), calib, "nncf", keep_float=["not.a.module"])

@@ -35,3 +35,31 @@ def test_upstream_fixture_model_exports(fixtures_dir, tmp_path):
     model, _ = load_any(fixtures_dir / "small_mefc_state.safetensors")
     path = export_onnx(model, tmp_path / "t.onnx")
     assert check_parity(model, path, sizes=((40, 40), (48, 64))).worst <= 1e-4
+
+
+def test_deploy_export_is_smaller_and_has_no_block_slices(tmp_path):
+    """Default export = re-parameterized + folded: same numbers at two sizes, < half the upstream structure's nodes,
+    no Slice/Concat/Split on feature maps inside a transformer block, even after ONNX Runtime's own optimizations."""
+    import onnxruntime as ort
+
+    from drsedge.export.onnx_export import META_STRUCTURE
+
+    model = student_config(dim=8, num_blocks=[1, 2, 2, 2]).build()
+    up = export_onnx(model, tmp_path / "up.onnx", structure="upstream")
+    dep = export_onnx(model, tmp_path / "dep.onnx")
+    assert check_parity(model, dep, sizes=((64, 64), (48, 80))).worst <= 1e-4
+    m_up, m_dep = onnx.load(up), onnx.load(dep)
+    assert {p.key: p.value for p in m_dep.metadata_props}[META_STRUCTURE] == "deploy"
+    # 767 vs 1853 here; the upstream structure already shares the batched top-k/normalisation of models/attention.py
+    # (main 4ce09a9 exported this model with ~2400 nodes)
+    assert len(m_dep.graph.node) <= 0.45 * len(m_up.graph.node), (len(m_dep.graph.node), len(m_up.graph.node))
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(dep), so, providers=["CPUExecutionProvider"])
+    blocks = ("encoder_level", "decoder_level", "latent")
+    copies = [n.name for n in onnx.load(so.optimized_model_filepath).graph.node
+              if n.op_type in ("Slice", "Split") or (n.op_type == "Concat" and not any("Unsqueeze" in i for i in n.input))
+              if any(b in n.name for b in blocks)]
+    assert not copies, copies[:5]
+    up_copies = [n for n in m_up.graph.node if n.op_type in ("Slice", "Concat") and "/ffn/" in n.name]
+    assert up_copies  # the check above can see them: the upstream structure has them in every MSFN
