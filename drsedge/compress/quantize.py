@@ -72,6 +72,16 @@ def _depthwise_convs(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
 
 
+def _adds_of_float_convs(model: onnx.ModelProto, float_convs: list[str]) -> list[str]:
+    """Adds whose every input is the output of a conv kept in float: the deploy MSFN's branch sum (two depthwise convs,
+    :class:`drsedge.models.reparam.MSFNDeploy`). Quantizing it buys no integer kernel (its producers and its ReLU
+    consumer stay float) and costs accuracy: the pre-ReLU sum has the widest range in the block (ModelOpt PTQ of the
+    shipped student: 30.0 dB fidelity on rain200H/test 1 with it quantized)."""
+    kept = set(float_convs)
+    producer = {o: n.name for n in model.graph.node for o in n.output}
+    return [n.name for n in model.graph.node if n.op_type == "Add" and n.input and all(producer.get(i) in kept for i in n.input)]
+
+
 # UDR-S2Former: the var heads that rank positions (hard 1.0/0.6 and 1.0/1.2 masks flip on any error) and the sampling
 # offset/scale predictors (a grid error moves every sampled key/value) stay in float (../shared/notes/udr-s2former.md §7).
 UDR_FLOAT_MODULES = ("var_conv", "sampling_biases", "sampling_scales")
@@ -157,7 +167,8 @@ def _quantize_onnx(src, dst, calib, backend, quantize_depthwise, keep_float, hig
 
     fused_model = load_onnx(src)
     model, calls = unfuse(fused_model)  # fused top-k calls inlined, quantized around, then put back (see fused_qdq)
-    skip_nodes = _attention_matmuls(model) + ([] if quantize_depthwise else _depthwise_convs(model))
+    float_convs = [] if quantize_depthwise else _depthwise_convs(model)
+    skip_nodes = _attention_matmuls(model) + float_convs + _adds_of_float_convs(model, float_convs)
     skip_nodes += nodes_of_modules(model, keep_float or [])
     skip_nodes += udr_float_nodes(model)
     skip_nodes += [n.name for n in model.graph.node if INLINED in n.name]
