@@ -312,7 +312,7 @@ class Pipeline:
             if not isinstance(mcfg, ModelConfig):  # UDR-S2Former: MLP / MFFN hidden widths (compress/prune_udr.py)
                 from drsedge.compress.prune_udr import UDR_SCOPES, prune_udr
 
-                scopes = [s for s in pc.get("scope", ["msfn"]) if s != "msfn"] or list(UDR_SCOPES)  # msfn: the demo's default
+                scopes = pc.get("scope") or list(UDR_SCOPES)
                 if set(scopes) - set(UDR_SCOPES):
                     raise DrsedgeError(f"prune.scope {scopes}: a UDR-S2Former prunes {list(UDR_SCOPES)}")
                 iters = int(pc.get("iterations", 1))
@@ -323,7 +323,7 @@ class Pipeline:
                     finetune(model, mcfg, it)
                 save_model(out, model, mcfg, {"ratio": pc["ratio"], "importance": importance})
                 return {"model": out}, {"mlp_hidden": mcfg.mlp_hidden, "ffn_hidden": mcfg.ffn_hidden}
-            model, mcfg = iterative_prune(model, mcfg, ratio=float(pc["ratio"]), importance=importance, scopes=pc.get("scope", ["msfn"]),
+            model, mcfg = iterative_prune(model, mcfg, ratio=float(pc["ratio"]), importance=importance, scopes=pc.get("scope") or ["msfn"],
                                           iterations=int(pc.get("iterations", 1)), before_step=taylor, after_step=finetune)
             save_model(out, model, mcfg, {"ratio": pc["ratio"], "importance": pc.get("importance", "l2")})
             return {"model": out}, {"ffn_hidden": mcfg.ffn_hidden, "attn_inner": mcfg.attn_inner, "attn_heads": mcfg.attn_heads,

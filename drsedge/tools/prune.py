@@ -49,7 +49,7 @@ def cmd_prune(a) -> int:
         return sum(vals) / len(vals)
 
     if a.target_gmacs is not None:
-        ratio = ratio_for_macs(model, cfg, int(a.target_gmacs * 1e9), hw, a.scope)
+        ratio = ratio_for_macs(model, cfg, int(a.target_gmacs * 1e9), hw, scopes)
     else:
         ratio = a.ratio
     teacher = load_any(a.teacher)[0] if a.teacher else None
