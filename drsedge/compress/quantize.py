@@ -109,7 +109,9 @@ def nodes_of_modules(model: onnx.ModelProto, modules: list[str]) -> list[str]:
     for mod in modules:
         hits = [n.name for n in model.graph.node if n.name and (module_path(n.name) + ".").startswith(mod.rstrip(".") + ".")]
         if not hits:
-            raise DrsedgeError(f"--keep-float {mod}: no ONNX node belongs to this module (names look like encoder_level2.0.attn.qkv)")
+            paths = sorted({".".join(module_path(n.name).split(".")[:3]) for n in model.graph.node if n.name} - {""})
+            raise DrsedgeError(f"--keep-float {mod}: no ONNX node belongs to this module; modules of this graph look like "
+                               f"{', '.join(paths[:3])} (`drsedge localize` lists them)")
         out += hits
     return out
 
