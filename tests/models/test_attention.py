@@ -10,7 +10,7 @@ def test_topk_sizes_follow_upstream_expressions():
     assert topk_sizes(48) == (24, 32, 36, 38)
     assert topk_sizes(96) == (48, 64, 72, 76)
     assert topk_sizes(8) == (4, 5, 6, 6)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least 2 channels"):
         topk_sizes(1)
 
 
@@ -37,11 +37,11 @@ def test_threshold_keeps_all_tied_entries():
 
 def test_bad_ks_and_mode():
     s = torch.randn(1, 1, 8, 8)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="ascending"):
         topk_sparse_probs(s, torch.ones(2), (5, 4))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="within"):
         topk_sparse_probs(s, torch.ones(1), (9,))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown top-k mode 'scatter'"):
         topk_sparse_probs(s, torch.ones(1), (4,), "scatter")
 
 

@@ -21,7 +21,7 @@ def test_identity_tiling_and_restore():
 
 def test_bad_tiles():
     x = torch.rand(1, 3, 48, 48)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="multiple of 8"):
         tiled_forward(lambda t: t, x, 12, 4)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="overlap 16 must be in"):
         tiled_forward(lambda t: t, x, 16, 16)
