@@ -16,6 +16,7 @@ import numpy as np
 from drsedge.errors import DrsedgeError, NonFiniteError, first_line
 
 from .limits import ShapeLimits
+from .tile_plan import overlap_average, pad_amounts, square_tile
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
@@ -76,35 +77,20 @@ class OnnxModel:
         return y
 
 
-def tile_starts(size: int, tile: int, stride: int) -> list[int]:
-    """As upstream: ``list(range(0, size - tile, stride)) + [size - tile]``."""
-    return [*range(0, size - tile, stride), size - tile]
-
-
 def restore_np(model, img: np.ndarray, tile: int | None = None, overlap: int = 32) -> np.ndarray:
     """Derain ``[H, W, 3]`` float32 in [0, 1] -> same shape in [0, 1] (pad to x8, forward or tiles, crop, clip).
+
+    Tiling and padding follow :mod:`drsedge.runtime.tile_plan` (the same plan as the PyTorch runners).
 
     Raises:
         DrsedgeError: a tile that is not a multiple of 8, an overlap >= tile, or an image too small to pad.
     """
     h, w = img.shape[:2]
-    ph, pw = (-h) % 8, (-w) % 8
-    if ph >= h or pw >= w:
-        raise DrsedgeError(f"image {w}x{h} is too small to reflect-pad to a multiple of 8")
+    ph, pw = pad_amounts(h, w, 8)
     x = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect").transpose(2, 0, 1)[None]
     if tile:
-        t = min(tile, x.shape[2], x.shape[3])
-        if t % 8:
-            raise DrsedgeError(f"tile size {t} must be a multiple of 8")
-        if not 0 <= overlap < t:
-            raise DrsedgeError(f"tile overlap {overlap} must be in [0, {t})")
-        acc = np.zeros_like(x)
-        cnt = np.zeros((1, 1, *x.shape[2:]), np.float32)
-        for i in tile_starts(x.shape[2], t, t - overlap):
-            for j in tile_starts(x.shape[3], t, t - overlap):
-                acc[..., i : i + t, j : j + t] += model(x[..., i : i + t, j : j + t])
-                cnt[..., i : i + t, j : j + t] += 1
-        y = acc / cnt
+        t = square_tile(tile, overlap, *x.shape[2:])
+        y = overlap_average(model, x, t, t, overlap, lambda shape: np.zeros(shape, np.float32))
     else:
         y = model(x)
     return np.clip(y[0, :, :h, :w].transpose(1, 2, 0), 0.0, 1.0)
