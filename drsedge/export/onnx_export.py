@@ -76,7 +76,7 @@ def export_onnx(
         structure: ``"deploy"`` (default): the DRSformer family exported from its re-parameterized copy
             (:func:`drsedge.models.reparam.reparameterize`: MSFN without Slice/Concat, q/k/v without chunk, LayerNorm
             affine folded into the next convs) and folded by ``onnxslim``; same numbers as the module (parity gate
-            unchanged). ``"upstream"``: the trained module structure as is, not folded (the pre-0.8 graph, for
+            unchanged). ``"upstream"``: the trained module structure as is, not folded (the graph of earlier releases, for
             comparison). Recorded as metadata ``drsedge.structure``. UDR-S2Former has one structure.
 
     Raises:
