@@ -6,8 +6,8 @@ import statistics
 import time
 
 
-def interleaved(variants: dict, runs: int = 7, warmup: int = 1) -> dict[str, float]:
-    """``variants``: name -> zero-arg callable. Returns name -> median ms over ``runs`` rounds."""
+def interleaved_rounds(variants: dict, runs: int = 7, warmup: int = 1) -> dict[str, list[float]]:
+    """``variants``: name -> zero-arg callable. Returns name -> the ms of each of ``runs`` rounds (after ``warmup``)."""
     for fn in variants.values():
         for _ in range(warmup):
             fn()
@@ -17,7 +17,12 @@ def interleaved(variants: dict, runs: int = 7, warmup: int = 1) -> dict[str, flo
             t0 = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - t0) * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def interleaved(variants: dict, runs: int = 7, warmup: int = 1) -> dict[str, float]:
+    """``variants``: name -> zero-arg callable. Returns name -> median ms over ``runs`` rounds."""
+    return {k: statistics.median(v) for k, v in interleaved_rounds(variants, runs, warmup).items()}
 
 
 def table(title: str, medians: dict[str, float], baseline: str) -> str:

@@ -29,12 +29,13 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _timing import interleaved_rounds
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PEAK_C, PEAK_HW, PEAK_DEPTH = 256, 128, 8
@@ -121,15 +122,7 @@ def _raw_call(runtime: str, path: Path):
 
 def _timed(fns: dict, runs: int) -> dict[str, tuple[float, float]]:
     """Interleaved rounds after one warm-up: name -> (median ms, p95 ms)."""
-    for fn in fns.values():
-        fn()
-    t: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(runs):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            t[k].append((time.perf_counter() - t0) * 1e3)
-    return {k: (statistics.median(v), float(np.percentile(v, 95))) for k, v in t.items()}
+    return {k: (statistics.median(v), float(np.percentile(v, 95))) for k, v in interleaved_rounds(fns, runs).items()}
 
 
 def ort_layout_counts(path: Path) -> dict:
