@@ -10,11 +10,9 @@ import sys
 
 import yaml
 
-from drsedge.errors import DrsedgeError, first_line
+from drsedge.errors import BudgetError, DrsedgeError, first_line
 from drsedge.tools import ORDER
-
-# re-exported for callers of the old single-module CLI
-from drsedge.tools.args import EXIT_BUDGET, PRESETS  # noqa: F401
+from drsedge.tools.args import EXIT_BUDGET
 
 # modules of the `full` extra: a torch-free install (`drsedge[runtime]`) runs stream/derain/metrics only
 FULL_ONLY = {"torch", "onnx", "onnxscript", "nncf", "safetensors", "polygraphy", "scipy", "matplotlib", "onnxconverter_common"}
@@ -64,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
+    except BudgetError as e:
+        print(f"drsedge: budget broken: {e}", file=sys.stderr)
+        return EXIT_BUDGET
     except DrsedgeError as e:
         print(f"drsedge: error: {e}", file=sys.stderr)
         return 2

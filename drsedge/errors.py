@@ -12,6 +12,11 @@ class NonFiniteError(DrsedgeError):
     """A loss, weight or model output is NaN or Inf; nothing was written."""
 
 
+class BudgetError(DrsedgeError):
+    """A measured budget could not be met (the keep-float search found no INT8 model within its targets); nothing was
+    written. The CLI exits with 3 (``EXIT_BUDGET``) instead of 2."""
+
+
 class StaleStateError(DrsedgeError):
     """A resume file belongs to another run (different config, data or seed)."""
 

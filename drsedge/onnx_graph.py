@@ -61,3 +61,35 @@ def float_valued_nodes(model) -> set[str]:
         if n.name and n.output and all(types.get(o) in FLOAT_TYPES for o in n.output if o):
             out.add(n.name)
     return out
+
+
+def module_path(node_name: str) -> str:
+    """``/encoder_level2/encoder_level2.0/attn/qkv/Conv`` -> ``encoder_level2.0.attn.qkv``; ``/Add`` -> ``""`` (the
+    model itself); names without a path are returned unchanged (best effort)."""
+    if not node_name.startswith("/"):
+        return node_name
+    parts = [p for p in node_name.strip("/").split("/") if p]
+    if len(parts) <= 1:
+        return ""
+    mods = parts[:-1]
+    # TorchScript names repeat the parent path in each level ("encoder_level2/encoder_level2.0"); keep the deepest.
+    out: list[str] = []
+    for m in mods:
+        if out and m.startswith(out[-1] + "."):
+            out[-1] = m
+        else:
+            out.append(m)
+    return ".".join(out)
+
+
+def with_outputs(model, names: list[str]) -> bytes:
+    """Serialized copy of ``model`` with the tensors ``names`` added as graph outputs (untyped)."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    existing = {o.name for o in m.graph.output}
+    for n in names:
+        if n not in existing:
+            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(n))
+    return m.SerializeToString()

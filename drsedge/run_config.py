@@ -1,5 +1,9 @@
 """The run-config schema (``drsedge pipeline --config run.yaml``), checked with pydantic at every level.
 
+Each section is the one options type of its stage (:mod:`drsedge.stages`): the pipeline passes the section, the CLI
+builds the same type from its flags (:func:`make_options`), and the flags take their choices and defaults from it
+(:func:`cli_choice`), so every choice list and default is written here once.
+
 Unknown keys (``ratioo``), wrong types (``steps: many``) and impossible numbers (``test_limit: -1``)
 are refused in one line naming the file and the key path, before any stage runs. Model sections are
 checked by :meth:`drsedge.models.config.ModelConfig.from_dict`, training sections by
@@ -8,16 +12,25 @@ checked by :meth:`drsedge.models.config.ModelConfig.from_dict`, training section
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import copy
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from drsedge.errors import DrsedgeError, unknown_keys
+from drsedge.errors import DrsedgeError, first_line, unknown_keys
+
+DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Mult8 = Annotated[int, Field(gt=0, multiple_of=8, le=16384)]  # an image side in px (tools.args.MAX_SIDE)
 
 
@@ -103,12 +116,14 @@ class PruneSection(_Strict):
 
 class ExportSection(_Strict):
     opset: Annotated[int, Field(ge=16)] = 17  # 16: UDR-S2Former for TensorRT 8.5 (DRSformer exports need 17)
-    size: Annotated[list[Mult8], Field(min_length=2, max_length=2)] | None = None  # static-shape families: the ONNX's H, W
+    # static-shape families: the ONNX's H, W (UDR-S2Former: multiples of 64, checked by the export)
+    size: Annotated[list[Annotated[int, Field(gt=0, le=16384)]], Field(min_length=2, max_length=2)] | None = None
     exporter: Literal["torchscript", "dynamo"] = "torchscript"
     attention: Literal["native", "fused"] = "native"
     fp16_safe: bool = False
     structure: Literal["deploy", "upstream"] = "deploy"  # deploy: re-parameterized + folded (drsedge.models.reparam)
     fp16: bool = False  # also write the mixed-precision FP16 ONNX (precision in the graph, for strongly typed TensorRT)
+    fp16_frames: PosInt = 4  # with fp16: real frames that find the FP32 islands
 
 
 class QuantizeSection(_Strict):
@@ -122,15 +137,20 @@ class QuantizeSection(_Strict):
     keep_float: list[str] | None = None
     budget_db: NonNegFloat | None = None  # largest ΔPSNR-Y of INT8 vs FP32 against ground truth on data.validation
     min_fidelity_db: NonNegFloat | None = None  # floor on INT8-vs-FP32-output PSNR-Y, every data.validation image
+    qat_batch_size: PosInt = 4
+    qat_patch: Mult8 = 64
     val_limit: PosInt = 4
-    max_steps: NonNegInt = 4
+    max_steps: NonNegInt = 4  # keep-float units the budget search may add
+    candidates: PosInt = 3  # units quantized and measured per keep-float step
+    granularity: Literal["stage", "module"] = "stage"  # keep-float unit: a top-level stage or a single module
 
 
 class CheckSection(_Strict):
     tile: Mult8 | None = None
     latency_hw: Annotated[list[Mult8], Field(min_length=2, max_length=2)] = [256, 256]
     latency_runs: PosInt = 5
-    budgets: dict[str, NonNegFloat] = {}
+    # stage -> largest PSNR drop in dB vs the stage it came from; a negative budget demands a gain
+    budgets: dict[str, FiniteFloat] = {}
 
     @field_validator("latency_hw")
     @classmethod
@@ -154,20 +174,107 @@ class RunConfig(_Strict):
     check: CheckSection = CheckSection()
 
 
-def validate_run_config(cfg: dict, source: str) -> dict:
-    """Check a merged run config; returns it unchanged.
+def _one_line(e: ValidationError, source: str, flags: dict[str, str] | None = None) -> DrsedgeError:
+    err = e.errors()[0]
+    where = ".".join(str(x) for x in err["loc"]) or "(top level)"
+    if flags is not None and err["loc"]:
+        name = str(err["loc"][0])
+        where = flags.get(name, "--" + name.replace("_", "-"))
+    msg = err["msg"].removeprefix("Value error, ")
+    for prefix in (f"{where}: ", f"{where}: {where}: "):
+        msg = msg.removeprefix(prefix)
+    got = "" if err["type"] in ("missing", "value_error") else f" (got {err.get('input')!r})"
+    return DrsedgeError(f"{source}: {where}: {msg}{got}")
+
+
+def validate_run_config(cfg: dict, source: str) -> RunConfig:
+    """Check a merged run config; returns the typed :class:`RunConfig`.
 
     Raises:
         DrsedgeError: ``source: key.path: what is wrong`` for the first problem found.
     """
     try:
-        RunConfig.model_validate(cfg)
+        return RunConfig.model_validate(cfg)
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        for prefix in (f"{where}: ", f"{where}: {where}: "):
-            msg = msg.removeprefix(prefix)
-        got = "" if err["type"] in ("missing", "value_error") else f" (got {err.get('input')!r})"
-        raise DrsedgeError(f"{source}: {where}: {msg}{got}") from None
-    return cfg
+        raise _one_line(e, source) from None
+
+
+S = typing.TypeVar("S", bound=BaseModel)
+
+
+def make_options(section: type[S], source: str, flags: dict[str, str] | None = None, **values: Any) -> S:
+    """A stage's options from CLI flags (``None`` = the section's default), checked by the same rules as the run config.
+
+    ``flags``: field -> the flag that sets it, where it is not ``--`` + the field with dashes (``latency_hw``:
+    ``--latency-size``).
+
+    Raises:
+        DrsedgeError: ``source: --flag: what is wrong``.
+    """
+    try:
+        return section.model_validate({k: v for k, v in values.items() if v is not None})
+    except ValidationError as e:
+        raise _one_line(e, source, flags or {}) from None
+
+
+def literal_choices(section: type[BaseModel], name: str) -> tuple:
+    """The ``Literal`` values of a field (through ``list[...]`` and ``| None``), e.g. ``("nncf", "ort", "modelopt")``."""
+    tp = section.model_fields[name].annotation
+    while typing.get_origin(tp) in (list, typing.Union, types.UnionType):
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    return typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
+
+
+def cli_choice(section: type[BaseModel], name: str) -> dict:
+    """``add_argument`` keywords of a flag that sets ``section.name``: its choices (when a ``Literal``) and default."""
+    out: dict = {"default": section.model_fields[name].default}
+    if literal_choices(section, name):
+        out["choices"] = literal_choices(section, name)
+    return out
+
+
+def load_run_config(path: str | os.PathLike, overrides: dict | None = None) -> RunConfig:
+    """Read a run YAML (defaults from the demo config), apply ``overrides`` (nested dict) and validate it.
+
+    Raises:
+        DrsedgeError: missing or unparsable YAML, unknown section, any schema violation (one line with the key path).
+    """
+    path = Path(path)
+    try:
+        user = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise DrsedgeError(f"{path}: run config not found") from None
+    except yaml.YAMLError as e:
+        raise DrsedgeError(f"{path}: not valid YAML ({first_line(e)})") from None
+    base = yaml.safe_load(DEMO_CONFIG.read_text())
+    unknown = sorted(set(user) - set(base)) if isinstance(user, dict) else []
+    if unknown:
+        raise DrsedgeError(f"{path}: unknown section(s) {unknown}; valid: {sorted(base)}")
+    if not isinstance(user, dict):
+        raise DrsedgeError(f"{path}: a run config is a YAML mapping of sections ({sorted(base)}), not {type(user).__name__}")
+    cfg = _merge(_merge(base, user), overrides or {})
+    for section, weights in (("teacher", "checkpoint"), ("student", "init")):
+        # another model family: the demo's DRSformer model keys and shipped DRSformer weights do not apply
+        mine = {**((user.get(section) or {}) if isinstance(user.get(section), dict) else {}), **((overrides or {}).get(section) or {})}
+        model = mine.get("model") if isinstance(mine.get("model"), dict) else {}
+        if model.get("family", "drsformer") != "drsformer" and isinstance(cfg.get(section), dict):
+            cfg[section]["model"] = copy.deepcopy(model)
+            if weights not in mine:
+                cfg[section][weights] = None
+    return validate_run_config(cfg, str(path))
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def default_data_root() -> Path | None:
+    """``../shared/data`` next to the working directory or the repository, if present."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        cand = (base / ".." / "shared" / "data").resolve()
+        if cand.is_dir():
+            return cand
+    return None

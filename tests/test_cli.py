@@ -130,5 +130,5 @@ def test_prune_cli(capsys, tmp_path):
     _pruned, pcfg = load_model(out)
     assert pcfg.ffn_hidden["latent.0"] == 64
     code = main(["prune", str(src), "-o", str(tmp_path / "q.safetensors"), "--ratio", "1.0"])
-    assert code == 2 and "zero channels" in capsys.readouterr().err
+    assert code == 2 and "ratio: Input should be less than 1" in capsys.readouterr().err  # the run config's rule (PruneSection)
     assert not (tmp_path / "q.safetensors").exists()

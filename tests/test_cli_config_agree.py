@@ -1,4 +1,5 @@
-"""The two doors agree: every CLI flag that has a run-config field offers the same choices and the same default."""
+"""The two doors agree: every CLI flag that has a run-config field offers the same choices and the same default
+(the flags take them from the section with :func:`drsedge.run_config.cli_choice`; this catches a flag that restates one)."""
 
 import types
 import typing
@@ -19,6 +20,17 @@ PAIRS = {
     ("quantize", "high_precision"): (run_config.QuantizeSection, "high_precision"),
     ("prune", "importance"): (run_config.PruneSection, "importance"),
     ("prune", "scope"): (run_config.PruneSection, "scope"),
+    ("prune", "ratio"): (run_config.PruneSection, "ratio"),
+    ("prune", "iterations"): (run_config.PruneSection, "iterations"),
+    ("export", "limit"): (run_config.ExportSection, "fp16_frames"),
+    ("quantize", "size"): (run_config.QuantizeSection, "size"),
+    ("quantize", "limit"): (run_config.QuantizeSection, "limit"),
+    ("quantize", "val_limit"): (run_config.QuantizeSection, "val_limit"),
+    ("quantize", "max_steps"): (run_config.QuantizeSection, "max_steps"),
+    ("quantize", "candidates"): (run_config.QuantizeSection, "candidates"),
+    ("quantize", "granularity"): (run_config.QuantizeSection, "granularity"),
+    ("check", "latency_size"): (run_config.CheckSection, "latency_hw"),
+    ("check", "latency_runs"): (run_config.CheckSection, "latency_runs"),
 }
 
 

@@ -105,14 +105,14 @@ def test_bad_run_config(tmp_path, capsys, text, needle):
 def test_udr_run_config_is_its_own_family(tmp_path):
     """udr_raindrop.yaml validates; the demo's DRSformer model keys and shipped DRSformer weights are not merged into
     a UDR-S2Former section, and the held-out set appears nowhere in it."""
-    from drsedge.pipeline import load_run_config
-    from drsedge.run_config import validate_run_config
+    from drsedge.run_config import load_run_config, validate_run_config
 
     path = Path(__file__).resolve().parents[1] / "drsedge" / "configs" / "udr_raindrop.yaml"
-    cfg = load_run_config(path)
-    assert cfg["teacher"]["model"]["family"] == cfg["student"]["model"]["family"] == "udr_s2former"
-    assert cfg["teacher"]["checkpoint"] is None and cfg["student"]["init"] is None
-    assert "num_blocks" not in cfg["teacher"]["model"] and cfg["export"]["size"] == [256, 256]
+    run = load_run_config(path)
+    assert run.teacher.model["family"] == run.student.model["family"] == "udr_s2former"
+    assert run.teacher.checkpoint is None and run.student.init is None
+    assert "num_blocks" not in run.teacher.model and run.export.size == [256, 256]
+    cfg = run.model_dump(mode="json")
     assert "rain100L" not in json.dumps(cfg["data"])
     bad = {**cfg, "student": {**cfg["student"], "model": {**cfg["student"]["model"], "dim": [16, 20, 32, 32, 64]}}}
     with pytest.raises(Exception, match="multiples of 8"):

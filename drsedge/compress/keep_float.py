@@ -5,7 +5,7 @@ Greedy search, each step measured, nothing assumed:
 1. quantize with the current keep-float set (:func:`drsedge.compress.quantize.quantize_onnx`);
 2. ΔPSNR-Y of INT8 vs FP32 against ground truth on a paired *validation* folder (never the
    held-out test set), the same quantity the drift report's ``onnx_int8`` budget checks;
-3. within budget: stop. Otherwise localise (:func:`drsedge.debug.localize.localize`, per-layer
+3. within budget: stop. Otherwise localise (:func:`drsedge.compress.localize.localize`, per-layer
    error vs FP32 on the calibration images), rank the units (``granularity="stage"``: the model's
    top-level children such as ``decoder_level1`` or ``output``, by the summed error their layers
    add; ``"module"``: single modules such as ``latent.1.attn``), quantize and measure with each of
@@ -107,7 +107,7 @@ def _int8_delta(fp32: Path, int8: Path, val: list[Pair]) -> tuple[float, float, 
 
 def search_keep_float(
     src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationSet, val: list[Pair], *, budget_db: float | None = None,
-    backend: str = "nncf", quantize_depthwise: bool = False, keep_float: list[str] | None = None, max_steps: int = 6,
+    backend: str = "nncf", quantize_depthwise: bool = False, keep_float: list[str] | None = None, max_steps: int = 4,
     candidates: int = 3, localize_images: int = 4, granularity: str = "stage", min_fidelity_db: float | None = None,
     high_precision: str = "fp32",
 ) -> SearchResult:
@@ -123,7 +123,7 @@ def search_keep_float(
         DrsedgeError: empty validation set, a validation folder that is the held-out test set,
             or the errors of :func:`quantize_onnx`.
     """
-    from drsedge.debug.localize import localize, worst_modules
+    from drsedge.compress.localize import localize, worst_modules
 
     if granularity not in GRANULARITIES:
         raise DrsedgeError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")

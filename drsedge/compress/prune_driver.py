@@ -11,9 +11,28 @@ from collections.abc import Callable
 
 from torch import nn
 
+from drsedge.errors import DrsedgeError
 from drsedge.models.config import ModelConfig
 
 from .prune import prune_model
+from .prune_udr import UDR_SCOPES, prune_udr
+
+DRSFORMER_SCOPES = ("msfn", "attention", "heads", "streams")
+
+
+def family_scopes(config, scopes=None) -> list[str]:
+    """The scopes to prune: ``scopes``, or the family's default (DRSformer ``msfn``; UDR-S2Former ``mlp`` + ``mffn``).
+
+    Raises:
+        DrsedgeError: a scope the model's family does not have.
+    """
+    udr = not isinstance(config, ModelConfig)
+    mine = UDR_SCOPES if udr else DRSFORMER_SCOPES
+    scopes = list(scopes or (UDR_SCOPES if udr else ("msfn",)))
+    if set(scopes) - set(mine):
+        raise DrsedgeError(f"scope {' '.join(scopes)}: a {'UDR-S2Former' if udr else 'DRSformer'} prunes --scope {' '.join(mine)} "
+                           "(prune.scope in a run config)")
+    return scopes
 
 
 def step_ratio(ratio: float, iterations: int) -> float:
@@ -23,7 +42,7 @@ def step_ratio(ratio: float, iterations: int) -> float:
 
 def iterative_prune(
     model: nn.Module,
-    config: ModelConfig,
+    config,
     *,
     ratio: float,
     importance: str = "l2",
@@ -35,14 +54,20 @@ def iterative_prune(
     """Prune ``model`` in ``iterations`` steps; ``before_step(model, i)`` runs before step ``i`` (1-based; e.g.
     Taylor gradients), ``after_step(model, config, i)`` after it (e.g. fine-tuning, a measurement).
 
+    Both families: DRSformer (``config`` a ModelConfig, :func:`drsedge.compress.prune.prune_model`) and UDR-S2Former
+    (:func:`drsedge.compress.prune_udr.prune_udr`).
+
     Raises:
-        DrsedgeError: the errors of :func:`drsedge.compress.prune.prune_model`.
+        DrsedgeError: a scope of the other family; the errors of the family's prune function.
     """
+    scopes = family_scopes(config, scopes)
+    prune = prune_model if isinstance(config, ModelConfig) else prune_udr
     r = step_ratio(ratio, iterations)
     for it in range(1, max(1, iterations) + 1):
         if before_step is not None:
             before_step(model, it)
-        model, config = prune_model(model, config, r, importance, scopes)
+        model, config = prune(model, config, r, importance, scopes)
+        model.zero_grad(set_to_none=True)  # Taylor gradients of this step do not leak into the next
         if after_step is not None:
             after_step(model, config, it)
     return model, config

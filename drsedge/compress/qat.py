@@ -25,6 +25,7 @@ from onnx import helper, numpy_helper
 
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
+from drsedge.logs import quiet_logger
 
 # NNCF (torch) ignored-scope patterns: the float policy of the PTQ backends, by traced node name.
 # LayerNorm internals too: NNCF's transformer patterns do not recognise DRSformer's hand-written LayerNorm, and a
@@ -39,7 +40,6 @@ def insert_quantizers(model, calib_inputs: list[np.ndarray]):
     Raises:
         DrsedgeError: no calibration crops.
     """
-    import logging
     import warnings
 
     import nncf
@@ -47,9 +47,8 @@ def insert_quantizers(model, calib_inputs: list[np.ndarray]):
 
     if not calib_inputs:
         raise DrsedgeError("QAT needs calibration images: give a folder of real rainy images (not the test set)")
-    nncf.set_log_level(logging.ERROR)
     data = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in calib_inputs]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_logger("nncf"):
         warnings.simplefilter("ignore")
         return nncf.quantize(model.eval(), nncf.Dataset(data), subset_size=len(data), model_type=nncf.ModelType.TRANSFORMER,
                              preset=nncf.QuantizationPreset.PERFORMANCE,

@@ -45,6 +45,7 @@ import onnx
 from drsedge.calibration.calib import CalibrationSet
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
+from drsedge.logs import quiet_logger
 
 BACKENDS = ("nncf", "ort", "modelopt")
 # Op types kept in float: the attention score/probability path.
@@ -89,7 +90,7 @@ UDR_FLOAT_MODULES = ("var_conv", "sampling_biases", "sampling_scales")
 
 def udr_float_nodes(model: onnx.ModelProto) -> list[str]:
     """Nodes of a UDR-S2Former export (metadata ``drsedge.family``) that INT8 leaves in float: its rank and sampling path."""
-    from drsedge.debug.localize import module_path
+    from drsedge.onnx_graph import module_path
 
     if not any(p.key == "drsedge.family" and p.value == "udr_s2former" for p in model.metadata_props):
         return []
@@ -98,12 +99,12 @@ def udr_float_nodes(model: onnx.ModelProto) -> list[str]:
 
 def nodes_of_modules(model: onnx.ModelProto, modules: list[str]) -> list[str]:
     """ONNX node names that belong to the given PyTorch module paths (e.g. ``latent.1.attn``), via
-    :func:`drsedge.debug.localize.module_path`.
+    :func:`drsedge.onnx_graph.module_path`.
 
     Raises:
         DrsedgeError: a module matches no node.
     """
-    from drsedge.debug.localize import module_path
+    from drsedge.onnx_graph import module_path
 
     out = []
     for mod in modules:
@@ -195,14 +196,10 @@ def _quantize(src, dst, model, calib, backend, skip_nodes, skip_types, high_prec
 
         return atomic_write(dst, lambda tmp: modelopt_quantize(model, tmp, calib.inputs, skip_nodes, skip_types, high_precision))
     if backend == "nncf":
-        import logging
-
         import nncf
-
-        nncf.set_log_level(logging.ERROR)
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
 
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_logger("nncf"):
             warnings.simplefilter("ignore")
             q = nncf.quantize(
                 model,
@@ -246,7 +243,9 @@ def _quantize(src, dst, model, calib, backend, skip_nodes, skip_types, high_prec
 
 def count_qdq(path: str | os.PathLike) -> dict[str, int]:
     """Number of QuantizeLinear / DequantizeLinear nodes in an ONNX file (0 means nothing was quantized)."""
-    model = onnx.load(str(path))
+    from drsedge.onnx_io import load_onnx
+
+    model = load_onnx(path)
     ops = [n.op_type for n in model.graph.node]
     return {"QuantizeLinear": ops.count("QuantizeLinear"), "DequantizeLinear": ops.count("DequantizeLinear")}
 

@@ -3,7 +3,7 @@
 FP16 everywhere except FP32 *islands*: the FP16-unsafe layers that weakly typed builds pin to FP32
 (LayerNorm statistics and the q/k L2 normalisation, :func:`drsedge.backend.trt.config.fp16_unsafe_nodes`; none for
 ``--fp16-safe`` exports, whose reductions are bounded), the nodes whose values exceed FP16's 65504 on real frames
-(:func:`drsedge.debug.fp16_range.fp16_ranges`, sums over pixels projected to the deployment frame), the TKSA core
+(:func:`drsedge.export.fp16_range.fp16_ranges`, sums over pixels projected to the deployment frame), the TKSA core
 between its convs (:func:`attention_core`: top-k selection is discontinuous), the fused ``drsedge::TopKSparseSoftmax`` nodes (their ONNX function body is FP32), and the ops
 onnxconverter-common keeps in FP32 by default (TopK, Resize, Range, ...). Graph inputs and outputs stay
 FP32 (``keep_io_types``), so the engine's IO contract does not change.
@@ -60,7 +60,7 @@ class Fp16Result:
 
 def overflow_islands(onnx_path: str | os.PathLike, images: list[np.ndarray], project_hw: tuple[int, int] | None) -> list[str]:
     """Node names whose FP16 peak (projected to ``project_hw``) exceeds 65504 on ``images``."""
-    from drsedge.debug.fp16_range import fp16_overflows, fp16_ranges
+    from drsedge.export.fp16_range import fp16_overflows, fp16_ranges
 
     return [r.node for r in fp16_overflows(fp16_ranges(onnx_path, images, project_hw))]
 

@@ -232,6 +232,22 @@ def onnx_static_hw(onnx_path: str | os.PathLike) -> tuple[int, int] | None:
     return None
 
 
+def static_square_side(onnx_path: str | os.PathLike) -> int | None:
+    """The side in px of a static square ONNX input (UDR-S2Former export): calibration crops must have that size;
+    None for a dynamic input (DRSformer), which takes any crop.
+
+    Raises:
+        DrsedgeError: a static input that is not square (the pipeline and the FP16 range check crop squares).
+    """
+    hw = onnx_static_hw(onnx_path)
+    if hw is None:
+        return None
+    if hw[0] != hw[1]:
+        raise DrsedgeError(f"{onnx_path}: static input {hw[0]}x{hw[1]}; calibration crops are square: "
+                           "export at a square size (export.size, --size), e.g. 256x256")
+    return hw[0]
+
+
 def check_parity(
     model: torch.nn.Module, onnx_path: str | os.PathLike, sizes=((64, 64), (48, 80)), seed: int = 0, fused_kernel: str = "function"
 ) -> ParityResult:

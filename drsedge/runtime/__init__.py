@@ -1,10 +1,11 @@
-"""Inference: padding/tiling as upstream test.py, runners over PyTorch and ONNX Runtime, and the torch-free
-ONNX Runtime path (:mod:`.onnx_np`) that ``drsedge stream`` and ``drsedge derain MODEL.onnx`` use.
+"""Inference: one torch-free frame-model interface (:mod:`.base`) implemented over ONNX Runtime, OpenVINO, TensorRT
+and PyTorch, one tiler (:mod:`.tile_plan`), and torch-tensor runners over them (:mod:`.runners`) for the drift report.
+``drsedge stream`` and ``drsedge derain MODEL.onnx`` use the torch-free path.
 
 Names are imported on first use, so ``drsedge.runtime.onnx_np`` does not pull in PyTorch.
 """
 
-_NAMES = {"OrtRunner": "runners", "TorchRunner": "runners", "ort_session": "runners", "pad_to_multiple": "tiling", "restore": "tiling",
+_NAMES = {"OrtRunner": "runners", "TorchRunner": "runners", "EngineRunner": "runners", "TensorRunner": "runners", "ort_session": "onnx_np", "pad_to_multiple": "tiling", "restore": "tiling",
           "tile_starts": "tiling", "tiled_forward": "tiling"}
 
 

@@ -21,8 +21,9 @@ from drsedge.backend.trt.engine_io import load_engine
 from drsedge.backend.trt.plugins import load_plugin
 from drsedge.backend.trt.provenance import check_sidecar, read_sidecar
 from drsedge.backend.trt.version import build_path
-from drsedge.errors import DrsedgeError, NonFiniteError
+from drsedge.errors import DrsedgeError
 
+from .base import check_output
 from .limits import ShapeLimits
 
 
@@ -105,12 +106,37 @@ class EngineModel:  # pragma: no cover - needs an NVIDIA GPU, TensorRT and cuda-
             raise DrsedgeError(f"{self.path}: TensorRT execution failed")
         self._check((cudart.cudaMemcpyAsync(y.ctypes.data, dout, y.nbytes, d2h, self.stream)[0], None))
         self._check((cudart.cudaStreamSynchronize(self.stream)[0], None))
-        y = y.astype(np.float32)
-        if y.shape != x.shape:
-            raise DrsedgeError(f"{self.path}: output shape {y.shape} differs from input {x.shape}")
-        if not np.isfinite(y).all():
-            raise NonFiniteError(f"{self.path}: output holds NaN or Inf; the engine is broken (rebuild it); nothing written")
-        return y
+        return check_output(y, x.shape, str(self.path), "rebuild the engine")
+
+    def latency_ms(self, height: int = 256, width: int = 256, runs: int = 50, warmup: int = 10) -> dict:
+        """Median / p95 GPU time in ms (CUDA events around ``execute_async_v3``) of one ``[1, 3, height, width]``
+        inference with the input already on the GPU (no host copies), as ``trtexec`` reports GPU compute time."""
+        cudart = self._cudart
+        x = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32).astype(self.in_dtype)
+        if not self.context.set_input_shape(self.input, x.shape):
+            raise DrsedgeError(f"{self.path}: latency size {height}x{width} is outside the optimization profile ({self.limits.source})")
+        n_out = int(np.prod(self.context.get_tensor_shape(self.output))) * np.dtype(self.out_dtype).itemsize
+        din, dout = self._buffer(self.input, x.nbytes), self._buffer(self.output, n_out)
+        self._check((cudart.cudaMemcpy(din, x.ctypes.data, x.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice)[0], None))
+        self.context.set_tensor_address(self.input, din)
+        self.context.set_tensor_address(self.output, dout)
+        start, end = self._check(cudart.cudaEventCreate()), self._check(cudart.cudaEventCreate())
+        times = []
+        try:
+            for i in range(warmup + runs):
+                self._check((cudart.cudaEventRecord(start, self.stream)[0], None))
+                if not self.context.execute_async_v3(self.stream):
+                    raise DrsedgeError(f"{self.path}: TensorRT execution failed")
+                self._check((cudart.cudaEventRecord(end, self.stream)[0], None))
+                self._check((cudart.cudaEventSynchronize(end)[0], None))
+                if i >= warmup:
+                    times.append(float(self._check(cudart.cudaEventElapsedTime(start, end))))
+        finally:
+            cudart.cudaEventDestroy(start)
+            cudart.cudaEventDestroy(end)
+        times.sort()
+        return {"height": height, "width": width, "runs": runs, "median_ms": times[len(times) // 2],
+                "p95_ms": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]}
 
     def close(self) -> None:
         """Free the device buffers and destroy the CUDA stream (also on garbage collection)."""

@@ -19,31 +19,44 @@ import numpy as np
 
 from drsedge.errors import DrsedgeError
 
+from .base import check_output
 from .limits import ShapeLimits
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 class TorchFrameModel:
-    """A drsedge or upstream checkpoint in PyTorch eval mode (CPU), numpy in and out, output checked."""
+    """A PyTorch model in eval mode (CPU) as a :class:`~drsedge.runtime.base.FrameModel`: numpy in and out, output
+    checked. ``source``: a drsedge or upstream checkpoint (or ``shipped:student``), or an ``nn.Module``.
 
-    def __init__(self, checkpoint: str | os.PathLike):
+    Raises:
+        DrsedgeError: an unreadable checkpoint (:func:`drsedge.models.checkpoint.load_any`).
+    """
+
+    def __init__(self, source, name: str | None = None):
         import torch
 
-        from drsedge.models.checkpoint import load_any
-        from drsedge.weights import resolve
+        if isinstance(source, torch.nn.Module):
+            self.model, self.path = source, Path(name or type(source).__name__)
+        else:
+            from drsedge.models.checkpoint import load_any
+            from drsedge.weights import resolve
 
-        self.path = Path(resolve(str(checkpoint)))
-        self.model, _ = load_any(self.path)
+            self.path = Path(resolve(str(source)))
+            self.model, _ = load_any(self.path)
+        self.model.eval()
         self.limits = ShapeLimits(source="checkpoint (any size)")
         self._torch = torch
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        from drsedge.runtime.runners import checked_output
-
-        t = self._torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    def forward_tensor(self, x):
+        """``[N, 3, H, W]`` float32 torch tensor in and out, under ``no_grad``, checked."""
         with self._torch.no_grad():
-            return checked_output(self.model(t), t, str(self.path)).numpy()
+            y = self.model(x)
+        check_output(y.detach().float().numpy(), tuple(x.shape), str(self.path), "retrain or re-export it")
+        return y
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward_tensor(self._torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 
 def open_frame_model(path: str | os.PathLike, provider: str = "cpu", plugin: str | None = None):

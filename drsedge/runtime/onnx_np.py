@@ -13,46 +13,71 @@ from pathlib import Path
 
 import numpy as np
 
-from drsedge.errors import DrsedgeError, NonFiniteError, first_line
+from drsedge.errors import DrsedgeError, first_line
 
+from .base import check_output
 from .limits import ShapeLimits
 from .tile_plan import overlap_average, pad_amounts, square_tile
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
 
+def ort_session(path: str | os.PathLike, provider: str = "cpu", threads: int | None = None, arena: bool = True,
+                fused_kernel: str = "function"):
+    """An ONNX Runtime ``InferenceSession`` for ``path`` on ``provider`` (:data:`PROVIDERS`).
+
+    ``fused_kernel`` says how ``drsedge::TopKSparseSoftmax`` nodes run: ``"function"`` (the model-local function, native
+    speed) or ``"pyop"`` (onnxruntime-extensions Python kernel, slow; :mod:`drsedge.ops.topk_sparse_softmax.ort_kernel`).
+    ``arena=False``: memory goes back after each run (many sessions side by side at 720p).
+
+    Raises:
+        DrsedgeError: the file is missing or does not parse as ONNX, or a provider this ONNX Runtime build lacks.
+    """
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise DrsedgeError(f"{path}: ONNX file not found")
+    if provider not in PROVIDERS:
+        raise DrsedgeError(f"provider {provider!r}: use one of {sorted(PROVIDERS)}")
+    if PROVIDERS[provider] not in ort.get_available_providers():
+        raise DrsedgeError(f"{PROVIDERS[provider]} is not in this ONNX Runtime build ({', '.join(ort.get_available_providers())}); "
+                           "use --provider cpu or install onnxruntime-gpu")
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.enable_cpu_mem_arena = arena
+    if threads:
+        so.intra_op_num_threads = threads
+    try:
+        if fused_kernel == "pyop":
+            from drsedge.onnx_io import load_onnx
+            from drsedge.ops.topk_sparse_softmax.ort_kernel import register_pyop, to_pyop_model
+
+            so.register_custom_ops_library(register_pyop())
+            return ort.InferenceSession(to_pyop_model(load_onnx(path)).SerializeToString(), so, providers=[PROVIDERS[provider]])
+        return ort.InferenceSession(str(path), so, providers=[PROVIDERS[provider]])
+    except DrsedgeError:
+        raise
+    except Exception as e:  # onnxruntime's own error types
+        from drsedge.onnx_io import ort_load_error
+
+        raise ort_load_error(path, e) from None
+
+
 class OnnxModel:
-    """An ONNX image model in ONNX Runtime. ``model(x)`` maps ``[N, 3, H, W]`` float32 (H, W multiples of 8) to the
-    same shape, checked (shape and NaN/Inf) on every call. ``limits``: the frame sizes it takes (a static input
-    shape fixes them; see :mod:`drsedge.runtime.limits`).
+    """An ONNX image model in ONNX Runtime, a :class:`~drsedge.runtime.base.FrameModel`: ``model(x)`` maps
+    ``[N, 3, H, W]`` float32 (H, W multiples of 8) to the same shape, checked on every call. ``limits``: the frame
+    sizes it takes (a static input shape fixes them; see :mod:`drsedge.runtime.limits`).
 
     Raises:
         DrsedgeError: missing/unloadable file, not one ``N x 3 x H x W`` input and one output, or a provider this
-            ONNX Runtime build lacks.
+            ONNX Runtime build lacks (see :func:`ort_session` for the options).
     """
 
-    def __init__(self, path: str | os.PathLike, provider: str = "cpu", threads: int | None = None, arena: bool = True):
-        import onnxruntime as ort
-
+    def __init__(self, path: str | os.PathLike, provider: str = "cpu", threads: int | None = None, arena: bool = True,
+                 fused_kernel: str = "function"):
         path = Path(path)
-        if not path.is_file():
-            raise DrsedgeError(f"{path}: ONNX file not found")
-        if provider not in PROVIDERS:
-            raise DrsedgeError(f"provider {provider!r}: use one of {sorted(PROVIDERS)}")
-        if PROVIDERS[provider] not in ort.get_available_providers():
-            raise DrsedgeError(f"{PROVIDERS[provider]} is not in this ONNX Runtime build ({', '.join(ort.get_available_providers())}); "
-                               "use --provider cpu or install onnxruntime-gpu")
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.enable_cpu_mem_arena = arena  # False: memory goes back after each run (many sessions side by side at 720p)
-        if threads:
-            so.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), so, providers=[PROVIDERS[provider]])
-        except Exception as e:  # onnxruntime's own error types
-            from drsedge.onnx_io import ort_load_error
-
-            raise ort_load_error(path, e) from None
+        self.session = ort_session(path, provider, threads, arena, fused_kernel)
         ins, outs = self.session.get_inputs(), self.session.get_outputs()
         shape = ins[0].shape if len(ins) == 1 else None
         if shape is None or len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3) or len(outs) != 1:
@@ -68,13 +93,7 @@ class OnnxModel:
             y = self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0]
         except Exception as e:
             raise DrsedgeError(f"{self.path}: ONNX Runtime failed on a {tuple(x.shape)} input ({first_line(e)})") from None
-        y = np.asarray(y, dtype=np.float32)
-        if y.shape != x.shape:
-            raise DrsedgeError(f"{self.path}: output shape {tuple(y.shape)} differs from input {tuple(x.shape)}; "
-                               "drsedge models map [N, 3, H, W] to the same shape")
-        if not np.isfinite(y).all():
-            raise NonFiniteError(f"{self.path}: output holds NaN or Inf; the model is broken (re-export it); nothing written")
-        return y
+        return check_output(y, x.shape, str(self.path))
 
 
 def restore_np(model, img: np.ndarray, tile: int | None = None, overlap: int = 32) -> np.ndarray:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from drsedge.errors import DrsedgeError, NonFiniteError, first_line
+from drsedge.errors import DrsedgeError, first_line
 
+from .base import check_output
 from .limits import ShapeLimits
 
 MISSING = 'OpenVINO is not installed: pip install -e ".[openvino]" (or pip install openvino)'
@@ -116,9 +117,5 @@ class OpenVinoModel:
             y = self.request.infer([np.ascontiguousarray(x, dtype=np.float32)])[0]
         except Exception as e:
             raise DrsedgeError(f"{self.path}: OpenVINO failed on a {tuple(x.shape)} input ({_why(e)})") from None
-        y = np.asarray(y, dtype=np.float32)
-        if y.shape != x.shape:
-            raise DrsedgeError(f"{self.path}: output shape {tuple(y.shape)} differs from input {tuple(x.shape)}")
-        if not np.isfinite(y).all():
-            raise NonFiniteError(f"{self.path}: output holds NaN or Inf; the model is broken (re-export it); nothing written")
+        y = check_output(y, x.shape, str(self.path))
         return y.copy()

@@ -183,13 +183,14 @@ def _percentiles(ms: list[float]) -> dict:
 
 def run_stream(source: str, model_path: str, output: str | None = None, *, provider: str = "cpu", plugin: str | None = None,
                tile: int | None = None, overlap: int = 32, side_by_side: bool = False, max_frames: int | None = None,
-               reference: str | None = None, queue_size: int = 4, progress: bool = True, infer_delay_s: float = 0.0) -> StreamStats:
+               reference=None, queue_size: int = 4, progress: bool = True, infer_delay_s: float = 0.0) -> StreamStats:
     """Derain ``source`` with ``model_path`` (ONNX, TensorRT engine or checkpoint: :func:`open_frame_model`) into
     ``output`` (or nowhere: measure only).
 
     Frames larger than the model takes (an ONNX static shape, an engine's optimization profile) are tiled with
     ``overlap`` px and averaged (:func:`drsedge.runtime.limits.plan_tile`); ``tile`` forces a tile side.
-    ``reference``: a folder of clean frames matched by order, for per-frame PSNR-Y and the flicker figure.
+    ``reference``: an object with ``score(index, frame_uint8)``, ``psnr_y``, ``mismatches`` and ``flicker()``
+    (:class:`drsedge.metrics.video.VideoReference`: clean frames matched by order, per-frame PSNR-Y and flicker).
     ``infer_delay_s`` slows the consumer (tests of the drop accounting). A live source that stops sending
     frames sets ``source_error`` (the output stays playable).
 
@@ -204,11 +205,6 @@ def run_stream(source: str, model_path: str, output: str | None = None, *, provi
         src = Path(source).resolve() if Path(source).exists() else None
         if src is not None and (out == src or (src.is_dir() and src in out.parents)):
             raise DrsedgeError(f"{output}: the output would be written into the source {source}; choose another -o")
-    refs = None
-    if reference:
-        from drsedge.data.folders import list_images
-
-        refs = list_images(reference)
     reader = open_source(source)
     sink = _Sink(output, reader.fps) if output else None
     stats = StreamStats(source=source, output=output, live=reader.live, model=str(model_path))
@@ -278,8 +274,6 @@ def run_stream(source: str, model_path: str, output: str | None = None, *, provi
                 pass
 
     lat: list[float] = []
-    outs_prev = ref_prev = None
-    flick_d, flick_c = [], []
     t0 = time.perf_counter()
     threads = [threading.Thread(target=decode, daemon=True), threading.Thread(target=encode, daemon=True)]
     for t in threads:
@@ -303,19 +297,8 @@ def run_stream(source: str, model_path: str, output: str | None = None, *, provi
                 time.sleep(infer_delay_s)
             lat.append((time.perf_counter() - t1) * 1e3)
             y8 = (y * 255.0 + 0.5).astype(np.uint8)
-            if refs is not None and idx < len(refs):
-                from drsedge.data.images import read_uint8
-                from drsedge.metrics.psnr_ssim import psnr_y
-
-                clean = read_uint8(refs[idx])
-                if clean.shape != y8.shape:
-                    stats.reference_mismatches += 1
-                else:
-                    stats.psnr_y[str(idx)] = psnr_y(y8, clean)
-                    if outs_prev is not None:
-                        flick_d.append(float(np.abs(y8.astype(np.int16) - outs_prev).mean()))
-                        flick_c.append(float(np.abs(clean.astype(np.int16) - ref_prev).mean()))
-                    outs_prev, ref_prev = y8.astype(np.int16), clean.astype(np.int16)
+            if reference is not None:
+                reference.score(idx, y8)
             q_out.put(np.concatenate([frame, y8], axis=1) if side_by_side else y8)
             bar.update(1)
     except KeyboardInterrupt as e:
@@ -341,8 +324,8 @@ def run_stream(source: str, model_path: str, output: str | None = None, *, provi
     stats.seconds = time.perf_counter() - t0
     stats.fps = stats.frames_written / stats.seconds if stats.seconds > 0 else 0.0
     stats.latency_ms = _percentiles(lat)
-    if flick_d:
-        stats.flicker = {"derained": statistics.fmean(flick_d), "clean": statistics.fmean(flick_c)}
+    if reference is not None:
+        stats.psnr_y, stats.reference_mismatches, stats.flicker = dict(reference.psnr_y), reference.mismatches, reference.flicker()
     if errors and not isinstance(errors[0], KeyboardInterrupt):
         e = errors[0]
         raise e if isinstance(e, DrsedgeError) else DrsedgeError(f"{source}: {type(e).__name__}: {e}") from None

@@ -19,7 +19,7 @@ TRAIN_DEFAULTS = {"batch_size": 4, "patch": 64, "lr": 3e-4, "seed": 0, "checkpoi
 EXIT_BUDGET = 3  # a measured budget broke (distinct from 2: bad input)
 
 
-def _kv(items: list[str] | None) -> dict:
+def kv(items: list[str] | None) -> dict:
     out = {}
     for it in items or []:
         if "=" not in it:
@@ -53,26 +53,26 @@ def parse_budgets(items: list[str] | None, flag: str = "--budget") -> dict[str, 
     return out
 
 
-def _model_config(preset: str, overrides: list[str] | None):
+def model_config(preset: str, overrides: list[str] | None):
     from drsedge.models.config import ModelConfig, student_config, teacher_config
 
-    kv = _kv(overrides)
-    if preset in ("udr-s2former", "udr-small") or kv.get("family") == "udr_s2former":
+    given = kv(overrides)
+    if preset in ("udr-s2former", "udr-small") or given.get("family") == "udr_s2former":
         from drsedge.models.udr_config import UDRConfig, udr_small_config
 
-        kv.pop("family", None)  # --model family=udr_s2former: a UDR student (small) or teacher (upstream size)
+        given.pop("family", None)  # --model family=udr_s2former: a UDR student (small) or teacher (upstream size)
         base = (udr_small_config() if preset in ("udr-small", "student") else UDRConfig()).to_dict()
-        return UDRConfig.from_dict({**base, **kv}, f"--preset {preset}")
+        return UDRConfig.from_dict({**base, **given}, f"--preset {preset}")
     if preset == "student":
-        return student_config(**kv)
+        return student_config(**given)
     if preset == "drsformer-nomefc":
-        kv.setdefault("mefc", False)
+        given.setdefault("mefc", False)
     if preset == "drsformer-upstream":
-        return teacher_config(**kv)
-    return teacher_config(**kv) if kv else ModelConfig()
+        return teacher_config(**given)
+    return teacher_config(**given) if given else ModelConfig()
 
 
-def _train_cfg(a, **extra):
+def train_cfg(a, **extra):
     """TrainConfig from the flags; unset flags take the preset's recipe (``drsformer-upstream``) or drsedge's defaults."""
     from drsedge.training.loop import TrainConfig
 
@@ -89,7 +89,7 @@ def speed_kwargs(a) -> dict:
     return {"compile": a.compile, "checkpoint_activations": a.checkpoint_activations, "channels_last": a.channels_last}
 
 
-def _stage(text: str) -> tuple[float, int, int]:
+def stage(text: str) -> tuple[float, int, int]:
     try:
         f, b, p = text.split(":")
         return float(f), int(b), int(p)
@@ -97,12 +97,12 @@ def _stage(text: str) -> tuple[float, int, int]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected FRACTION:BATCH:PATCH, e.g. 0.3:8:128") from None
 
 
-def _check_out_dir(out: str) -> None:
+def check_out_dir(out: str) -> None:
     if Path(out).exists() and not Path(out).is_dir():
         raise DrsedgeError(f"{out}: --out must be a folder, and this is a file; choose another path")
 
 
-def _int_type(lo: int, multiple: int = 1, hi: int | None = None):
+def int_type(lo: int, multiple: int = 1, hi: int | None = None):
     def parse(text: str) -> int:
         try:
             v = int(text)
@@ -118,7 +118,7 @@ def _int_type(lo: int, multiple: int = 1, hi: int | None = None):
     return parse
 
 
-def _float_type(lo: float = 0.0, inclusive: bool = True, hi: float | None = None):
+def float_type(lo: float = 0.0, inclusive: bool = True, hi: float | None = None):
     import math
 
     def parse(text: str) -> float:
@@ -134,7 +134,7 @@ def _float_type(lo: float = 0.0, inclusive: bool = True, hi: float | None = None
     return parse
 
 
-def _samples(a, paired_only: bool):
+def samples(a, paired_only: bool):
     from drsedge.data.folders import find_pairs, find_unlabeled
     from drsedge.data.heldout import guard_not_held_out
     from drsedge.data.sampling import load_samples
@@ -151,7 +151,7 @@ def training_data(a, paired_only: bool, cfg):
     if not getattr(a, "stream_data", False):
         from drsedge.data.sampling import CropSampler
 
-        return CropSampler(_samples(a, paired_only), cfg.patch, cfg.batch_size, cfg.seed)
+        return CropSampler(samples(a, paired_only), cfg.patch, cfg.batch_size, cfg.seed)
     from drsedge.data.folders import find_pairs, find_unlabeled
     from drsedge.data.heldout import guard_not_held_out
     from drsedge.data.streaming import StepDataset, scan_headers
@@ -162,7 +162,7 @@ def training_data(a, paired_only: bool, cfg):
     return StepDataset(scan_headers(pairs, unl), cfg.patch, cfg.batch_size, cfg.seed, cfg.steps)
 
 
-def _hw(text: str) -> tuple[int, int]:
+def hw(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -172,7 +172,7 @@ def _hw(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _add_compare_args(p):
+def add_compare_args(p):
     p.add_argument("ref", help="reference ONNX, run in ONNX Runtime (e.g. FP32)")
     p.add_argument("test", nargs="?", help="ONNX to examine in ONNX Runtime (e.g. INT8 Q/DQ); with --trt: the ONNX to build from")
     p.add_argument("--trt", choices=("fp32", "fp16", "int8"), help="examine a TensorRT engine of this precision (GPU)")
@@ -190,7 +190,7 @@ def add_plugin_arg(p) -> None:
                    "see native/topk_sparse_softmax/README.md")
 
 
-def _add_train_args(p, steps: int, out: bool = True):
+def add_train_args(p, steps: int, out: bool = True):
     p.add_argument("--train", nargs="+", metavar="DIR", help="paired folders (input/+target/, rain/+norain/, rain-N/norain-N)")
     if out:
         p.add_argument("-o", "--output", "--out", dest="out", required=True, help="output folder (model.safetensors, train_state.pt)")
@@ -199,7 +199,7 @@ def _add_train_args(p, steps: int, out: bool = True):
     p.add_argument("--steps", type=POS, help=f"optimizer steps (default {steps}; drsformer-upstream: 300000)")
     p.add_argument("--batch-size", type=POS, help="global batch (default 4; drsformer-upstream: 32 = 8 per GPU x 4)")
     p.add_argument("--patch", type=MULT8, help="crop size in px (default 64; drsformer-upstream: 128)")
-    p.add_argument("--lr", type=_float_type(0.0, inclusive=False), help="peak learning rate (default 3e-4)")
+    p.add_argument("--lr", type=float_type(0.0, inclusive=False), help="peak learning rate (default 3e-4)")
     p.add_argument("--seed", type=NONNEG, help="default 0; drsformer-upstream: 100")
     p.add_argument("--checkpoint-every", type=POS, help="default 100; drsformer-upstream: 5000")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt (any world size)")
@@ -208,7 +208,7 @@ def _add_train_args(p, steps: int, out: bool = True):
     p.add_argument("--val-limit", type=POS, help="first N validation pairs only")
     p.add_argument("--stream-data", action="store_true", help="decode training images from disk per batch (large sets) instead of in memory")
     p.add_argument("--workers", type=NONNEG, default=0, help="with --stream-data: DataLoader worker processes (same batches for any count)")
-    p.add_argument("--stop-after", type=_int_type(1), metavar="N", help="run at most N steps now, save and exit (continue with --resume)")
+    p.add_argument("--stop-after", type=int_type(1), metavar="N", help="run at most N steps now, save and exit (continue with --resume)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (under torchrun: each rank's LOCAL_RANK GPU)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="autocast precision; scores/top-k/softmax stay FP32; fp16 (GradScaler) needs CUDA")
@@ -216,22 +216,18 @@ def _add_train_args(p, steps: int, out: bool = True):
     p.add_argument("--checkpoint-activations", action="store_true",
                    help="recompute each TransformerBlock in the backward pass: less memory, ~1/3 more compute (full teacher on a GPU)")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format (see benchmarks/bench_train.py)")
-    p.add_argument("--ema", type=_float_type(0.0, hi=0.999999), metavar="DECAY",
+    p.add_argument("--ema", type=float_type(0.0, hi=0.999999), metavar="DECAY",
                    help="keep an EMA of the weights (e.g. 0.999); validation and the saved model use it")
     p.add_argument("--loss", choices=("l1", "udr"),
                    help="ground-truth loss: l1 (default, DRSformer recipe) or udr (UDR-S2Former's PSNR + uncertainty loss on "
                         "its five outputs; needs a UDR model and --patch a multiple of 64; no VGG19 here, so no perceptual term)")
-    p.add_argument("--progressive", nargs="+", type=_stage, metavar="FRAC:BATCH:PATCH",
+    p.add_argument("--progressive", nargs="+", type=stage, metavar="FRAC:BATCH:PATCH",
                    help="Restormer progressive learning: stages of (fraction of steps, global batch, patch); draws are made "
                         "at --batch-size / --patch, which must be the largest")
 
 
-POS = _int_type(1)
-NONNEG = _int_type(0)
+POS = int_type(1)
+NONNEG = int_type(0)
 # an image side: 16384 px bounds a 64 MP frame's longer side (data.images.MAX_PIXELS), checked before allocation
 MAX_SIDE = 16384
-MULT8 = _int_type(8, 8, MAX_SIDE)
-
-# public names (the subcommand modules import these)
-kv, model_config, train_cfg, check_out_dir, int_type, float_type = _kv, _model_config, _train_cfg, _check_out_dir, _int_type, _float_type
-samples, hw, add_compare_args, add_train_args = _samples, _hw, _add_compare_args, _add_train_args
+MULT8 = int_type(8, 8, MAX_SIDE)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .args import POS, add_plugin_arg
-from .args import int_type as _int_type
+from .args import POS, add_plugin_arg, int_type
 
 
 def cmd_build_engine(a) -> int:
@@ -50,7 +49,7 @@ def register(sub) -> None:
     p.add_argument("--opt-shape", default="1x3x256x256")
     p.add_argument("--max-shape", default="1x3x720x1280")
     p.add_argument("--timing-cache", help="timing cache file, read if present and written back")
-    p.add_argument("--optimization-level", type=_int_type(0), default=3, help="builder optimization level 0..5")
+    p.add_argument("--optimization-level", type=int_type(0), default=3, help="builder optimization level 0..5")
     p.add_argument("--workspace", type=POS, default=1024, help="workspace limit in MiB")
     p.add_argument("--hardware-compatibility", action="store_true", help="Ampere+ hardware-compatible engine (TensorRT >= 8.6)")
     p.add_argument("--version-compatible", action="store_true", help="version-compatible engine (TensorRT >= 8.6)")

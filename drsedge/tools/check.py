@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from drsedge.errors import DrsedgeError  # noqa: F401
+from drsedge.run_config import CheckSection, cli_choice
 
-from .args import EXIT_BUDGET, MULT8, POS, add_plugin_arg, parse_budgets
-from .args import kv as _kv
+from .args import EXIT_BUDGET, MULT8, POS, add_plugin_arg, kv, parse_budgets
 from .debug import localize_report as _localize_report
 
 
 def cmd_check(a) -> int:
     from drsedge.data.folders import find_pairs
-    from drsedge.pipeline import run_check, write_report
+    from drsedge.run_config import CheckSection, make_options
+    from drsedge.stages import check
 
-    budgets = parse_budgets(a.budget)
-    cc = {"tile": a.tile, "latency_hw": a.latency_size, "latency_runs": a.latency_runs, "budgets": budgets}
-    engines = {k: str(v) for k, v in _kv(a.engine).items()}
-    rep = run_check(a.teacher, a.student, a.onnx, a.int8, find_pairs(a.test, a.limit), cc, engines=engines, plugin=a.plugin,
-                    onnx_fp16=a.fp16)
-    md, js = write_report(rep, a.out)
-    print(md.read_text())
-    print(f"wrote {md} and {js}")
+    opts = make_options(CheckSection, "drsedge check", {"latency_hw": "--latency-size", "budgets": "--budget"}, tile=a.tile, latency_hw=a.latency_size, latency_runs=a.latency_runs,
+                        budgets=parse_budgets(a.budget))
+    inputs = check.CheckInputs(find_pairs(a.test, a.limit), a.teacher, a.student, onnx_fp32=a.onnx, onnx_fp16=a.fp16, onnx_int8=a.int8,
+                               engines={k: str(v) for k, v in kv(a.engine).items()}, plugin=a.plugin)
+    res = check.run(opts, inputs, a.out)
+    rep = res.detail["report"]
+    print(Path(res.artifacts["report_md"]).read_text())
+    print(f"wrote {res.artifacts['report_md']} and {res.artifacts['report_json']}")
     if a.localize and not rep.ok:
         failing = {s.name for s in rep.stages if not s.within_budget}
         if "onnx_int8" in failing and a.onnx:
-            print(_localize_report(a.onnx, a.int8, a.localize, 128, 4, 0.05, 10))
+            print(_localize_report(a.onnx, a.int8, a.localize, size=128, limit=4, threshold=0.05, top=10))
         if failing - {"onnx_int8"}:
             print("drsedge: --localize compares ONNX stages only (the INT8 stage against the FP32 ONNX)", file=sys.stderr)
     if not rep.ok:
@@ -48,8 +49,8 @@ def register(sub) -> None:
     p.add_argument("--limit", type=POS, help="first N test pairs only")
     p.add_argument("--tile", type=MULT8, help="tiled inference with this tile size (multiple of 8)")
     p.add_argument("--budget", action="append", metavar="STAGE=DB", help="largest PSNR drop vs previous stage, e.g. onnx_int8=1.0")
-    p.add_argument("--latency-size", type=MULT8, nargs=2, default=[256, 256], metavar=("H", "W"))
-    p.add_argument("--latency-runs", type=POS, default=5)
+    p.add_argument("--latency-size", type=MULT8, nargs=2, default=cli_choice(CheckSection, "latency_hw")["default"], metavar=("H", "W"))
+    p.add_argument("--latency-runs", type=POS, default=cli_choice(CheckSection, "latency_runs")["default"])
     p.add_argument("-o", "--output", "--out", dest="out", default="drsedge-check", help="folder for report.md and report.json")
     p.add_argument("--localize", nargs="+", metavar="DIR",
                    help="when the INT8 stage breaks its budget, compare it layer by layer with the FP32 ONNX on these images (not the test set)")

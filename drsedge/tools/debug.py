@@ -6,23 +6,20 @@ import sys
 
 from drsedge.errors import DrsedgeError
 
-from .args import EXIT_BUDGET, POS
-from .args import add_compare_args as _add_compare_args
-from .args import float_type as _float_type
-from .args import hw as _hw
+from .args import EXIT_BUDGET, POS, add_compare_args, float_type, hw
 
 
 def cmd_fp16_check(a) -> int:
     from drsedge.calibration.calib import calibration_set
-    from drsedge.debug.fp16_range import FP16_MAX, fp16_overflows, fp16_ranges
+    from drsedge.export.fp16_range import FP16_MAX, fp16_overflows, fp16_ranges
 
-    ph, pw = _hw(a.project)
+    ph, pw = hw(a.project)
     images = calibration_set(a.images, size=None, limit=a.limit)
     ranges = fp16_ranges(a.onnx, images.inputs, (ph, pw))
     bad = fp16_overflows(ranges)
     top = sorted(ranges, key=lambda r: -r.projected)[:10]
-    hw = {f"{x.shape[2]}x{x.shape[3]}" for x in images.inputs}
-    print(f"## FP16 range: {a.onnx} ({len(images.files)} images at {', '.join(sorted(hw))}; {len(ranges)} nodes; projected to {ph}x{pw})")
+    sizes = {f"{x.shape[2]}x{x.shape[3]}" for x in images.inputs}
+    print(f"## FP16 range: {a.onnx} ({len(images.files)} images at {', '.join(sorted(sizes))}; {len(ranges)} nodes; projected to {ph}x{pw})")
     print("\n| node | module | op | peak | projected | x FP16 max |\n|---|---|---|---|---|---|")
     for r in top:
         print(f"| {r.node} | {r.module} | {r.op_type} | {r.peak:.4g} | {r.projected:.4g} | {r.projected / FP16_MAX:.2f} |")
@@ -34,10 +31,10 @@ def cmd_fp16_check(a) -> int:
     return 0
 
 
-def localize_report(ref: str, test: str | None, image_dirs: list[str], size: int, limit: int, threshold: float, top: int,
+def localize_report(ref: str, test: str | None, image_dirs: list[str], *, size: int, limit: int, threshold: float, top: int,
                      trt: str | None = None, plugin: str | None = None) -> str:
     from drsedge.calibration.calib import calibration_set
-    from drsedge.debug.localize import first_offenders, localize, worst_modules
+    from drsedge.compress.localize import first_offenders, localize, worst_modules
 
     images = calibration_set(image_dirs, size=size, limit=limit)
     drifts = localize(ref, test, images.inputs, threshold, trt, plugin)
@@ -58,13 +55,13 @@ def localize_report(ref: str, test: str | None, image_dirs: list[str], size: int
 def cmd_localize(a) -> int:
     if a.test is None and a.trt is None:
         raise DrsedgeError("localize: give TEST.onnx (ONNX Runtime) or --trt fp32|fp16|int8 (TensorRT engine, GPU)")
-    print(localize_report(a.ref, a.test, a.images, a.size, a.limit, a.threshold, a.top, a.trt, a.plugin))
+    print(localize_report(a.ref, a.test, a.images, size=a.size, limit=a.limit, threshold=a.threshold, top=a.top, trt=a.trt, plugin=a.plugin))
     return 0
 
 
 def cmd_compare(a) -> int:
+    from drsedge.backend.compare import compare_outputs
     from drsedge.calibration.calib import calibration_set
-    from drsedge.debug.compare import compare_outputs
 
     if a.test is None and a.trt is None:
         raise DrsedgeError("compare: give TEST.onnx (ONNX Runtime) or --trt fp32|fp16|int8 (TensorRT engine, GPU)")
@@ -84,12 +81,12 @@ def register(sub) -> None:
     p.add_argument("--project", default="720x1280", metavar="HxW", help="frame size to project sums over the pixels to")
     p.set_defaults(fn=cmd_fp16_check)
     p = sub.add_parser("localize", help="per-layer drift of one ONNX model against another (e.g. INT8 vs FP32) on real images")
-    _add_compare_args(p)
-    p.add_argument("--threshold", type=_float_type(0.0, inclusive=False), default=0.05, help="relative error that marks a layer")
+    add_compare_args(p)
+    p.add_argument("--threshold", type=float_type(0.0, inclusive=False), default=0.05, help="relative error that marks a layer")
     p.add_argument("--top", type=POS, default=10)
     p.set_defaults(fn=cmd_localize)
     p = sub.add_parser("compare", help="Polygraphy: does ONNX Runtime / a TensorRT engine agree with the reference ONNX on real images?")
-    _add_compare_args(p)
-    p.add_argument("--atol", type=_float_type(), default=1e-3)
-    p.add_argument("--rtol", type=_float_type(), default=1e-3)
+    add_compare_args(p)
+    p.add_argument("--atol", type=float_type(), default=1e-3)
+    p.add_argument("--rtol", type=float_type(), default=1e-3)
     p.set_defaults(fn=cmd_compare)

@@ -6,8 +6,7 @@ import json
 
 from drsedge.jsonio import dumps_strict
 
-from .args import POS, PRESETS
-from .args import model_config as _model_config
+from .args import POS, PRESETS, model_config
 
 
 def cmd_info(a) -> int:
@@ -20,7 +19,7 @@ def cmd_info(a) -> int:
     if a.checkpoint:
         model, cfg = load_any(a.checkpoint)
     else:
-        cfg = _model_config(a.preset, a.model)
+        cfg = model_config(a.preset, a.model)
         model = cfg.build()
     info = model_info(model, h, w)
     d = {"config": cfg.to_dict(), "params": info.params, "macs": info.macs, "gmacs": round(info.gmacs, 3), "height": h, "width": w}

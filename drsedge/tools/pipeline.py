@@ -9,7 +9,7 @@ from pathlib import Path
 from .args import EXIT_BUDGET
 
 
-def _run_pipeline(cfg: dict) -> int:
+def _run_pipeline(cfg) -> int:
     from drsedge.pipeline import Pipeline
 
     t0 = time.time()
@@ -40,13 +40,13 @@ def _overrides(a) -> dict:
 
 
 def cmd_pipeline(a) -> int:
-    from drsedge.pipeline import load_run_config
+    from drsedge.run_config import load_run_config
 
     return _run_pipeline(load_run_config(a.config, _overrides(a)))
 
 
 def cmd_demo(a) -> int:
-    from drsedge.pipeline import DEMO_CONFIG, load_run_config
+    from drsedge.run_config import DEMO_CONFIG, load_run_config
 
     return _run_pipeline(load_run_config(DEMO_CONFIG, _overrides(a)))
 

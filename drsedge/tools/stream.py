@@ -35,12 +35,17 @@ def cmd_stream(a) -> int:
     refuse_overwrite(stats_path, inputs, "stats file (--stats)")
     if a.output:
         refuse_overwrite(a.output, [a.source, a.reference, a.plugin] + ([a.model] if Path(a.model).exists() else []))
+    reference = None
+    if a.reference:
+        from drsedge.metrics.video import VideoReference
+
+        reference = VideoReference(a.reference)
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         stats = run_stream(a.source, a.model, a.output, provider=a.provider, plugin=a.plugin, tile=a.tile, overlap=a.tile_overlap,
-                           side_by_side=a.side_by_side, max_frames=a.max_frames, reference=a.reference, progress=not a.quiet)
+                           side_by_side=a.side_by_side, max_frames=a.max_frames, reference=reference, progress=not a.quiet)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .args import PRESETS, speed_kwargs, training_data
-from .args import add_train_args as _add_train_args
-from .args import check_out_dir as _check_out_dir
-from .args import float_type as _float_type
-from .args import model_config as _model_config
-from .args import train_cfg as _train_cfg
+from .args import PRESETS, add_train_args, check_out_dir, float_type, model_config, speed_kwargs, train_cfg, training_data
 
 
 def _is_main() -> bool:
@@ -41,9 +36,9 @@ def cmd_train_teacher(a) -> int:
     from drsedge.models.checkpoint import save_model
     from drsedge.training.loop import train
 
-    _check_out_dir(a.out)
-    cfg = _model_config(a.preset, a.model)
-    tcfg = _train_cfg(a)
+    check_out_dir(a.out)
+    cfg = model_config(a.preset, a.model)
+    tcfg = train_cfg(a)
     torch.manual_seed(tcfg.seed)
     model = cfg.build()
     res = train(model, training_data(a, True, tcfg), tcfg, a.out, resume=a.resume, stale="refuse",
@@ -60,10 +55,10 @@ def cmd_distill(a) -> int:
     from drsedge.models.checkpoint import load_any, save_model
     from drsedge.training.loop import train
 
-    _check_out_dir(a.out)
+    check_out_dir(a.out)
     teacher, _ = load_any(a.teacher)
-    cfg = _model_config("student", a.model)
-    tcfg = _train_cfg(a, lambda_kd=a.lambda_kd, feature_weight=a.feature_weight, feature_levels=a.feature_levels)
+    cfg = model_config("student", a.model)
+    tcfg = train_cfg(a, lambda_kd=a.lambda_kd, feature_weight=a.feature_weight, feature_levels=a.feature_levels)
     torch.manual_seed(tcfg.seed)
     model = cfg.build()
     res = train(model, training_data(a, False, tcfg), tcfg, a.out, teacher=teacher, resume=a.resume,
@@ -78,13 +73,13 @@ def cmd_distill(a) -> int:
 def register(sub) -> None:
     p = sub.add_parser("train-teacher", help="train a DRSformer teacher (L1, AdamW, cosine restarts)")
     p.add_argument("--preset", choices=PRESETS, default="drsformer")
-    _add_train_args(p, 1000)
+    add_train_args(p, 1000)
     p.set_defaults(fn=cmd_train_teacher)
     p = sub.add_parser("distill", help="distill a compact student from a teacher on paired and unlabeled images")
     p.add_argument("--teacher", required=True, help="teacher checkpoint (.safetensors from drsedge, or an official .pth)")
     p.add_argument("--unlabeled", nargs="+", metavar="DIR", help="rainy images without ground truth")
-    p.add_argument("--lambda-kd", type=_float_type(), default=1.0, help="weight of L1(student, teacher)")
-    p.add_argument("--feature-weight", type=_float_type(), default=0.0, help="weight of the feature-matching term (0: off)")
+    p.add_argument("--lambda-kd", type=float_type(), default=1.0, help="weight of L1(student, teacher)")
+    p.add_argument("--feature-weight", type=float_type(), default=0.0, help="weight of the feature-matching term (0: off)")
     p.add_argument("--feature-levels", nargs="+", default=["encoder_level2", "latent"])
-    _add_train_args(p, 1000)
+    add_train_args(p, 1000)
     p.set_defaults(fn=cmd_distill)

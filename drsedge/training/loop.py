@@ -186,6 +186,7 @@ def train(
     sampler: CropSampler,
     cfg: TrainConfig,
     out_dir: str | os.PathLike,
+    *,
     teacher: nn.Module | None = None,
     resume: bool = False,
     progress: bool = True,

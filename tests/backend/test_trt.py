@@ -315,8 +315,8 @@ def test_build_without_tensorrt_is_one_line(onnx_files, tmp_path, capsys):
 def test_fp16_onnx_islands_io_and_fidelity(tmp_path, data_dir):
     """Precision in the graph: FP16 tensors except the islands fp16-check names, FP32 IO, output close to FP32 on real frames."""
     from drsedge.calibration.calib import calibration_set
-    from drsedge.debug.fp16_range import fp16_overflows, fp16_ranges
     from drsedge.export.fp16 import convert_fp16
+    from drsedge.export.fp16_range import fp16_overflows, fp16_ranges
 
     torch.manual_seed(0)
     model = student_config(dim=8, num_blocks=[1, 1, 1, 1]).build()
@@ -349,6 +349,14 @@ def test_build_fp32_engine(onnx_files, tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_check_with_engine_without_gpu_is_a_clear_error(onnx_files, tmp_path, capsys, data_dir):
     native, _, _ = onnx_files
-    code = main(["check", "--test", str(data_dir / "rain200H" / "test"), "--onnx", str(native), "--engine", f"trt_fp16={tmp_path / 'x.engine'}",
-                 "--limit", "1", "--out", str(tmp_path / "r")])
-    assert code == 2 and "needs a CUDA GPU" in capsys.readouterr().err
+    eng = tmp_path / "x.engine"
+    args = ["check", "--test", str(data_dir / "rain200H" / "test"), "--onnx", str(native), "--engine", f"trt_fp16={eng}", "--limit", "1",
+            "--out", str(tmp_path / "r")]
+    assert main(args) == 2 and "engine file not found" in capsys.readouterr().err
+    eng.write_bytes(b"\0" * 64)  # the same engine model as `drsedge stream`: the sidecar is read before TensorRT
+    (tmp_path / "x.engine.json").write_text(json.dumps({"profile": {"input": "input", "min": [1, 3, 8, 8], "opt": [1, 3, 8, 8],
+                                                                     "max": [1, 3, 256, 256]}}))
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and ("TensorRT" in err or "cuda" in err.lower()), err
+    assert not (tmp_path / "r" / "report.md").exists()

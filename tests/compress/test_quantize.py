@@ -95,7 +95,7 @@ def test_budget_search_measures_and_writes_only_within_budget(fp32_onnx, data_di
     # only keeping decoder_level1.0.attn in float recovers the budget, and every candidate gets measured.
     import shutil
 
-    import drsedge.debug.localize as loc
+    import drsedge.compress.localize as loc
 
     seen, high = [], []
     monkeypatch.setattr(kf, "quantize_onnx", lambda src, dst, *a: (seen.append(list(a[3])), high.append(a[4]), shutil.copyfile(src, dst)))

@@ -1,5 +1,5 @@
 """Deserializing a drsedge-built engine and naming its one input and one output (shared by the torch runner
-:class:`~drsedge.backend.trt.runner.EngineRunner` and the torch-free :class:`drsedge.runtime.engine_np.EngineModel`)."""
+:class:`~drsedge.runtime.runners.EngineRunner` and the torch-free :class:`drsedge.runtime.engine_np.EngineModel`)."""
 
 from __future__ import annotations
 

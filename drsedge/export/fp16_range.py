@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drsedge.errors import DrsedgeError
-
-from .localize import module_path, with_outputs
+from drsedge.onnx_graph import module_path, with_outputs
 
 FP16_MAX = 65504.0
 SQUARING_REDUCTIONS = ("ReduceL2", "ReduceSumSquare")

@@ -7,8 +7,8 @@ import torch
 from drsedge.backend.trt import fp16_unsafe_nodes
 from drsedge.calibration.calib import calibration_set
 from drsedge.cli import main
-from drsedge.debug.fp16_range import FP16_MAX, fp16_overflows, fp16_ranges
 from drsedge.export import export_onnx
+from drsedge.export.fp16_range import FP16_MAX, fp16_overflows, fp16_ranges
 from drsedge.models import student_config
 
 

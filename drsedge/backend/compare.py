@@ -70,16 +70,10 @@ def _trt_runner(path: str | os.PathLike, precision: str, outputs: list[str] | No
     return TrtRunner(EngineFromNetwork(net, config=config), name=name)
 
 
-def _quiet() -> None:
-    from polygraphy.logger import G_LOGGER
-
-    G_LOGGER.module_severity = G_LOGGER.CRITICAL  # drsedge prints its own one-line summary
-
-
 def _run(ref_onnx, inputs, test_onnx, trt_precision, plugin, outputs):
     from polygraphy.comparator import Comparator
+    from polygraphy.logger import G_LOGGER
 
-    _quiet()
     if trt_precision is None and test_onnx is None:
         raise DrsedgeError("compare: give a test ONNX (ONNX Runtime) or a TensorRT precision")
     if trt_precision is not None and trt_precision not in TRT_PRECISIONS:
@@ -102,7 +96,8 @@ def _run(ref_onnx, inputs, test_onnx, trt_precision, plugin, outputs):
     from drsedge.onnx_io import image_input
 
     name, _ = image_input(load_onnx(ref_onnx, external_data=False), str(ref_onnx))
-    return Comparator.run([ref, test], data_loader=[{name: x} for x in inputs])
+    with G_LOGGER.verbosity(G_LOGGER.CRITICAL):  # drsedge prints its own one-line summary; the caller's level comes back
+        return Comparator.run([ref, test], data_loader=[{name: x} for x in inputs])
 
 
 def run_pair(

@@ -6,9 +6,10 @@ import torch
 from drsedge.calibration import calibration_set
 from drsedge.cli import main
 from drsedge.compress import quantize_onnx
-from drsedge.debug.localize import first_offenders, localize, module_path, worst_modules
+from drsedge.compress.localize import first_offenders, localize, worst_modules
 from drsedge.export import export_onnx
 from drsedge.models import student_config
+from drsedge.onnx_graph import module_path
 
 pytestmark = pytest.mark.slow  # trains or quantizes (CPU-sized); deselect with -m 'not slow'
 

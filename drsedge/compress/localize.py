@@ -16,9 +16,9 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 
 from drsedge.errors import DrsedgeError
+from drsedge.onnx_graph import module_path
 
 COMPARED_OPS = ("Conv", "MatMul", "Add", "Mul", "Softmax", "TopKSparseSoftmax", "Div", "Relu", "DepthToSpace", "SpaceToDepth")
 
@@ -34,50 +34,20 @@ class LayerDrift:
     rel_err: float
 
 
-def module_path(node_name: str) -> str:
-    """``/encoder_level2/encoder_level2.0/attn/qkv/Conv`` -> ``encoder_level2.0.attn.qkv``; ``/Add`` -> ``""`` (the
-    model itself); names without a path are returned unchanged (best effort)."""
-    if not node_name.startswith("/"):
-        return node_name
-    parts = [p for p in node_name.strip("/").split("/") if p]
-    if len(parts) <= 1:
-        return ""
-    mods = parts[:-1]
-    # TorchScript names repeat the parent path in each level ("encoder_level2/encoder_level2.0"); keep the deepest.
-    out: list[str] = []
-    for m in mods:
-        if out and m.startswith(out[-1] + "."):
-            out[-1] = m
-        else:
-            out.append(m)
-    return ".".join(out)
-
-
-def with_outputs(model: onnx.ModelProto, names: list[str]) -> bytes:
-    """Serialized copy of ``model`` with the tensors ``names`` added as graph outputs (untyped)."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    existing = {o.name for o in m.graph.output}
-    for n in names:
-        if n not in existing:
-            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(n))
-    return m.SerializeToString()
-
-
 def localize(
     ref_path: str | os.PathLike, test_path: str | os.PathLike | None, inputs: list[np.ndarray], threshold: float = 0.05,
     trt_precision: str | None = None, plugin: str | None = None,
 ) -> list[LayerDrift]:
     """Per-layer relative error of the test side vs ``ref`` on ``inputs`` (``[1, 3, H, W]`` float32 arrays), graph order.
 
-    Both sides run through Polygraphy (:func:`drsedge.debug.compare.run_pair`) with the
+    Both sides run through Polygraphy (:func:`drsedge.backend.compare.run_pair`) with the
     compared tensors marked as outputs: ``test_path`` in ONNX Runtime, or with ``trt_precision`` a
     TensorRT engine built from ``test_path or ref_path`` (GPU).
 
     Raises:
         DrsedgeError: unparsable models, no shared layer names, or no input.
     """
-    from drsedge.debug.compare import run_pair
+    from drsedge.backend.compare import run_pair
 
     if not inputs:
         raise DrsedgeError("localize needs at least one image")

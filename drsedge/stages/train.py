@@ -1,0 +1,84 @@
+"""Teacher and student stages of the pipeline: a teacher from a checkpoint (official ``.pth``, drsedge file or
+``shipped:teacher``) or trained from scratch, and a student distilled from it (paired + unlabeled images).
+
+``drsedge train`` / ``drsedge distill`` drive :func:`drsedge.training.loop.train` directly with their wider options
+(DDP, validation, streaming data); these functions are the pipeline's recipe on its run-config sections."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from drsedge.run_config import StudentSection, TeacherSection
+
+from .result import StageResult
+
+
+def teacher(options: TeacherSection, samples: Callable[[], list], out: str | os.PathLike, *, seed: int = 0, resume_key: str = "",
+            progress: bool = True, log: Callable[[str], None] = print) -> StageResult:
+    """Write the teacher to ``out`` (.safetensors): ``options.checkpoint`` re-saved, or ``options.model`` trained for
+    ``options.train`` on ``samples()`` (decoded paired images; only called when training), resumable under ``resume_key``.
+
+    Artifacts: ``model``. Metrics: the checkpoint's source, or the final L1 loss and steps trained.
+
+    Raises:
+        DrsedgeError: unreadable checkpoint, bad model or training options, no training images.
+    """
+    import torch
+
+    from drsedge.data.sampling import CropSampler
+    from drsedge.models.checkpoint import load_any, save_model
+    from drsedge.models.config import config_from_dict
+    from drsedge.training.loop import TrainConfig, train
+
+    out = Path(out)
+    if options.checkpoint:
+        from drsedge.weights import resolve
+
+        ckpt = Path(resolve(options.checkpoint))
+        model, mcfg = load_any(ckpt)
+        save_model(out, model, mcfg, {"source": str(ckpt)})
+        return StageResult({"model": out}, {"source": str(ckpt), "trained_steps": 0})
+    mcfg = config_from_dict(options.model, "teacher.model")
+    tcfg = TrainConfig.from_dict({**(options.train or {}), "seed": seed}, "teacher.train")
+    torch.manual_seed(seed)
+    model = mcfg.build()
+    res = train(model, CropSampler(samples(), tcfg.patch, tcfg.batch_size, tcfg.seed), tcfg, out.parent, resume=True, progress=progress,
+                key=resume_key, log=log)
+    save_model(out, model, mcfg)
+    return StageResult({"model": out}, {"final_loss": res["loss"], "trained_steps": res["step"]})
+
+
+def student(options: StudentSection, teacher_path: str | os.PathLike, samples: list, out: str | os.PathLike, *, seed: int = 0,
+            resume_key: str = "", progress: bool = True, log: Callable[[str], None] = print) -> StageResult:
+    """Distill a student from the teacher at ``teacher_path`` on ``samples`` (paired and unlabeled decoded images) and
+    write it to ``out``: ``options.model`` from scratch (DRSformer student defaults, no MEFC), or warm-started from
+    ``options.init`` (that checkpoint's own config; no zero-initialised output conv).
+
+    Artifacts: ``model``. Metrics: final loss, steps trained, number of training images.
+    """
+    import torch
+
+    from drsedge.data.sampling import CropSampler
+    from drsedge.models.checkpoint import load_any, load_model, save_model
+    from drsedge.models.config import ModelConfig, config_from_dict
+    from drsedge.training.loop import TrainConfig, train
+
+    out = Path(out)
+    teacher_model, _ = load_model(teacher_path)
+    mcfg = config_from_dict(options.model, "student.model", {**ModelConfig().to_dict(), "mefc": False})
+    init = None
+    if options.init:
+        from drsedge.weights import resolve
+
+        init, mcfg = load_any(resolve(options.init))
+    dcfg = TrainConfig.from_dict({**(options.distill or {}), "seed": seed}, "student.distill")
+    torch.manual_seed(seed)
+    model = init if init is not None else mcfg.build()
+    if init is not None:
+        dcfg.zero_init_output = False
+    res = train(model, CropSampler(samples, dcfg.patch, dcfg.batch_size, dcfg.seed), dcfg, out.parent, teacher=teacher_model, resume=True,
+                progress=progress, key=resume_key, log=log)
+    save_model(out, model, mcfg)
+    return StageResult({"model": out}, {"final_loss": res["loss"], "trained_steps": res["step"], "train_images": len(samples)})

@@ -1,0 +1,64 @@
+"""The package's import graph: subpackages import only floors below their own, so there is no circle."""
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "drsedge"
+# low to high; a module may import its own floor and any floor below it (README "Layout")
+FLOORS = [
+    {"errors", "fileio", "jsonio", "logs", "onnx_io", "onnx_graph", "weights"},
+    {"data", "ops"},
+    {"models", "calibration"},
+    {"backend"},
+    {"runtime"},
+    {"metrics"},
+    {"training"},
+    {"export"},
+    {"compress"},
+    {"run_config"},
+    {"stages"},
+    {"pipeline"},
+    {"tools"},
+    {"cli", "__main__"},
+]
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _edges() -> set[tuple[str, str, str]]:
+    out = set()
+    for f in PKG.rglob("*.py"):
+        mod = ".".join(f.relative_to(PKG.parent).with_suffix("").parts).removesuffix(".__init__")
+        for n in ast.walk(ast.parse(f.read_text())):
+            targets = []
+            if isinstance(n, ast.ImportFrom):
+                if n.level:
+                    base = mod.split(".")[: len(mod.split(".")) - n.level + (f.name == "__init__.py")]
+                    targets = [".".join(base + ([n.module] if n.module else []))]
+                else:
+                    targets = [n.module or ""]
+            elif isinstance(n, ast.Import):
+                targets = [a.name for a in n.names]
+            for t in targets:
+                if t.startswith("drsedge") and _room(t) != _room(mod):
+                    out.add((_room(mod), _room(t), str(f.relative_to(PKG.parent))))
+    return out
+
+
+def test_every_room_has_a_floor():
+    rooms = {p.stem if p.is_file() else p.name for p in PKG.iterdir() if (p.suffix == ".py" or (p / "__init__.py").is_file())}
+    assert rooms - {"__init__"} <= set().union(*FLOORS), rooms - set().union(*FLOORS)
+
+
+def test_imports_run_down_the_floors_only():
+    level = {room: i for i, floor in enumerate(FLOORS) for room in floor}
+    up = sorted((a, b, f) for a, b, f in _edges() if level.get(b, -1) > level.get(a, -1))
+    assert not up, f"imports that run back up the floors: {up}"
+
+
+def test_debug_helpers_are_not_a_library():
+    """Polygraphy comparison, localisation and FP16 range live in backend/compress/export; no `debug` package is left."""
+    assert not (PKG / "debug").exists()
