@@ -9,6 +9,8 @@ from __future__ import annotations
 
 FLOAT_TYPES = (1, 10, 16)  # onnx.TensorProto FLOAT, FLOAT16, BFLOAT16
 OP_DOMAIN, OP_TYPE = "drsedge", "TopKSparseSoftmax"  # the fused top-k op (drsedge.ops.topk_sparse_softmax)
+# LayerNorm statistics and the q/k L2 normalisation: sums over channels / pixels that leave FP16's range at 720p
+FP16_UNSAFE_PATTERNS = ("norm1/body", "norm2/body", "ReduceL2", "LpNormalization", "attn/Div")
 
 
 def fused_nodes(model) -> list[str]:
@@ -93,3 +95,43 @@ def with_outputs(model, names: list[str]) -> bytes:
         if n not in existing:
             m.graph.output.append(onnx.helper.make_empty_tensor_value_info(n))
     return m.SerializeToString()
+
+
+def graph_float_types(model) -> set[str]:
+    """Float element types used by the graph's initializers, value infos, IO and Cast targets: subset of {"float32", "float16", "bfloat16"}."""
+    import onnx
+
+    names = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
+    out = {names[t.data_type] for t in model.graph.initializer if t.data_type in names}
+    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        et = vi.type.tensor_type.elem_type
+        if et in names:
+            out.add(names[et])
+    for n in model.graph.node:
+        if n.op_type == "Cast":
+            for a in n.attribute:
+                if a.name == "to" and a.i in names:
+                    out.add(names[a.i])
+    return out
+
+
+def has_qdq(model) -> bool:
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+
+
+def fp16_unsafe_nodes(model) -> list[str]:
+    """ONNX node names of the FP16-unsafe layers (LayerNorm statistics, q/k L2-normalisation), float-valued only.
+
+    Empty for an export made with ``--fp16-safe`` (metadata ``drsedge.fp16_safe = "1"``): its reductions
+    are bounded (:mod:`drsedge.models.fp16_safe`) and need no FP32 layers. TensorRT's ONNX parser names each
+    layer after its node, so these names address the layers. ``drsedge fp16-check`` measures which of them
+    actually overflow on real images. Nodes with integer outputs that match a pattern (the exporter's INT64
+    ``attn/Div`` for ``c // heads``) are left out: :func:`float_valued_nodes`. ``model``: an ``onnx.ModelProto``.
+    """
+    if any(p.key == "drsedge.fp16_safe" and p.value == "1" for p in model.metadata_props):
+        return []
+    floats = float_valued_nodes(model)
+    return [
+        n.name for n in model.graph.node
+        if n.name in floats and n.op_type != "Constant" and any(p in n.name or p == n.op_type for p in FP16_UNSAFE_PATTERNS)
+    ]

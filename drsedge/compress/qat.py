@@ -130,6 +130,8 @@ def export_qat_onnx(qmodel, path: str | os.PathLike, opset: int = 17) -> Path:
             torch.onnx.export(qmodel.eval(), (x,), raw, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
                               dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}},
                               dynamo=False)
-        model = fake_quantize_to_qdq(onnx.load(raw))
+        from drsedge.onnx_io import load_onnx
+
+        model = fake_quantize_to_qdq(load_onnx(raw))
         onnx.checker.check_model(model)
         return atomic_write(path, lambda tmp: onnx.save(model, tmp))

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import onnx
 
+from drsedge import onnx_io
 from drsedge.calibration.calib import CalibrationSet
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
@@ -183,7 +184,7 @@ def _quantize_onnx(src, dst, calib, backend, quantize_depthwise, keep_float, hig
             unfused = Path(d) / "unfused.onnx"
             onnx.save(model, str(unfused))
             tmp_q = _quantize(unfused, Path(d) / "int8.onnx", model, calib, backend, skip_nodes, skip_types, high_precision)
-            q = refuse(onnx.load(str(tmp_q)), calls, fused_model)
+            q = refuse(onnx_io.load_onnx(tmp_q), calls, fused_model)
             return atomic_write(dst, lambda tmp: onnx.save(q, tmp))
     return _quantize(src, dst, model, calib, backend, skip_nodes, skip_types, high_precision)
 
@@ -266,7 +267,7 @@ def fused_kernel_counts(path: str | os.PathLike) -> dict[str, int]:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         so.optimized_model_filepath = os.path.join(d, "opt.onnx")
         ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        ops = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
+        ops = [n.op_type for n in onnx_io.load_onnx(so.optimized_model_filepath).graph.node]
     keys = ("QLinearConv", "QLinearMatMul", "QLinearAdd", "MatMulInteger", "ConvInteger", "Conv", "MatMul", "QuantizeLinear",
             "DequantizeLinear")
     return {k: ops.count(k) for k in keys}

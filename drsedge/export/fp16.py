@@ -1,7 +1,7 @@
 """Precision in the graph: a mixed FP16 ONNX for strongly typed TensorRT (the only FP16 route on TensorRT 11).
 
 FP16 everywhere except FP32 *islands*: the FP16-unsafe layers that weakly typed builds pin to FP32
-(LayerNorm statistics and the q/k L2 normalisation, :func:`drsedge.backend.trt.config.fp16_unsafe_nodes`; none for
+(LayerNorm statistics and the q/k L2 normalisation, :func:`drsedge.onnx_graph.fp16_unsafe_nodes`; none for
 ``--fp16-safe`` exports, whose reductions are bounded), the nodes whose values exceed FP16's 65504 on real frames
 (:func:`drsedge.export.fp16_range.fp16_ranges`, sums over pixels projected to the deployment frame), the TKSA core
 between its convs (:func:`attention_core`: top-k selection is discontinuous), the fused ``drsedge::TopKSparseSoftmax`` nodes (their ONNX function body is FP32), and the ops
@@ -126,7 +126,7 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, images: list[np
     import onnx
     from onnxconverter_common import float16
 
-    from drsedge.backend.trt.onnx_prep import fused_nodes, graph_float_types
+    from drsedge.onnx_graph import fp16_unsafe_nodes, fused_nodes, graph_float_types
     from drsedge.onnx_io import load_onnx
 
     if not images:
@@ -138,11 +138,9 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, images: list[np
     for i, n in enumerate(model.graph.node):
         if not n.name:
             n.name = f"node_{i}"
-    from drsedge.backend.trt.config import fp16_unsafe_nodes
-
     # the same FP16-unsafe layers the weakly typed build pins to FP32 (LayerNorm statistics, q/k L2 normalisation;
     # none for --fp16-safe exports), plus what overflows on the given frames, plus the -inf mask and the fused op
-    islands = sorted(set(overflow_islands(src, images, project_hw)) | set(fp16_unsafe_nodes(src)) | set(fused_nodes(model))
+    islands = sorted(set(overflow_islands(src, images, project_hw)) | set(fp16_unsafe_nodes(model)) | set(fused_nodes(model))
                      | set(_fused_weight_producers(model)) | set(_neg_inf_consumers(model)) | set(attention_core(model)))
     islands = sorted(set(islands) | set(_feeders_of(model, set(islands))))
     try:

@@ -21,6 +21,7 @@ from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
 from drsedge.models.drsformer import set_attention_impl, set_fp16_safe, set_topk_mode
 from drsedge.onnx_io import EXPORT_INPUT_NAME as INPUT_NAME
+from drsedge.onnx_io import load_onnx
 
 OUTPUT_NAME = "derained"
 META_ATTENTION, META_FP16_SAFE = "drsedge.attention", "drsedge.fp16_safe"  # ONNX metadata_props keys
@@ -134,7 +135,7 @@ def export_onnx(
                 )
         import onnx
 
-        m = onnx.load(tmp)
+        m = load_onnx(tmp)
         if structure == "deploy":
             m = _fold(m)
         if fused:
@@ -203,7 +204,7 @@ def _export_static(model, path, opset: int, exporter: str, size, attention: str,
                                   dynamo=False)
         import onnx
 
-        m = onnx.load(tmp)
+        m = load_onnx(tmp)
         onnx.helper.set_model_props(m, {**{p.key: p.value for p in m.metadata_props}, **{
             META_ATTENTION: "native", META_FP16_SAFE: "0", META_FAMILY: "udr_s2former"}})
         onnx.save(m, tmp)
@@ -223,8 +224,6 @@ STATIC_PARITY_MIN_PSNR_DB = 60.0
 
 def onnx_static_hw(onnx_path: str | os.PathLike) -> tuple[int, int] | None:
     """``(H, W)`` of an ONNX file whose image input has fixed spatial dims, else None."""
-    from drsedge.onnx_io import load_onnx
-
     m = load_onnx(onnx_path, external_data=False)
     dims = m.graph.input[0].type.tensor_type.shape.dim
     if len(dims) == 4 and dims[2].HasField("dim_value") and dims[3].HasField("dim_value"):

@@ -47,10 +47,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> ModelConfig:
         """Build from a mapping; unknown keys or bad values raise :class:`DrsedgeError` naming ``source``."""
-        unknown, names = unknown_keys(cls, d)
-        if unknown:
-            raise DrsedgeError(f"{source}: unknown model option(s) {unknown}; valid: {names}")
-        cfg = _validate_types(cls, d, source)
+        cfg = checked_fields(cls, d, source, "model")
         if cfg.dim < 1 or any(b < 1 for b in cfg.num_blocks) or len(cfg.num_blocks) != 4 or len(cfg.heads) != 4 or cfg.ffn_expansion_factor <= 0:
             raise DrsedgeError(f"{source}: dim, 4 block counts and 4 head counts must be positive, ffn_expansion_factor > 0 "
                                f"(got dim {cfg.dim}, num_blocks {cfg.num_blocks}, heads {cfg.heads})")
@@ -80,6 +77,18 @@ class ModelConfig:
             if width % h or width // h < 2:
                 raise DrsedgeError(f"{source}: level {lvl + 1} width {width} cannot be split into {h} heads of >= 2 channels")
         return cfg
+
+
+def checked_fields(cls, d: dict, source: str, what: str):
+    """``cls(**d)`` for a config dataclass, refusing unknown keys (naming the valid ones) and wrong types in one line.
+
+    Raises:
+        DrsedgeError: ``source: unknown <what> option(s) [...]; valid: [...]`` or a type error naming the field.
+    """
+    unknown, names = unknown_keys(cls, d)
+    if unknown:
+        raise DrsedgeError(f"{source}: unknown {what} option(s) {unknown}; valid: {names}")
+    return _validate_types(cls, d, source)
 
 
 def _validate_types(cls, d: dict, source: str):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from drsedge.errors import DrsedgeError, unknown_keys
+from drsedge.errors import DrsedgeError
 
 FAMILY = "udr_s2former"
 
@@ -51,12 +51,9 @@ class UDRConfig:
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> UDRConfig:
         """Build from a mapping; unknown keys or impossible values raise one-line :class:`DrsedgeError` naming ``source``."""
-        from .config import _validate_types
+        from .config import checked_fields
 
-        unknown, names = unknown_keys(cls, d)
-        if unknown:
-            raise DrsedgeError(f"{source}: unknown UDR-S2Former option(s) {unknown}; valid: {names}")
-        cfg = _validate_types(cls, d, source)
+        cfg = checked_fields(cls, d, source, "UDR-S2Former")
         n = {"img_size": 2, "dim": 5, "head": 5, "window_size": 4, "reconstruction_num": 4, "conv_num": 4, "expand_ratio": 4}
         bad = [f"{k} needs {v} entries" for k, v in n.items() if len(getattr(cfg, k)) != v]
         if not bad:

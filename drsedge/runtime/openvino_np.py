@@ -39,7 +39,9 @@ def _read(core, path: Path):
             from onnx import inliner
         except ImportError:
             raise
-        m = onnx.load(str(path))
+        from drsedge.onnx_io import load_onnx
+
+        m = load_onnx(path)
         if not m.functions:
             raise
         import tempfile

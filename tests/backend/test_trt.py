@@ -18,11 +18,12 @@ from drsedge.backend.trt import (
     trtexec_command,
     verify_plugin_layers,
 )
-from drsedge.backend.trt.onnx_prep import fused_nodes, graph_float_types, inspect, strip_fused_functions, write_plugin_only_copy
+from drsedge.backend.trt.onnx_prep import inspect, strip_fused_functions, write_plugin_only_copy
 from drsedge.cli import main
 from drsedge.errors import DrsedgeError
 from drsedge.export import export_onnx
 from drsedge.models import student_config
+from drsedge.onnx_graph import fused_nodes, graph_float_types
 
 # (version, strongly typed, network creation flag, strip local function, trtexec plugin flag, --stronglyTyped, opt level flag)
 DISPATCH = [
@@ -139,8 +140,9 @@ def test_trtexec_lines_per_version(onnx_files):
 
 def test_weak_fp32_layers_are_float_valued_and_cover_the_attention_core(onnx_files):
     """Review defects 4 and 5: the TKSA core and fused nodes are pinned; INT64 shape Divs (``c // heads``) are not."""
-    from drsedge.backend.trt import fp16_unsafe_nodes, weak_fp32_layers
-    from drsedge.onnx_graph import value_types
+    from drsedge.backend.trt import weak_fp32_layers
+    from drsedge.onnx_graph import fp16_unsafe_nodes, value_types
+    from drsedge.onnx_io import load_onnx
 
     native, fused, _ = onnx_files
     torch.manual_seed(0)  # the unfolded upstream structure still computes c // heads as INT64 shape arithmetic
@@ -154,7 +156,7 @@ def test_weak_fp32_layers_are_float_valued_and_cover_the_attention_core(onnx_fil
         int_divs = [n.name for n in m.graph.node if n.op_type == "Div" and "/attn/" in n.name
                     and types.get(n.output[0]) == onnx.TensorProto.INT64]
         seen_int_divs |= bool(int_divs)
-        for names in (fp16_unsafe_nodes(path), weak_fp32_layers(path)):
+        for names in (fp16_unsafe_nodes(load_onnx(path)), weak_fp32_layers(path)):
             assert names and not set(names) & set(int_divs)
             assert all(types.get(o) in (1, 10) for nm in names for o in by_name[nm].output if by_name[nm].op_type != "TopKSparseSoftmax")
         core = weak_fp32_layers(path)

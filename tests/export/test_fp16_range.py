@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from drsedge.backend.trt import fp16_unsafe_nodes
 from drsedge.calibration.calib import calibration_set
 from drsedge.cli import main
 from drsedge.export import export_onnx
 from drsedge.export.fp16_range import FP16_MAX, fp16_overflows, fp16_ranges
 from drsedge.models import student_config
+from drsedge.onnx_graph import fp16_unsafe_nodes
+from drsedge.onnx_io import load_onnx
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def test_default_export_overflows_and_safe_export_does_not(exports, data_dir):
     ranges = fp16_ranges(safe, images.inputs, project_hw=(720, 1280))
     assert not fp16_overflows(ranges) and max(r.projected for r in ranges) < FP16_MAX / 10
     assert "ReduceL2" not in {r.op_type for r in ranges}
-    assert fp16_unsafe_nodes(native) and fp16_unsafe_nodes(safe) == []  # no FP32 layers needed for the safe export
+    assert fp16_unsafe_nodes(load_onnx(native)) and fp16_unsafe_nodes(load_onnx(safe)) == []  # no FP32 layers needed for the safe export
 
 
 def test_projection_scales_pixel_sums(exports):

@@ -5,7 +5,7 @@ Only :mod:`.loader` and :mod:`.runner` import TensorRT (lazily, through :mod:`._
 runs and is tested on a CPU-only machine.
 """
 
-from .config import PRECISIONS, BuildOptions, fp16_unsafe_nodes, verify_plugin_layers, weak_fp32_layers
+from .config import PRECISIONS, BuildOptions, verify_plugin_layers, weak_fp32_layers
 from .plugins import check_plugin, plugin_kind
 from .profile import Profile
 from .provenance import check_sidecar, make_sidecar, read_sidecar
@@ -21,7 +21,6 @@ __all__ = [
     "build_path",
     "check_plugin",
     "check_sidecar",
-    "fp16_unsafe_nodes",
     "make_sidecar",
     "parse_version",
     "plugin_kind",

@@ -28,7 +28,6 @@ from .version import BuildPath
 PRECISIONS = ("fp32", "fp16", "int8")
 # Layers kept in FP32 inside weakly typed FP16 engines: LayerNorm statistics and the q/k L2 normalisation
 # overflow easily in FP16 (ONNX node-name fragments as exported by drsedge; TensorRT#4493, #4355).
-FP16_UNSAFE_PATTERNS = ("norm1/body", "norm2/body", "ReduceL2", "LpNormalization", "attn/Div")
 
 
 @dataclass
@@ -102,41 +101,19 @@ class BuildOptions:
         return info
 
 
-def fp16_unsafe_nodes(onnx_path) -> list[str]:
-    """ONNX node names of the FP16-unsafe layers (LayerNorm statistics, q/k L2-normalisation), float-valued only.
-
-    Empty for an export made with ``--fp16-safe`` (metadata ``drsedge.fp16_safe = "1"``): its reductions
-    are bounded (:mod:`drsedge.models.fp16_safe`) and need no FP32 layers. TensorRT's ONNX parser names each
-    layer after its node, so these names address the layers. ``drsedge fp16-check`` measures which of them
-    actually overflow on real images. Nodes with integer outputs that match a pattern (the exporter's INT64
-    ``attn/Div`` for ``c // heads``) are left out: :func:`drsedge.onnx_graph.float_valued_nodes`.
-    """
-    from drsedge.onnx_graph import float_valued_nodes
-    from drsedge.onnx_io import load_onnx
-
-    model = load_onnx(onnx_path, external_data=False)
-    if any(p.key == "drsedge.fp16_safe" and p.value == "1" for p in model.metadata_props):
-        return []
-    floats = float_valued_nodes(model)
-    return [
-        n.name for n in model.graph.node
-        if n.name in floats and n.op_type != "Constant" and any(p in n.name or p == n.op_type for p in FP16_UNSAFE_PATTERNS)
-    ]
-
-
 def weak_fp32_layers(onnx_path) -> list[str]:
     """Layers a weakly typed (< 10.12) FP16 or INT8 engine keeps in FP32, in graph order.
 
-    :func:`fp16_unsafe_nodes`, the TKSA core (:func:`drsedge.onnx_graph.attention_core`: top-k selection flips
+    :func:`drsedge.onnx_graph.fp16_unsafe_nodes`, the TKSA core (:func:`drsedge.onnx_graph.attention_core`: top-k selection flips
     on FP16 rounding, 28-47 dB vs 54-84 dB of fidelity measured on the FP16 ONNX) and the fused
     ``TopKSparseSoftmax`` nodes, restricted to float-valued nodes (:func:`drsedge.onnx_graph.float_valued_nodes`).
     """
-    from drsedge.onnx_graph import attention_core, float_valued_nodes, fused_nodes
+    from drsedge.onnx_graph import attention_core, float_valued_nodes, fp16_unsafe_nodes, fused_nodes
     from drsedge.onnx_io import load_onnx
 
     model = load_onnx(onnx_path, external_data=False)
     floats = float_valued_nodes(model)
-    want = set(fp16_unsafe_nodes(onnx_path)) | (set(attention_core(model)) & floats) | set(fused_nodes(model))
+    want = set(fp16_unsafe_nodes(model)) | (set(attention_core(model)) & floats) | set(fused_nodes(model))
     return [n.name for n in model.graph.node if n.name in want and n.op_type != "Constant"]
 
 

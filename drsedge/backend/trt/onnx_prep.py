@@ -15,32 +15,10 @@ from pathlib import Path
 
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
-from drsedge.onnx_graph import OP_DOMAIN, OP_TYPE, fused_nodes
+from drsedge.onnx_graph import OP_DOMAIN, OP_TYPE, fused_nodes, graph_float_types, has_qdq
 from drsedge.onnx_io import image_input, load_onnx
 
 PLUGIN_ATTRS = ("plugin_version", "plugin_namespace")
-
-
-def graph_float_types(model) -> set[str]:
-    """Float element types used by the graph's initializers, value infos, IO and Cast targets: subset of {"float32", "float16", "bfloat16"}."""
-    import onnx
-
-    names = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
-    out = {names[t.data_type] for t in model.graph.initializer if t.data_type in names}
-    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
-        et = vi.type.tensor_type.elem_type
-        if et in names:
-            out.add(names[et])
-    for n in model.graph.node:
-        if n.op_type == "Cast":
-            for a in n.attribute:
-                if a.name == "to" and a.i in names:
-                    out.add(names[a.i])
-    return out
-
-
-def has_qdq(model) -> bool:
-    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
 
 
 def strip_fused_functions(model):
