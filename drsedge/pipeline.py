@@ -1,8 +1,9 @@
 """The drsedge pipeline: synthetic rain -> teacher -> distilled student -> pruned student -> ONNX FP32/FP16 -> ONNX INT8
 -> drift report, one :mod:`drsedge.stages` function per stage.
 
-This module holds only what a run adds to the stages: the run config (:func:`load_run_config`), the stage graph
-(:data:`GRAPH`: what each stage consumes and which data entries it reads), the manifest and the lock. Each stage
+This module holds only what a run adds to the stages: the stage graph (:data:`GRAPH`: what each stage consumes and
+which data entries it reads), the manifest and the lock; the run config comes from
+:func:`drsedge.run_config.load_run_config`. Each stage
 writes its artifacts into the run directory and records them in ``manifest.json`` (paths, sha256, the stage's
 options, metrics). A stage is skipped on a re-run when its key (a hash of its options, the seed, the data it reads,
 an input checkpoint's bytes and the artifacts it consumes) is unchanged and its artifacts still hash the same.
@@ -32,7 +33,7 @@ GRAPH: dict[str, tuple[tuple, tuple[str, ...]]] = {
     "quantize": (("export", ("prune", "student"), "synth"), ("calibration", "validation", "train", "unlabeled")),
     "check": (("teacher", "student", "prune", "export", "quantize"), ("test", "test_limit")),
 }
-OPTIONAL = {"synth": lambda c: c.data.synthetic is not None, "prune": lambda c: c.prune.enabled}
+OPTIONAL = {"synth": lambda c: c.data.synthetic is not None, "prune": lambda c: c.prune.enabled}  # the others always run
 
 
 class Pipeline:
@@ -42,8 +43,7 @@ class Pipeline:
         self.cfg, self.progress, self.log = cfg, progress, log
         self.run_dir = Path(cfg.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        root = cfg.data.root or default_data_root()
-        if root is None:
+        if (root := cfg.data.root or default_data_root()) is None:
             raise DrsedgeError("no data root: pass --data DIR (a folder laid out like ../shared/data)")
         self.root = Path(root)
         self.enabled = [n for n in GRAPH if n not in OPTIONAL or OPTIONAL[n](cfg)]
@@ -56,7 +56,7 @@ class Pipeline:
                     self.manifest = m
             except (json.JSONDecodeError, UnicodeDecodeError):
                 pass  # a corrupt manifest only means every stage runs again
-        for name in set(GRAPH) - set(self.enabled):
+        for name in set(GRAPH) - set(self.enabled):  # a disabled stage's old record must not feed a later stage
             self.manifest["stages"].pop(name, None)
 
     # -- data ----------------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ class Pipeline:
         return out
 
     def options(self, name: str) -> dict:
-        """The stage's run-config section (its options) as recorded in the manifest."""
+        """The stage's run-config section (its options), as the manifest records it."""
         return (self.cfg.data.synthetic if name == "synth" else getattr(self.cfg, name)).model_dump(mode="json")
 
     def key(self, name: str) -> str:

@@ -62,3 +62,11 @@ def test_imports_run_down_the_floors_only():
 def test_debug_helpers_are_not_a_library():
     """Polygraphy comparison, localisation and FP16 range live in backend/compress/export; no `debug` package is left."""
     assert not (PKG / "debug").exists()
+
+
+def test_pipeline_holds_no_recipe():
+    """pipeline.py is the stage graph, manifest and lock; the recipes are in drsedge/stages (issue 22: <= 250 lines)."""
+    text = (PKG / "pipeline.py").read_text()
+    assert len(text.splitlines()) <= 250
+    for library_call in ("quantize_onnx(", "search_keep_float(", "export_onnx(", "check_parity(", "iterative_prune(", "evaluate_stages("):
+        assert library_call not in text, library_call
