@@ -14,6 +14,16 @@ DATA = SHARED / "data"
 FIXTURES = SHARED / "fixtures" / "drsformer_parity"
 
 
+def one_error_line(err: str, *needles: str) -> str:
+    """The CLI's error output is exactly one ``drsedge: error: ...`` line (progress bars may precede it), no traceback,
+    holding every needle; returns the line. The one helper for "exactly one error line" (issue 22)."""
+    lines = [ln for ln in err.strip().splitlines() if "error:" in ln or ln.startswith("drsedge: ")]
+    assert len(lines) == 1 and "Traceback" not in err and err.strip().splitlines()[-1] == lines[0], err
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
 def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (tests that need ../shared skip without it)")

@@ -18,6 +18,7 @@ from onnx import TensorProto, helper
 
 from drsedge.cli import main
 from drsedge.models import save_model, student_config
+from tests.conftest import one_error_line
 
 TINY = dict(dim=8, num_blocks=[1, 1, 1, 1])
 
@@ -34,13 +35,10 @@ def _tree_hash(*paths) -> str:
 
 
 def _one_line(capsys, code, *needles, exit_code=2):
+    """``code`` is ``exit_code`` and stderr is one error line holding every needle (:func:`tests.conftest.one_error_line`)."""
     err = capsys.readouterr().err
-    lines = [ln for ln in err.strip().splitlines() if "error:" in ln]  # progress bars may precede it on stderr
     assert code == exit_code, err
-    assert len(lines) == 1 and "Traceback" not in err and err.strip().splitlines()[-1] == lines[0], err
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
+    return one_error_line(err, *needles)
 
 
 @pytest.fixture

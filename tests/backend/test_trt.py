@@ -24,6 +24,7 @@ from drsedge.errors import DrsedgeError
 from drsedge.export import export_onnx
 from drsedge.models import student_config
 from drsedge.onnx_graph import fused_nodes, graph_float_types
+from tests.conftest import one_error_line
 
 # (version, strongly typed, network creation flag, strip local function, trtexec plugin flag, --stronglyTyped, opt level flag)
 DISPATCH = [
@@ -295,7 +296,7 @@ def test_cli_print_trtexec_and_errors(onnx_files, tmp_path, capsys):
     ):
         assert main(["build-engine", *args, "-o", str(tmp_path / "e.engine")]) == 2
         err = capsys.readouterr().err
-        assert msg in err and len(err.strip().splitlines()) == 1
+        one_error_line(err, msg)
     assert not (tmp_path / "e.engine").exists() and not (tmp_path / "e.engine.json").exists()
 
 
@@ -310,7 +311,7 @@ def test_build_without_tensorrt_is_one_line(onnx_files, tmp_path, capsys):
     native, _, _ = onnx_files
     assert main(["build-engine", str(native), "-o", str(tmp_path / "e.engine"), "--precision", "fp32"]) == 2
     err = capsys.readouterr().err
-    assert "TensorRT Python bindings are not installed" in err and len(err.strip().splitlines()) == 1
+    one_error_line(err, "TensorRT Python bindings are not installed")
     assert not any(tmp_path.iterdir())
 
 
@@ -360,5 +361,5 @@ def test_check_with_engine_without_gpu_is_a_clear_error(onnx_files, tmp_path, ca
                                                                      "max": [1, 3, 256, 256]}}))
     code = main(args)
     err = capsys.readouterr().err
-    assert code == 2 and len(err.strip().splitlines()) == 1 and ("TensorRT" in err or "cuda" in err.lower()), err
+    assert code == 2 and ("TensorRT" in one_error_line(err) or "cuda" in err.lower()), err
     assert not (tmp_path / "r" / "report.md").exists()

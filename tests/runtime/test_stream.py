@@ -18,6 +18,7 @@ cv2 = pytest.importorskip("cv2", reason="opencv-python-headless not installed (p
 from drsedge.cli import main  # noqa: E402
 from drsedge.export import export_onnx  # noqa: E402
 from drsedge.models import student_config  # noqa: E402
+from tests.conftest import one_error_line  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +150,7 @@ def test_bad_sources_and_outputs(onnx_model, clip, tmp_path, capsys):
                          ([str(folder), "-o", str(folder / "sub")], "into the source")):
         assert main(["stream", *args, "--model", str(onnx_model), "--quiet"]) == 2
         err = capsys.readouterr().err
-        assert needle in err and len(err.strip().splitlines()) == 1, err
+        one_error_line(err, needle)
     # a model whose input is not N x 3 x H x W
     from onnx import TensorProto, helper, save
 
@@ -196,7 +197,7 @@ def test_checkpoint_and_engine_models(clip, tmp_path, capsys):
                                                                     "max": [1, 3, 256, 256]}}))
     assert main(["stream", str(video), "--model", str(eng), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and ("TensorRT" in err or "cuda" in err.lower()), err
+    assert "TensorRT" in one_error_line(err) or "cuda" in err.lower(), err
     assert main(["stream", str(video), "--model", str(tiny_ckpt), "--provider", "cuda", "--quiet"]) == 2
     assert "checkpoints run in PyTorch" in capsys.readouterr().err
 
@@ -223,7 +224,7 @@ def test_device_disappearing_mid_stream_keeps_the_frames(onnx_model, clip, tmp_p
     out = tmp_path / "cam.avi"
     assert main(["stream", str(video), "-o", str(out), "--model", str(onnx_model), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "disappeared after 5 frames" in err and len(err.strip().splitlines()) == 1, err
+    one_error_line(err, "disappeared after 5 frames")
     assert _count_frames(out) == 5
 
 
@@ -245,4 +246,4 @@ def test_unavailable_codec_is_one_line(onnx_model, clip, tmp_path, monkeypatch, 
     out = tmp_path / "x.mp4"
     assert main(["stream", str(video), "-o", str(out), "--model", str(onnx_model), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "cannot encode" in err and "x.mp4" in err and len(err.strip().splitlines()) == 1, err
+    one_error_line(err, "cannot encode", "x.mp4")

@@ -13,6 +13,7 @@ from drsedge.data import CropSampler, find_pairs, load_samples
 from drsedge.errors import DrsedgeError
 from drsedge.models import student_config
 from drsedge.training import TrainConfig, train
+from tests.conftest import one_error_line
 
 pytestmark = pytest.mark.slow  # trains or quantizes (CPU-sized); deselect with -m 'not slow'
 
@@ -101,7 +102,7 @@ def test_bad_placements_are_one_line(tmp_path, data_dir, capsys):
     for extra, needle in ((["--device", "cuda"], "no CUDA GPU"), (["--precision", "fp16"], "needs a CUDA GPU")):
         code = main(["train-teacher", "--train", train_dir, "-o", str(tmp_path / "o"), "--steps", "1", *TINY, *extra])
         err = capsys.readouterr().err
-        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+        assert code == 2 and one_error_line(err, needle)
     assert not (tmp_path / "o" / "model.safetensors").exists()
 
 
