@@ -102,6 +102,43 @@ def _neg_inf_consumers(model) -> list[str]:
     return producers + [n.name for n in model.graph.node if any(i in inf_tensors for i in n.input)]
 
 
+def _fold_initializer_identities(model) -> int:
+    """Replace each ``Identity`` of an initializer by a copy of that initializer under the output's name (the
+    TorchScript exporter shares weights this way, e.g. UDR-S2Former's LayerNorm biases). onnxconverter-common converts
+    the initializer to FP16 but keeps the Identity's output FP32 when the node sits in an island, which ONNX Runtime
+    refuses (type mismatch). Returns the number folded."""
+    import onnx
+
+    inits = {t.name: t for t in model.graph.initializer}
+    graph_outputs = {o.name for o in model.graph.output}
+    keep, folded = [], 0
+    for n in model.graph.node:
+        if n.op_type == "Identity" and n.input[0] in inits and n.output[0] not in graph_outputs:
+            t = onnx.TensorProto()
+            t.CopyFrom(inits[n.input[0]])
+            t.name = n.output[0]
+            model.graph.initializer.append(t)
+            folded += 1
+        else:
+            keep.append(n)
+    if folded:
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    return folded
+
+
+def _float_casts(model) -> list[str]:
+    """UDR-S2Former exports only (metadata ``drsedge.family``): its ``Cast(to=FLOAT)`` nodes, which turn integer sizes
+    and boolean rank masks into FP32. onnxconverter-common retypes them to FP16 but leaves some of their consumers'
+    value_info FP32 (ONNX Runtime then refuses the file); as islands they stay FP32 and the converter casts after them."""
+    import onnx
+
+    if not any(p.key == "drsedge.family" and p.value == "udr_s2former" for p in model.metadata_props):
+        return []
+    return [n.name for n in model.graph.node if n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT
+                                                                             for a in n.attribute)]
+
+
 def _retype_custom_outputs(model) -> None:
     """Outputs of custom-domain nodes (FP32 islands the converter cannot type) are FP32 in value_info."""
     import onnx
@@ -134,6 +171,7 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, images: list[np
     model = load_onnx(src)
     if "float16" in graph_float_types(model):
         raise DrsedgeError(f"{src}: already holds FP16 tensors; convert the FP32 export")
+    _fold_initializer_identities(model)
     total = len(model.graph.node)
     for i, n in enumerate(model.graph.node):
         if not n.name:
@@ -142,7 +180,7 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, images: list[np
     # none for --fp16-safe exports), plus what overflows on the given frames, plus the -inf mask and the fused op
     islands = sorted(set(overflow_islands(src, images, project_hw)) | set(fp16_unsafe_nodes(model)) | set(fused_nodes(model))
                      | set(_fused_weight_producers(model)) | set(_neg_inf_consumers(model)) | set(attention_core(model)))
-    islands = sorted(set(islands) | set(_feeders_of(model, set(islands))))
+    islands = sorted(set(islands) | set(_feeders_of(model, set(islands))) | set(_float_casts(model)))
     try:
         with warnings.catch_warnings():  # the converter warns about each constant it clips; the islands keep the ones that matter
             warnings.simplefilter("ignore")

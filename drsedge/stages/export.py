@@ -14,9 +14,6 @@ from drsedge.run_config import ExportSection
 
 from .result import StageResult
 
-FP16_UNSUPPORTED = ("the mixed-precision ONNX of UDR-S2Former is not supported yet (onnxconverter-common mistypes its FP32 "
-                    "rank/sampling casts); export FP32 and build FP16 on weakly typed TensorRT (< 10.12)")
-
 
 @dataclass
 class ExportInputs:
@@ -38,15 +35,13 @@ def run(options: ExportSection, inputs: ExportInputs, out: str | os.PathLike, *,
     nodes at ``project_hw``, peak), ``onnx_fp16`` (islands, FP16 nodes, PSNR vs FP32 per frame).
 
     Raises:
-        DrsedgeError: FP16 requested for UDR-S2Former or without frames (before anything is written); parity broken or
-            NaN (the file is removed). No artifact survives a failure.
+        DrsedgeError: FP16 requested without frames (before anything is written); parity broken or NaN (the file is
+            removed). No artifact survives a failure.
     """
-    from drsedge.export.onnx_export import check_parity, export_onnx, is_static_family, parity_ok, static_square_side
+    from drsedge.export.onnx_export import check_parity, export_onnx, parity_ok, static_square_side
     from drsedge.models.checkpoint import load_any
 
     model, _ = load_any(inputs.model)
-    if options.fp16 and is_static_family(model):
-        raise DrsedgeError(f"export.fp16 / --precision fp16: {FP16_UNSUPPORTED}")
     if options.fp16 and not inputs.fp16_images:
         raise DrsedgeError("export.fp16 / --precision fp16 needs real rainy frames (--images DIR; not the test set) to find the FP32 islands")
     out = Path(out)
