@@ -135,3 +135,34 @@ def fp16_unsafe_nodes(model) -> list[str]:
         n.name for n in model.graph.node
         if n.name in floats and n.op_type != "Constant" and any(p in n.name or p == n.op_type for p in FP16_UNSAFE_PATTERNS)
     ]
+
+
+RANK_MASK_VALUES = ({0.6, 1.0}, {1.0, 1.2})  # UDR-S2Former's rank constraint and rank modulation (models/udr_s2former.py)
+
+
+def rank_path_nodes(model) -> list[str]:
+    """UDR-S2Former's ranking: every node whose output reaches a rank mask ``Where(keep, 1.0, 0.6)`` /
+    ``Where(keep, 1.0, 1.2)`` without passing a Conv, i.e. the masks, their comparisons, the bisection's
+    min/max/compare/count steps, the score MatMul and the top-51 TopK. A hard mask flips where FP16 rounding moves a
+    value across the threshold, so these stay FP32 (weakly typed TensorRT layers, FP16 ONNX islands). Empty for a
+    graph without such masks (DRSformer)."""
+    from onnx import numpy_helper
+
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if len(t.dims) == 0 or list(t.dims) == [1]}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].t.ByteSize():
+            arr = numpy_helper.to_array(n.attribute[0].t)
+            if arr.size == 1:
+                consts[n.output[0]] = arr
+    producer = {o: n for n in model.graph.node for o in n.output}
+    masks = [n for n in model.graph.node if n.op_type == "Where" and len(n.input) == 3 and all(i in consts for i in n.input[1:])
+             and {round(float(consts[i].reshape(-1)[0]), 3) for i in n.input[1:]} in RANK_MASK_VALUES]
+    seen: dict[str, object] = {}
+    stack = list(masks)
+    while stack:
+        n = stack.pop()
+        if n.name in seen or n.op_type == "Conv":
+            continue
+        seen[n.name] = n
+        stack.extend(producer[i] for i in n.input if i in producer)
+    return [n.name for n in model.graph.node if n.name in seen and n.op_type != "Constant"]

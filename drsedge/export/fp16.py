@@ -163,7 +163,7 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, images: list[np
     import onnx
     from onnxconverter_common import float16
 
-    from drsedge.onnx_graph import fp16_unsafe_nodes, fused_nodes, graph_float_types
+    from drsedge.onnx_graph import fp16_unsafe_nodes, fused_nodes, graph_float_types, rank_path_nodes
     from drsedge.onnx_io import load_onnx
 
     if not images:
@@ -180,7 +180,7 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, images: list[np
     # none for --fp16-safe exports), plus what overflows on the given frames, plus the -inf mask and the fused op
     islands = sorted(set(overflow_islands(src, images, project_hw)) | set(fp16_unsafe_nodes(model)) | set(fused_nodes(model))
                      | set(_fused_weight_producers(model)) | set(_neg_inf_consumers(model)) | set(attention_core(model)))
-    islands = sorted(set(islands) | set(_feeders_of(model, set(islands))) | set(_float_casts(model)))
+    islands = sorted(set(islands) | set(_feeders_of(model, set(islands))) | set(_float_casts(model)) | set(rank_path_nodes(model)))
     try:
         with warnings.catch_warnings():  # the converter warns about each constant it clips; the islands keep the ones that matter
             warnings.simplefilter("ignore")

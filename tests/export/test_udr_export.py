@@ -149,3 +149,26 @@ def test_mixed_fp16_onnx_of_udr(udr, data_dir, capsys):
     mse = float(np.mean((ref - y) ** 2))
     assert np.isfinite(y).all() and 10 * np.log10(1 / max(mse, 1e-12)) >= 40, mse
 
+
+
+def test_rank_path_stays_fp32_in_fp16_builds(udr):
+    """The bisection threshold and rank masks (hard, they flip on FP16 rounding) are pinned to FP32 in weakly typed
+    TensorRT builds and are FP32 islands of the FP16 ONNX; no conv is among them, and DRSformer has no rank path."""
+    from drsedge.backend.trt import weak_fp32_layers
+    from drsedge.onnx_graph import rank_path_nodes
+
+    _, _, path, _ = udr
+    m = onnx.load(str(path))
+    rank = set(rank_path_nodes(m))
+    ops = collections.Counter(n.op_type for n in m.graph.node if n.name in rank)
+    every = collections.Counter(n.op_type for n in m.graph.node)
+    assert ops["GreaterOrEqual"] == every["GreaterOrEqual"] and ops["ReduceSum"] == every["ReduceSum"] > 0  # the bisection
+    assert ops["Where"] >= 6 and ops["TopK"] == every["TopK"] and ops["Conv"] == 0
+    bisection = {n.name for n in m.graph.node if n.op_type in ("ReduceSum", "ReduceMin", "ReduceMax")}  # float-valued: pinnable
+    assert bisection <= set(weak_fp32_layers(path))
+
+    from drsedge.models import student_config
+
+    cfg = student_config(dim=8, num_blocks=[1, 1, 1, 1])
+    drs = export_onnx(cfg.build().eval(), path.parent / "drs.onnx")
+    assert rank_path_nodes(onnx.load(str(drs))) == []

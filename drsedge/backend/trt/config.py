@@ -106,14 +106,15 @@ def weak_fp32_layers(onnx_path) -> list[str]:
 
     :func:`drsedge.onnx_graph.fp16_unsafe_nodes`, the TKSA core (:func:`drsedge.onnx_graph.attention_core`: top-k selection flips
     on FP16 rounding, 28-47 dB vs 54-84 dB of fidelity measured on the FP16 ONNX) and the fused
-    ``TopKSparseSoftmax`` nodes, restricted to float-valued nodes (:func:`drsedge.onnx_graph.float_valued_nodes`).
+    ``TopKSparseSoftmax`` nodes and UDR-S2Former's ranking (:func:`drsedge.onnx_graph.rank_path_nodes`: the
+    bisection threshold and the rank masks), restricted to float-valued nodes (:func:`drsedge.onnx_graph.float_valued_nodes`).
     """
-    from drsedge.onnx_graph import attention_core, float_valued_nodes, fp16_unsafe_nodes, fused_nodes
+    from drsedge.onnx_graph import attention_core, float_valued_nodes, fp16_unsafe_nodes, fused_nodes, rank_path_nodes
     from drsedge.onnx_io import load_onnx
 
     model = load_onnx(onnx_path, external_data=False)
     floats = float_valued_nodes(model)
-    want = set(fp16_unsafe_nodes(model)) | (set(attention_core(model)) & floats) | set(fused_nodes(model))
+    want = set(fp16_unsafe_nodes(model)) | (set(rank_path_nodes(model)) & floats) | (set(attention_core(model)) & floats) | set(fused_nodes(model))
     return [n.name for n in model.graph.node if n.name in want and n.op_type != "Constant"]
 
 
