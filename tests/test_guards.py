@@ -117,7 +117,9 @@ def test_outputs_never_overwrite_inputs(tmp_path, tiny_ckpt, data_dir, capsys):
     before = _tree_hash(frames, tiny_ckpt)
     code = main(["derain", str(tiny_ckpt), str(frames), "-o", str(frames)])
     _one_line(capsys, code, "overwrite")
-    code = main(["export", str(tiny_ckpt), "-o", str(tiny_ckpt)])
+    code = _exit_code(["export", str(tiny_ckpt), "-o", str(tiny_ckpt)])  # argparse: ONNX outputs end in .onnx
+    _one_line(capsys, code, "must end in .onnx")
+    code = main(["derain", str(tiny_ckpt), str(frames / "1.png"), "-o", str(frames / "1.png")])  # one image onto itself
     _one_line(capsys, code, "overwrite")
     code = main(["prune", str(tiny_ckpt), "-o", str(tiny_ckpt)])
     _one_line(capsys, code, "overwrite")
@@ -134,6 +136,27 @@ def test_outputs_never_overwrite_inputs(tmp_path, tiny_ckpt, data_dir, capsys):
     code = main(["derain", str(tiny_ckpt), str(frames), "-o", str(tmp_path / "out")])
     _one_line(capsys, code, "same name")
     assert not (tmp_path / "out").exists()
+
+
+def test_derain_one_image(tmp_path, tiny_ckpt, data_dir, capsys):
+    """One image in (not only a folder): ``-o`` an image path or a folder; same pixels as the folder run; a non-image
+    output suffix and a non-image input are refused in one line with nothing written."""
+    from drsedge.data.images import read_image
+
+    src = data_dir / "real" / "3.png"
+    assert main(["derain", str(tiny_ckpt), str(src), "-o", str(tmp_path / "a.png")]) == 0
+    assert main(["derain", str(tiny_ckpt), str(src), "-o", str(tmp_path / "d")]) == 0
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(src, one / "3.png")
+    assert main(["derain", str(tiny_ckpt), str(one), "-o", str(tmp_path / "f")]) == 0
+    ref = read_image(tmp_path / "f" / "3.png")
+    assert np.array_equal(read_image(tmp_path / "a.png"), ref) and np.array_equal(read_image(tmp_path / "d" / "3.png"), ref)
+    capsys.readouterr()
+    _one_line(capsys, main(["derain", str(tiny_ckpt), str(src), "-o", str(tmp_path / "x.onnx")]), "PNG or JPEG")
+    (tmp_path / "notes.txt").write_text("x")
+    _one_line(capsys, main(["derain", str(tiny_ckpt), str(tmp_path / "notes.txt"), "-o", str(tmp_path / "y")]), "not an image")
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "y").exists()
 
 
 # 5. no traceback for a user error -------------------------------------------------------------------------

@@ -172,6 +172,22 @@ def hw(text: str) -> tuple[int, int]:
     return h, w
 
 
+def onnx_out(text: str) -> str:
+    """An ONNX output path (``-o`` of export/quantize/qat): it must end in ``.onnx``, the suffix by which derain, check,
+    compare and stream tell an ONNX model from a checkpoint (``runtime.frame_models.open_frame_model``).
+
+    Raises:
+        argparse.ArgumentTypeError: another suffix (argparse prints it as one usage error, exit 2; nothing is written).
+    """
+    if not text.endswith(".onnx"):
+        raise argparse.ArgumentTypeError(f"{text}: an ONNX output must end in .onnx (the runners tell ONNX models from "
+                                         "checkpoints by it)")
+    return text
+
+
+onnx_out.__name__ = "ONNX path"
+
+
 def add_compare_args(p):
     p.add_argument("ref", help="reference ONNX, run in ONNX Runtime (e.g. FP32)")
     p.add_argument("test", nargs="?", help="ONNX to examine in ONNX Runtime (e.g. INT8 Q/DQ); with --trt: the ONNX to build from")

@@ -9,18 +9,35 @@ from drsedge.errors import DrsedgeError
 from .args import MULT8, NONNEG, add_plugin_arg
 
 
-def cmd_derain(a) -> int:
-    from drsedge.data.folders import find_unlabeled
-    from drsedge.data.images import read_image, write_image
+def _targets(src: Path, output: str) -> list[tuple[Path, Path]]:
+    """(input image, output PNG/JPEG) pairs: a folder -> ``OUTPUT/<stem>.png``; one image -> ``OUTPUT`` itself when it
+    names an image file (.png/.jpg/.jpeg), else ``OUTPUT/<stem>.png``."""
+    from drsedge.data.folders import IMAGE_SUFFIXES, find_unlabeled, is_image_file
     from drsedge.fileio import refuse_overwrite
 
-    files = find_unlabeled(a.input)
-    refuse_overwrite(a.output, [a.input, files[0].parent], "output folder")
+    out = Path(output)
+    if src.is_file():
+        if not is_image_file(src):
+            raise DrsedgeError(f"{src}: not an image ({', '.join(IMAGE_SUFFIXES)}); give an image or a folder of images")
+        dst = out if out.suffix.lower() in (".png", ".jpg", ".jpeg") else out / f"{src.stem}.png"
+        if out.suffix and out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            raise DrsedgeError(f"{output}: derain writes PNG or JPEG; name the output .png/.jpg or give a folder")
+        refuse_overwrite(dst, [src], "output image")
+        return [(src, dst)]
+    files = find_unlabeled(src)
+    refuse_overwrite(output, [src, files[0].parent], "output folder")
     stems: dict[str, Path] = {}
     for f in files:
         if f.stem in stems:
-            raise DrsedgeError(f"{f}: same name as {stems[f.stem]}; both would be written to {a.output}/{f.stem}.png; rename one")
+            raise DrsedgeError(f"{f}: same name as {stems[f.stem]}; both would be written to {output}/{f.stem}.png; rename one")
         stems[f.stem] = f
+    return [(f, out / f"{f.stem}.png") for f in files]
+
+
+def cmd_derain(a) -> int:
+    from drsedge.data.images import read_image, write_image
+
+    jobs = _targets(Path(a.input), a.output)
     if a.tile is not None and a.tile_overlap >= a.tile:
         raise DrsedgeError(f"--tile-overlap {a.tile_overlap} must be smaller than --tile {a.tile}")
     from drsedge.runtime.frame_models import open_frame_model
@@ -28,25 +45,25 @@ def cmd_derain(a) -> int:
     from drsedge.runtime.onnx_np import restore_np
 
     model = open_frame_model(a.model, a.provider, a.plugin)  # ONNX and engines: no PyTorch (drsedge[runtime])
-    for f in files:  # every input decodes before the first output is written (a truncated 2nd file must not leave a 1.png)
+    for f, _ in jobs:  # every input decodes before the first output is written (a truncated 2nd file must not leave a 1.png)
         read_image(f)
 
     def derain(img):
         t = plan_tile(model.limits, *img.shape[:2], a.tile, a.tile_overlap, str(a.model))
         return restore_np(model, img, tile=t, overlap=a.tile_overlap)
 
-    for f in files:
-        write_image(Path(a.output) / f"{f.stem}.png", derain(read_image(f)))
-    print(f"wrote {len(files)} images to {a.output}")
+    for f, dst in jobs:
+        write_image(dst, derain(read_image(f)))
+    print(f"wrote {len(jobs)} image{'s' if len(jobs) > 1 else ''} to {a.output}")
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("derain", help="derain a folder of images with an ONNX model, TensorRT engine or checkpoint "
+    p = sub.add_parser("derain", help="derain an image or a folder of images with an ONNX model, TensorRT engine or checkpoint "
                        "(ONNX and engines: no PyTorch needed)")
     p.add_argument("model", help="ONNX model, TensorRT engine (.engine/.plan + .json sidecar) or checkpoint (shipped:student too)")
-    p.add_argument("input")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("input", help="a folder of images, or one image")
+    p.add_argument("-o", "--output", required=True, help="output folder (<stem>.png per input); for one image also a .png/.jpg path")
     p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt", "openvino"), default="cpu",
                    help="ONNX models: ONNX Runtime execution provider, or openvino (OpenVINO CPU runtime; INT8 Q/DQ runs as INT8)")
     add_plugin_arg(p)

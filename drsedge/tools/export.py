@@ -6,7 +6,7 @@ from pathlib import Path
 
 from drsedge.run_config import ExportSection, cli_choice
 
-from .args import POS, hw, int_type
+from .args import POS, hw, int_type, onnx_out
 
 
 def cmd_export(a) -> int:
@@ -36,7 +36,7 @@ def cmd_export(a) -> int:
 def register(sub) -> None:
     p = sub.add_parser("export", help="export a model to ONNX (DRSformer: dynamic H/W; UDR-S2Former: --size) and check it in ONNX Runtime")
     p.add_argument("model", help="model checkpoint")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("-o", "--output", required=True, type=onnx_out, help="ONNX file to write (.onnx)")
     p.add_argument("--opset", type=int_type(16), default=cli_choice(ExportSection, "opset")["default"], help="17+ (16: UDR-S2Former for TensorRT 8.5, LayerNorm decomposed)")
     p.add_argument("--size", metavar="HxW", help="static-shape families (UDR-S2Former): the engine's frame size, multiples of 64 "
                                                  "(default: the model's img_size); the runtime tiles other sizes with it")

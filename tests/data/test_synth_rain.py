@@ -78,14 +78,18 @@ def test_refusals(clean, tmp_path, data_dir, capsys):
 
 def test_raindrops_refract_and_are_defocused(data_dir, tmp_path):
     """Drops cover part of the frame, replace it by a blurred, brightened, displaced view (not a blur of the same
-    pixels), and leave the rest untouched; the same seed gives the same drops."""
+    pixels), and leave the rest untouched; the same seed gives the same drops. The wet glass's veil (default preset)
+    lifts the frame and lowers its contrast everywhere."""
+    import dataclasses
+
     from scipy.ndimage import gaussian_filter
 
-    from drsedge.data.synth_rain import render_drops
+    from drsedge.data.synth_rain import DROPS, render_drops
 
     img = read_image(data_dir / "clean" / "kodak24" / "kodim05.png")
-    out, p = render_drops(img, np.random.default_rng(0))
-    again, _ = render_drops(img, np.random.default_rng(0))
+    no_veil = dataclasses.replace(DROPS, veil=(0.0, 0.0))
+    out, p = render_drops(img, np.random.default_rng(0), no_veil)
+    again, _ = render_drops(img, np.random.default_rng(0), no_veil)
     assert np.array_equal(out, again) and out.shape == img.shape and out.dtype == np.float32
     diff = np.abs(out - img).max(-1)
     changed = diff > 0.02
@@ -97,6 +101,12 @@ def test_raindrops_refract_and_are_defocused(data_dir, tmp_path):
     assert np.abs(out - blurred).max(-1)[core].mean() > 0.05
     assert out[core].std() < img[core].std()
     assert abs(float(out.mean() - img.mean())) < 0.02  # no global brightness change: drops refract, they do not glow
+    # the default preset draws the same drops, then the veil: brighter and flatter between the drops too
+    veiled, vp = render_drops(img, np.random.default_rng(0))
+    assert 0.02 <= vp["veil"] <= 0.2 and vp["drops"] == p["drops"]
+    between = ~changed
+    assert veiled[between].mean() > img[between].mean() + 0.005 and veiled[between].std() < img[between].std()
+    assert np.abs(veiled - img).max(-1)[between].mean() > 0.01
     # the mix puts drops in front of streaks; both presets go through synth-rain's folders and CLI
     mixed, mp = render_rain(img, np.random.default_rng(0), "rain+drop")
     assert mp["preset"] == "rain+drop" and mp["streaks"]["layers"] and np.abs(mixed - img).mean() > np.abs(out - img).mean() * 0.5
