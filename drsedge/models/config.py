@@ -130,11 +130,11 @@ def config_from_dict(d: dict | None, source: str, base: dict | None = None):
 
 
 def require_drsformer(cfg, what: str, source: str) -> None:
-    """Refuse, in one line, a stage that covers the DRSformer family only (pruning, QAT) for another family.
+    """Refuse, in one line, a stage that covers the DRSformer family only (QAT) for another family.
 
     Raises:
         DrsedgeError: ``cfg`` is not a :class:`ModelConfig`.
     """
     if not isinstance(cfg, ModelConfig):
         raise DrsedgeError(f"{source}: {what} covers the DRSformer family; this is a {getattr(cfg, 'family', type(cfg).__name__)} "
-                           "model (UDR-S2Former: export, quantize, check, derain and stream work; pruning and QAT do not yet)")
+                           "model (UDR-S2Former: every other stage works, PTQ with `drsedge quantize`; QAT does not yet)")
