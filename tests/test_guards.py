@@ -74,6 +74,11 @@ def test_copy_or_link_of_the_test_set_is_refused(tmp_path, data_dir, capsys):
     shutil.copy(data_dir / "rain100L" / "input" / "7.png", calib / "frame.png")
     code = main(["quantize", str(tmp_path / "x.onnx"), "--calib", str(calib), "-o", str(tmp_path / "q.onnx")])
     _one_line(capsys, code, "frame.png", "held-out")
+    nested = tmp_path / "nested"  # a real folder whose input/ links into rain100L (rglob does not follow it)
+    nested.mkdir()
+    os.symlink(data_dir / "rain100L" / "input", nested / "input")
+    code = main(["quantize", str(tmp_path / "x.onnx"), "--calib", str(nested), "-o", str(tmp_path / "q.onnx")])
+    _one_line(capsys, code, "nested", "held-out")
     assert not (tmp_path / "t").exists() and not (tmp_path / "q.onnx").exists()
 
 

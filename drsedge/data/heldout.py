@@ -32,11 +32,22 @@ def held_out_hashes() -> frozenset[str]:
 
 
 def _image_files(p: Path) -> list[Path]:
+    """Image files under ``p``, following symlinked folders (``Path.rglob`` does not before Python 3.13, so a folder
+    holding a link to rain100L's ``input/`` would pass unseen); each real folder is read once (link cycles end)."""
     if p.is_file():
         return [p]
-    if p.is_dir():
-        return [f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
-    return []
+    if not p.is_dir():
+        return []
+    out: list[Path] = []
+    seen: set[str] = set()
+    for root, dirs, files in os.walk(p, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        out += [Path(root, f) for f in sorted(files) if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".")]
+    return out
 
 
 def _hashes_under(dirs: Iterable[str | os.PathLike]) -> set[str]:
@@ -56,5 +67,7 @@ def guard_not_held_out(paths: Iterable[str | os.PathLike], purpose: str, test_di
     known = held_out_hashes() | _hashes_under(test_dirs)
     for p in paths:
         for f in _image_files(p):
+            if HELD_OUT in os.path.realpath(f).lower():
+                raise DrsedgeError(f"{f}: links into rain100L, the held-out test set; it cannot be used for {purpose}")
             if sha256(f) in known:
                 raise DrsedgeError(f"{f}: same bytes as a held-out test image (rain100L or data.test); it cannot be used for {purpose}")
