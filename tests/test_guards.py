@@ -79,6 +79,17 @@ def test_copy_or_link_of_the_test_set_is_refused(tmp_path, data_dir, capsys):
     os.symlink(data_dir / "rain100L" / "input", nested / "input")
     code = main(["quantize", str(tmp_path / "x.onnx"), "--calib", str(nested), "-o", str(tmp_path / "q.onnx")])
     _one_line(capsys, code, "nested", "held-out")
+    reenc = tmp_path / "reenc"  # other bytes, same pixels: a 16-bit re-encode of a Rain100L input
+    reenc.mkdir()
+    from PIL import Image
+
+    px = np.asarray(Image.open(data_dir / "rain100L" / "input" / "7.png").convert("RGB")).astype(np.uint16) * 257
+    import cv2
+
+    cv2.imwrite(str(reenc / "frame16.png"), px[..., ::-1])
+    assert (reenc / "frame16.png").read_bytes() != (data_dir / "rain100L" / "input" / "7.png").read_bytes()
+    code = main(["quantize", str(tmp_path / "x.onnx"), "--calib", str(reenc), "-o", str(tmp_path / "q.onnx")])
+    _one_line(capsys, code, "frame16.png", "same pixels")
     assert not (tmp_path / "t").exists() and not (tmp_path / "q.onnx").exists()
 
 

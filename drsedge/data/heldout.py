@@ -4,24 +4,30 @@ distillation, calibration, validation or synthetic-rain sources.
 A path is refused when its name or its resolved target (symlinks followed) names rain100L, or when
 any image file under it has the same bytes (sha256) as a Rain100L test image (the 100 files of
 pairs 1-50 in ``../shared/data/rain100L``, listed in ``rain100l_sha256.txt``) or as a file of the
-``test_dirs`` passed in (the pipeline passes ``data.test``). Copies and links are therefore caught,
-not only the folder name.
+``test_dirs`` passed in (the pipeline passes ``data.test``), or the same decoded pixels (8-bit RGB, see
+``rain100l_pixels.txt``; only files whose header size matches a held-out image are decoded). Copies, links and
+re-encoded copies (another PNG writer, 16-bit, an alpha channel) are therefore caught, not only the folder name;
+a lossy (JPEG) or cropped copy is not.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from PIL import Image
+
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import sha256
 
-from .images import IMAGE_SUFFIXES
+from .images import IMAGE_SUFFIXES, read_uint8
 
 HELD_OUT = "rain100l"
 _HASH_FILE = Path(__file__).with_name("rain100l_sha256.txt")
+_PIXEL_FILE = Path(__file__).with_name("rain100l_pixels.txt")
 
 
 @functools.lru_cache(maxsize=1)
@@ -29,6 +35,27 @@ def held_out_hashes() -> frozenset[str]:
     """sha256 of the Rain100L test files' bytes (shipped with the package)."""
     lines = _HASH_FILE.read_text().splitlines()
     return frozenset(s.strip() for s in lines if s.strip() and not s.startswith("#"))
+
+
+@functools.lru_cache(maxsize=1)
+def held_out_pixels() -> frozenset[tuple[int, int, str]]:
+    """(H, W, sha256 of the ``[H, W, 3]`` uint8 RGB pixels) of the Rain100L test files (shipped with the package)."""
+    rows = [s.split() for s in _PIXEL_FILE.read_text().splitlines() if s.strip() and not s.startswith("#")]
+    return frozenset((int(h), int(w), d) for h, w, d in rows)
+
+
+def _pixel_key(f: Path) -> tuple[int, int, str]:
+    a = read_uint8(f)
+    return a.shape[0], a.shape[1], hashlib.sha256(a.tobytes()).hexdigest()
+
+
+def _header_hw(f: Path) -> tuple[int, int] | None:
+    """(H, W) from the image header (nothing decoded); None when Pillow cannot read it (the loaders refuse it later)."""
+    try:
+        with Image.open(f) as im:
+            return im.size[1], im.size[0]
+    except Exception:  # any unreadable file is the loaders' to refuse, with their message
+        return None
 
 
 def _image_files(p: Path) -> list[Path]:
@@ -50,10 +77,6 @@ def _image_files(p: Path) -> list[Path]:
     return out
 
 
-def _hashes_under(dirs: Iterable[str | os.PathLike]) -> set[str]:
-    return {sha256(f) for d in dirs for f in _image_files(Path(d))}
-
-
 def guard_not_held_out(paths: Iterable[str | os.PathLike], purpose: str, test_dirs: Iterable[str | os.PathLike] = ()) -> None:
     """Refuse any of ``paths`` (files or folders) that is, links to, or contains a held-out test image.
 
@@ -64,10 +87,16 @@ def guard_not_held_out(paths: Iterable[str | os.PathLike], purpose: str, test_di
     for p in paths:
         if HELD_OUT in str(p).lower() or HELD_OUT in str(p.resolve()).lower():
             raise DrsedgeError(f"{p}: rain100L is the held-out test set; it cannot be used for {purpose}")
-    known = held_out_hashes() | _hashes_under(test_dirs)
+    test_files = [f for d in test_dirs for f in _image_files(Path(d))]
+    known = held_out_hashes() | {sha256(f) for f in test_files}
+    pixels = held_out_pixels() | {_pixel_key(f) for f in test_files}
+    sizes = {(h, w) for h, w, _ in pixels}
     for p in paths:
         for f in _image_files(p):
             if HELD_OUT in os.path.realpath(f).lower():
                 raise DrsedgeError(f"{f}: links into rain100L, the held-out test set; it cannot be used for {purpose}")
             if sha256(f) in known:
                 raise DrsedgeError(f"{f}: same bytes as a held-out test image (rain100L or data.test); it cannot be used for {purpose}")
+            if _header_hw(f) in sizes and _pixel_key(f) in pixels:
+                raise DrsedgeError(f"{f}: same pixels as a held-out test image (rain100L or data.test), re-encoded; it cannot "
+                                   f"be used for {purpose}")
