@@ -99,6 +99,9 @@ class OnnxModel:
 def restore_np(model, img: np.ndarray, tile: int | None = None, overlap: int = 32) -> np.ndarray:
     """Derain ``[H, W, 3]`` float32 in [0, 1] -> same shape in [0, 1] (pad to x8, forward or tiles, crop, clip).
 
+    A side shorter than ``tile`` is padded up to it (reflect; edge when too short to reflect), as
+    :func:`drsedge.runtime.tiling.static_tiled`, so a fixed-size model (UDR-S2Former's static export) takes small frames.
+
     Tiling and padding follow :mod:`drsedge.runtime.tile_plan` (the same plan as the PyTorch runners).
 
     Raises:
@@ -106,7 +109,12 @@ def restore_np(model, img: np.ndarray, tile: int | None = None, overlap: int = 3
     """
     h, w = img.shape[:2]
     ph, pw = pad_amounts(h, w, 8)
-    x = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect").transpose(2, 0, 1)[None]
+    x = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+    if tile:  # a side shorter than the tile is padded up to it (a fixed-size model's minimum; limits.plan_tile)
+        eh, ew = max(tile - x.shape[0], 0), max(tile - x.shape[1], 0)
+        if eh or ew:
+            x = np.pad(x, ((0, eh), (0, ew), (0, 0)), mode="reflect" if eh < x.shape[0] and ew < x.shape[1] else "edge")
+    x = x.transpose(2, 0, 1)[None]
     if tile:
         t = square_tile(tile, overlap, *x.shape[2:])
         y = overlap_average(model, x, t, t, overlap, lambda shape: np.zeros(shape, np.float32))

@@ -22,8 +22,9 @@ def test_engine_profile_tiles_only_frames_above_its_max():
     assert plan_tile(lim, 1080, 1920, 256, 32) == 256
     with pytest.raises(DrsedgeError, match="exceeds"):
         plan_tile(lim, 1080, 1920, 1024, 32)
+    assert plan_tile(lim, 40, 40, None, 16) == 64  # below the profile min: padded up to it
     with pytest.raises(DrsedgeError, match="cannot be fed"):
-        plan_tile(lim, 40, 40, None, 16)  # below the profile min
+        plan_tile(lim, 40, 40, 32, 16)  # a --tile below the profile min
     with pytest.raises(DrsedgeError, match="no \\[N, 3, H, W\\] optimization profile"):
         limits_from_sidecar({"profile": {"min": [1, 3]}}, "e.engine")
 
@@ -32,8 +33,8 @@ def test_static_onnx_shape_is_the_tile():
     lim = ShapeLimits((128, 128), (128, 128), "ONNX static input 128x128")
     assert plan_tile(lim, 128, 128, None, 32) is None
     assert plan_tile(lim, 321, 481, None, 32) == 128
-    with pytest.raises(DrsedgeError, match="cannot be fed"):
-        plan_tile(lim, 96, 200, None, 32)  # shorter side below the fixed shape
+    assert plan_tile(lim, 96, 200, None, 32) == 128  # shorter side below the fixed shape: padded up to it
+    assert plan_tile(lim, 37, 60, None, 32) == 128
     with pytest.raises(DrsedgeError, match="overlap"):
         plan_tile(lim, 300, 300, None, 128)
     rect = ShapeLimits((128, 256), (128, 256), "ONNX static input 128x256")

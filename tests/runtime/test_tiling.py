@@ -25,3 +25,33 @@ def test_bad_tiles():
         tiled_forward(lambda t: t, x, 12, 4)
     with pytest.raises(ValueError, match="overlap 16 must be in"):
         tiled_forward(lambda t: t, x, 16, 16)
+
+
+def test_small_frame_is_padded_up_to_a_fixed_size_model():
+    """A frame shorter than a static model's input (UDR-S2Former exports: 256x256) is padded up to it and cropped
+    back (derain/stream, numpy), not refused; a larger one is tiled. The model sees only its own size."""
+    import numpy as np
+
+    from drsedge.data.images import read_image
+    from drsedge.runtime.limits import ShapeLimits, plan_tile
+    from drsedge.runtime.onnx_np import restore_np
+    from tests.conftest import SHARED
+
+    if not (SHARED / "data" / "raindrop").is_dir():
+        pytest.skip("../shared/data/raindrop is absent")
+    seen = []
+
+    def fixed(x):
+        seen.append(x.shape)
+        assert x.shape == (1, 3, 128, 128), x.shape
+        return x[:, ::-1] * 0.5  # per-pixel: the crop must give back exactly the frame's own pixels
+
+    lim = ShapeLimits((128, 128), (128, 128), "ONNX static input 128x128")
+    img = read_image(sorted((SHARED / "data" / "raindrop").rglob("*.png"))[0])
+    for h, w in ((37, 130), (100, 60), (8, 8), (200, 90)):
+        crop = img[:h, :w]
+        t = plan_tile(lim, h, w, None, 32)
+        y = restore_np(fixed, crop, tile=t, overlap=32)
+        assert y.shape == crop.shape
+        np.testing.assert_allclose(y, crop[..., ::-1] * 0.5, atol=1e-7)
+    assert seen
