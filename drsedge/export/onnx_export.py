@@ -48,6 +48,15 @@ class ParityResult:
         return float("nan") if any(v != v for v in vals) else max(vals)
 
 
+def max_opset(exporter: str) -> int:
+    """The newest ONNX opset ``exporter`` writes in the installed PyTorch (``torch.onnx._constants``: PyTorch 2.13 writes
+    <= 20 with the TorchScript exporter, <= 23 with the dynamo one); 20 when PyTorch does not say."""
+    from torch.onnx import _constants
+
+    name = "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET" if exporter == "torchscript" else "ONNX_MAX_OPSET"
+    return int(getattr(_constants, name, 20))
+
+
 def export_onnx(
     model: torch.nn.Module,
     path: str | os.PathLike,
@@ -81,7 +90,7 @@ def export_onnx(
             comparison). Recorded as metadata ``drsedge.structure``. UDR-S2Former has one structure.
 
     Raises:
-        DrsedgeError: opset < 17 (UDR-S2Former: < 16, the TensorRT 8.5 form), an unknown exporter, a bad ``size``, or
+        DrsedgeError: opset < 17 (UDR-S2Former: < 16, the TensorRT 8.5 form) or above :func:`max_opset`, an unknown exporter, a bad ``size``, or
             ``attention="fused"`` / ``fp16_safe`` for a family without TKSA.
     """
     static = is_static_family(model)
@@ -90,6 +99,10 @@ def export_onnx(
         raise DrsedgeError(f"opset {opset} is too old: drsedge exports this model with opset >= {min_opset}")
     if exporter not in EXPORTERS:
         raise DrsedgeError(f"unknown exporter {exporter!r}; use one of {EXPORTERS}")
+    top = max_opset(exporter)
+    if opset > top:
+        raise DrsedgeError(f"opset {opset} is newer than this PyTorch's {exporter} exporter writes (<= {top}); use --opset {top} "
+                           "or less (export.opset in a run config)")
     if structure not in STRUCTURES:
         raise DrsedgeError(f"unknown export structure {structure!r}; use one of {STRUCTURES}")
     if static:

@@ -63,3 +63,19 @@ def test_deploy_export_is_smaller_and_has_no_block_slices(tmp_path):
     assert not copies, copies[:5]
     up_copies = [n for n in m_up.graph.node if n.op_type in ("Slice", "Concat") and "/ffn/" in n.name]
     assert up_copies  # the check above can see them: the upstream structure has them in every MSFN
+
+
+def test_opset_range_is_what_the_exporter_writes(tmp_path):
+    """The newest opset the TorchScript exporter writes exports with parity; one above is refused in one line
+    before anything is written (it was an 'unexpected' RuntimeError from inside torch.onnx)."""
+    from drsedge.errors import DrsedgeError
+    from drsedge.export.onnx_export import max_opset
+
+    model = student_config(dim=8, num_blocks=[1, 1, 1, 1]).build()
+    top = max_opset("torchscript")
+    path = export_onnx(model, tmp_path / "top.onnx", opset=top)
+    assert onnx.load(path).opset_import[0].version == top
+    assert check_parity(model, path, sizes=((64, 64),)).worst <= 1e-4
+    with pytest.raises(DrsedgeError, match=f"opset {top + 1} is newer"):
+        export_onnx(model, tmp_path / "over.onnx", opset=top + 1)
+    assert not (tmp_path / "over.onnx").exists()
