@@ -45,7 +45,14 @@ def held_out_pixels() -> frozenset[tuple[int, int, str]]:
 
 
 def _pixel_key(f: Path) -> tuple[int, int, str]:
-    a = read_uint8(f)
+    st = f.stat()
+    return _pixel_key_of(str(f), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _pixel_key_of(path: str, _mtime_ns: int, _size: int) -> tuple[int, int, str]:
+    """(H, W, sha256 of the uint8 RGB pixels), cached per file version (a run guards the same test set many times)."""
+    a = read_uint8(path)
     return a.shape[0], a.shape[1], hashlib.sha256(a.tobytes()).hexdigest()
 
 
@@ -88,8 +95,9 @@ def guard_not_held_out(paths: Iterable[str | os.PathLike], purpose: str, test_di
         if HELD_OUT in str(p).lower() or HELD_OUT in str(p.resolve()).lower():
             raise DrsedgeError(f"{p}: rain100L is the held-out test set; it cannot be used for {purpose}")
     test_files = [f for d in test_dirs for f in _image_files(Path(d))]
-    known = held_out_hashes() | {sha256(f) for f in test_files}
-    pixels = held_out_pixels() | {_pixel_key(f) for f in test_files}
+    test_bytes = {f: sha256(f) for f in test_files}
+    known = held_out_hashes() | set(test_bytes.values())
+    pixels = held_out_pixels() | {_pixel_key(f) for f, h in test_bytes.items() if h not in held_out_hashes()}
     sizes = {(h, w) for h, w, _ in pixels}
     for p in paths:
         for f in _image_files(p):
