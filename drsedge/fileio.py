@@ -103,6 +103,20 @@ def remove_stale_temporaries(path: str | os.PathLike) -> int:
     return n
 
 
+def refuse_inside(out_dir: str | os.PathLike, inputs, what: str = "output folder") -> None:
+    """Refuse an output folder that is, or lies inside, one of the input folders ``inputs`` (links resolved): a run
+    directory written into a data folder would mix its artifacts into the data a later run reads.
+
+    Raises:
+        DrsedgeError: one line naming the output folder and the input folder it would be written into.
+    """
+    out = Path(out_dir).resolve()
+    for i in inputs:
+        src = Path(i).resolve()
+        if out == src or src in out.parents:
+            raise DrsedgeError(f"{out_dir}: the {what} would be written into the input folder {i}; choose a folder outside the data")
+
+
 def refuse_overwrite(output: str | os.PathLike, inputs, what: str = "output") -> None:
     """Refuse an ``output`` path that is one of ``inputs`` (files or folders, links resolved), or, for a
     folder output, one that equals an input folder: outputs never overwrite inputs.

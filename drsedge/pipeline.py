@@ -1,10 +1,8 @@
-"""The drsedge pipeline: synthetic rain -> teacher -> distilled student -> pruned student -> ONNX FP32/FP16 -> ONNX INT8
--> drift report, one :mod:`drsedge.stages` function per stage.
+"""The pipeline: synthetic rain -> teacher -> student -> pruned -> ONNX FP32/FP16 -> INT8 -> drift report (:mod:`drsedge.stages`).
 
 This module holds only what a run adds to the stages: the stage graph (:data:`GRAPH`: what each stage consumes and
-which data entries it reads), the manifest and the lock; the run config comes from
-:func:`drsedge.run_config.load_run_config`. Each stage
-writes its artifacts into the run directory and records them in ``manifest.json`` (paths, sha256, the stage's
+which data entries it reads), the manifest and the lock; the run config comes from :func:`drsedge.run_config.load_run_config`.
+Each stage writes its artifacts into the run directory and records them in ``manifest.json`` (paths, sha256, the stage's
 options, metrics). A stage is skipped on a re-run when its key (a hash of its options, the seed, the data it reads,
 an input checkpoint's bytes and the artifacts it consumes) is unchanged and its artifacts still hash the same.
 """
@@ -17,7 +15,7 @@ import time
 from pathlib import Path
 
 from drsedge.errors import DrsedgeError
-from drsedge.fileio import atomic_write, sha256
+from drsedge.fileio import atomic_write, refuse_inside, sha256
 from drsedge.jsonio import dumps_strict
 from drsedge.run_config import RunConfig, default_data_root
 from drsedge.stages import StageResult
@@ -42,10 +40,12 @@ class Pipeline:
     def __init__(self, cfg: RunConfig, progress: bool = True, log=print):
         self.cfg, self.progress, self.log = cfg, progress, log
         self.run_dir = Path(cfg.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if (root := cfg.data.root or default_data_root()) is None:
             raise DrsedgeError("no data root: pass --data DIR (a folder laid out like ../shared/data)")
-        self.root = Path(root)
+        self.root, d = Path(root), cfg.data  # the run directory is not (in) a folder the run reads: checked before it is made
+        refuse_inside(self.run_dir, [self.root / p for p in (*d.train, *(d.unlabeled or ()), *d.calibration, d.validation, d.test,
+                                                             *(d.synthetic.clean if d.synthetic else ())) if p], "run directory")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.enabled = [n for n in GRAPH if n not in OPTIONAL or OPTIONAL[n](cfg)]
         self.manifest_path = self.run_dir / "manifest.json"
         self.manifest: dict = {"stages": {}}

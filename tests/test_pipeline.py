@@ -94,6 +94,18 @@ def test_training_on_held_out_set_is_refused(tmp_path, data_dir, capsys):
     assert "held-out" in capsys.readouterr().err
 
 
+def test_run_dir_inside_a_data_folder_is_refused_before_it_is_made(tmp_path, capsys):
+    """A run directory in a folder the run reads (here the unlabeled ``real/``) would mix manifests, checkpoints and
+    synthetic pairs into the data; refused in one line, nothing created (it used to write into ../shared/data/real)."""
+    (tmp_path / "data" / "real").mkdir(parents=True)
+    for run_dir in (tmp_path / "data" / "real", tmp_path / "data" / "real" / "run"):
+        cfg = tmp_path / "run.yaml"
+        cfg.write_text(yaml.safe_dump({**TINY, "run_dir": str(run_dir)}))
+        assert main(["pipeline", "--config", str(cfg), "--data", str(tmp_path / "data")]) == 2
+        assert "would be written into the input folder" in capsys.readouterr().err
+    assert not any((tmp_path / "data" / "real").iterdir())
+
+
 @pytest.mark.parametrize("text,needle", [("teacher: [unclosed", "not valid YAML"), ("bogus: 1", "unknown section")])
 def test_bad_run_config(tmp_path, capsys, text, needle):
     cfg = tmp_path / "run.yaml"
