@@ -37,8 +37,8 @@ def plan_tile(limits: ShapeLimits, height: int, width: int, tile: int | None, ov
     """
     ph, pw = height + (-height) % 8, width + (-width) % 8
     lo_h, lo_w = limits.min_hw
-    if limits.max_hw is None:
-        return tile
+    if limits.max_hw is None:  # any size: a tile longer than the frame is clipped to it (no padding up)
+        return tile if tile is None else min(tile, ph, pw)
     hi_h, hi_w = limits.max_hw
     side = min(hi_h, hi_w) // 8 * 8
     if tile is not None and (tile > hi_h or tile > hi_w):

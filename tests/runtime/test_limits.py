@@ -11,6 +11,7 @@ from drsedge.runtime.limits import ShapeLimits, plan_tile
 def test_dynamic_models_keep_the_users_choice():
     assert plan_tile(ShapeLimits(), 720, 1280, None, 32) is None
     assert plan_tile(ShapeLimits(), 720, 1280, 256, 32) == 256
+    assert plan_tile(ShapeLimits(), 60, 100, 256, 32) == 64  # clipped to the frame (x8), not padded up to the tile
 
 
 def test_engine_profile_tiles_only_frames_above_its_max():
