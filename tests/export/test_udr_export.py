@@ -126,6 +126,21 @@ def test_fixed_size_onnx_derains_real_raindrop_frames_by_tiles(udr, data_dir, tm
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["2.png"]
 
 
+def test_fixed_size_onnx_takes_small_frames_and_fp16_check(udr, data_dir, tmp_path, capsys):
+    """A frame smaller than the static 128x128 input is padded up and cropped back by derain (it was refused), and
+    fp16-check crops real frames to the static size (it fed whole frames: an 'unexpected' ONNX Runtime error)."""
+    from PIL import Image
+
+    _, _, path, _ = udr
+    (tmp_path / "in").mkdir()
+    Image.open(data_dir / "raindrop" / "real" / "2.png").crop((0, 0, 90, 100)).save(tmp_path / "in" / "small.png")
+    assert main(["derain", str(path), str(tmp_path / "in"), "-o", str(tmp_path / "out")]) == 0
+    assert Image.open(tmp_path / "out" / "small.png").size == (90, 100)
+    capsys.readouterr()
+    assert main(["fp16-check", str(path), "--images", str(data_dir / "raindrop" / "real"), "--limit", "1"]) == 0
+    assert "1 images at 128x128" in capsys.readouterr().out
+
+
 def test_mixed_fp16_onnx_of_udr(udr, data_dir, capsys):
     """The mixed FP16 ONNX of UDR-S2Former (refused before: the converter left FP32-typed Identity outputs of shared
     weights and int/bool -> FP32 Casts it retyped; ONNX Runtime could not load the file): it loads, runs FP16 with FP32
