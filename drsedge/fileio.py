@@ -104,17 +104,47 @@ def remove_stale_temporaries(path: str | os.PathLike) -> int:
 
 
 def refuse_inside(out_dir: str | os.PathLike, inputs, what: str = "output folder") -> None:
-    """Refuse an output folder that is, or lies inside, one of the input folders ``inputs`` (links resolved): a run
-    directory written into a data folder would mix its artifacts into the data a later run reads.
+    """Refuse an output folder that is, lies inside, or contains one of the input folders ``inputs`` (links
+    resolved): a run directory written into a data folder would mix its artifacts into the data a later run reads,
+    and one above a data folder would let a stage's own folder (``synth/``, ``teacher/``) land on the data.
 
     Raises:
-        DrsedgeError: one line naming the output folder and the input folder it would be written into.
+        DrsedgeError: one line naming the output folder and the input folder it would be written into or over.
     """
     out = Path(out_dir).resolve()
     for i in inputs:
         src = Path(i).resolve()
         if out == src or src in out.parents:
             raise DrsedgeError(f"{out_dir}: the {what} would be written into the input folder {i}; choose a folder outside the data")
+        if out in src.parents:
+            raise DrsedgeError(f"{out_dir}: the {what} contains the input folder {i}, so its stages could write over the data; "
+                               "choose a folder outside the data")
+
+
+STAGE_MARK = ".drsedge-stage"  # written into every folder a pipeline stage creates: only such a folder is ever cleared
+
+
+def owned_stage_dir(path: str | os.PathLike, clear: bool = False) -> Path:
+    """Create the stage folder ``path`` (marked with :data:`STAGE_MARK`), or reuse it when an earlier run of the stage
+    made it; with ``clear``, its old contents are removed first. A non-empty folder the stage did not create is
+    never cleared or written into.
+
+    Raises:
+        DrsedgeError: ``path`` exists, is not empty and has no mark (a user's folder in the run directory).
+    """
+    import shutil
+
+    path = Path(path)
+    mark = path / STAGE_MARK
+    if path.exists() and not mark.is_file():
+        if not path.is_dir() or any(path.iterdir()):
+            raise DrsedgeError(f"{path}: this folder was not made by drsedge, and the stage would write into it; move it out "
+                               "of the run directory or choose another run_dir")
+    if clear and path.is_dir() and mark.is_file():
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    mark.touch()
+    return path
 
 
 def refuse_overwrite(output: str | os.PathLike, inputs, what: str = "output") -> None:

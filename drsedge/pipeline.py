@@ -43,8 +43,8 @@ class Pipeline:
         if (root := cfg.data.root or default_data_root()) is None:
             raise DrsedgeError("no data root: pass --data DIR (a folder laid out like ../shared/data)")
         self.root, d = Path(root), cfg.data  # the run directory is not (in) a folder the run reads: checked before it is made
-        refuse_inside(self.run_dir, [self.root / p for p in (*d.train, *(d.unlabeled or ()), *d.calibration, d.validation, d.test,
-                                                             *(d.synthetic.clean if d.synthetic else ())) if p], "run directory")
+        reads = (*d.train, *(d.unlabeled or ()), *d.calibration, d.validation, d.test, *(d.synthetic.clean if d.synthetic else ()))
+        refuse_inside(self.run_dir, [self.root, *(self.root / p for p in reads if p)], "run directory")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.enabled = [n for n in GRAPH if n not in OPTIONAL or OPTIONAL[n](cfg)]
         self.manifest_path = self.run_dir / "manifest.json"

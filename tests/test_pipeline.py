@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from drsedge.cli import main
+from tests.conftest import one_error_line
 
 pytestmark = pytest.mark.slow  # trains or quantizes (CPU-sized); deselect with -m 'not slow'
 
@@ -104,6 +105,41 @@ def test_run_dir_inside_a_data_folder_is_refused_before_it_is_made(tmp_path, cap
         assert main(["pipeline", "--config", str(cfg), "--data", str(tmp_path / "data")]) == 2
         assert "would be written into the input folder" in capsys.readouterr().err
     assert not any((tmp_path / "data" / "real").iterdir())
+
+
+def test_run_dir_equal_to_or_above_the_data_is_refused(tmp_path, capsys):
+    """A run directory equal to data.root, or containing a data folder, is refused before anything is made: with
+    run_dir == data.root and the user's training folder called ``synth``, the synth stage used to delete its 6 real
+    pairs and train on 2 generated ones, exit 0 (issue 37)."""
+    data = tmp_path / "data"
+    for sub in ("input", "target"):
+        (data / "synth" / sub).mkdir(parents=True)
+        (data / "synth" / sub / "1.png").write_bytes(b"png")
+    (data / "real").mkdir()
+    for run_dir, needle in ((data, "would be written into the input folder"), (tmp_path, "contains the input folder")):
+        cfg = tmp_path / "run.yaml"
+        cfg.write_text(yaml.safe_dump({**TINY, "run_dir": str(run_dir), "data": {**TINY["data"], "train": ["synth"]}}))
+        assert main(["pipeline", "--config", str(cfg), "--data", str(data)]) == 2
+        one_error_line(capsys.readouterr().err, needle)
+    assert sorted(p.name for p in data.rglob("*")) == ["1.png", "1.png", "input", "real", "synth", "target"]
+
+
+def test_a_stage_clears_only_a_folder_it_made(tmp_path):
+    """The synth stage empties ``synth/`` only when an earlier run of it made the folder (its mark); a user's folder of
+    that name in the run directory is refused and left as it was."""
+    from drsedge.errors import DrsedgeError
+    from drsedge.fileio import STAGE_MARK, owned_stage_dir
+
+    user = tmp_path / "synth"
+    user.mkdir()
+    (user / "mine.png").write_bytes(b"x")
+    with pytest.raises(DrsedgeError, match="not made by drsedge"):
+        owned_stage_dir(user, clear=True)
+    assert (user / "mine.png").read_bytes() == b"x"
+    made = owned_stage_dir(tmp_path / "stage", clear=True)
+    (made / "old.png").write_bytes(b"x")
+    assert not any(p.name == "old.png" for p in owned_stage_dir(made, clear=True).iterdir())
+    assert (made / STAGE_MARK).is_file()
 
 
 @pytest.mark.parametrize("text,needle", [("teacher: [unclosed", "not valid YAML"), ("bogus: 1", "unknown section")])
