@@ -61,7 +61,10 @@ def _user_error(e: BaseException) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.fn(args)
+        from drsedge.data.heldout import leave_out_copies
+
+        with leave_out_copies(getattr(args, "skip_held_out_copies", False)):
+            return args.fn(args)
     except BudgetError as e:
         print(f"drsedge: budget broken: {e}", file=sys.stderr)
         return EXIT_BUDGET

@@ -82,6 +82,7 @@ class DataSection(_Strict):
     validation: str | None = None
     test: str
     test_limit: PosInt | None = None
+    skip_held_out_copies: bool = False  # leave out files that copy a held-out image (one line each) instead of refusing
 
 
 class TeacherSection(_Strict):

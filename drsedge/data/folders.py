@@ -26,6 +26,7 @@ from pathlib import Path
 
 from drsedge.errors import DrsedgeError
 
+from .heldout import is_left_out
 from .images import IMAGE_SUFFIXES
 
 PAIR_DIRS = (("input", "target"), ("rain", "norain"), ("rainy", "norain"), ("rainy", "gt"), ("input", "gt"))
@@ -49,8 +50,9 @@ def is_image_file(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly in ``folder``, in natural order (2 before 10).
+def list_images(folder: str | os.PathLike, leave_out: bool = True) -> list[Path]:
+    """Image files directly in ``folder``, in natural order (2 before 10), without those the held-out guard left out
+    (``leave_out``; the pair finders list everything and drop whole pairs).
 
     Raises:
         DrsedgeError: folder missing or with no image.
@@ -61,12 +63,15 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     files = sorted((p for p in folder.iterdir() if is_image_file(p)), key=_natural_key)
     if not files:
         raise DrsedgeError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-    return files
+    kept = [f for f in files if not (leave_out and is_left_out(f))]  # copies of held-out images the guard left out (heldout.leave_out_copies)
+    if not kept:
+        raise DrsedgeError(f"{folder}: every image in this folder copies a held-out test image; nothing is left to use")
+    return kept
 
 
 def _pair_by_stem(root: Path, rainy_dir: Path, clean_dir: Path) -> list[Pair]:
-    rainy = {p.stem: p for p in list_images(rainy_dir)}
-    clean = {p.stem: p for p in list_images(clean_dir)}
+    rainy = {p.stem: p for p in list_images(rainy_dir, leave_out=False)}
+    clean = {p.stem: p for p in list_images(clean_dir, leave_out=False)}
     only_r, only_c = sorted(set(rainy) - set(clean)), sorted(set(clean) - set(rainy))
     if only_r or only_c:
         what = []
@@ -80,9 +85,9 @@ def _pair_by_stem(root: Path, rainy_dir: Path, clean_dir: Path) -> list[Pair]:
 
 def _pair_many_to_one(root: Path, rainy_dir: Path, clean_dir: Path) -> list[Pair]:
     """DDN-Data: ``rainy_image/N_K`` pairs with ``ground_truth/N``."""
-    clean = {p.stem: p for p in list_images(clean_dir)}
+    clean = {p.stem: p for p in list_images(clean_dir, leave_out=False)}
     pairs = []
-    for f in list_images(rainy_dir):
+    for f in list_images(rainy_dir, leave_out=False):
         base = f.stem.rsplit("_", 1)[0]
         if base not in clean:
             raise DrsedgeError(f"{f}: no ground truth {clean_dir.name}/{base}.* for it (DDN layout: rainy_image/N_K pairs with "
@@ -97,10 +102,10 @@ RAINDS_SUBSETS = (("raindrop", "rd-"), ("rainstreak", "rain-"), ("rainstreak_rai
 def _pair_renamed(root: Path, sources, clean_dir: Path, suffix: bool) -> list[Pair]:
     """Rainy files whose clean partner's stem is the rainy stem with ``old`` replaced by ``new`` (a suffix when
     ``suffix``: Qian's ``N_rain`` -> ``N_clean``; else a prefix: RainDS ``rd-N`` -> ``norain-N``)."""
-    clean = {p.stem: p for p in list_images(clean_dir)}
+    clean = {p.stem: p for p in list_images(clean_dir, leave_out=False)}
     pairs = []
     for rainy_dir, old, new, tag in sources:
-        for f in list_images(rainy_dir):
+        for f in list_images(rainy_dir, leave_out=False):
             if suffix and f.stem.endswith(old):
                 want = f.stem[: -len(old)] + new
             elif not suffix and f.stem.startswith(old):
@@ -115,11 +120,19 @@ def _pair_renamed(root: Path, sources, clean_dir: Path, suffix: bool) -> list[Pa
 
 
 def find_pairs(root: str | os.PathLike, limit: int | None = None) -> list[Pair]:
-    """All (rainy, clean) pairs under ``root`` in natural order, optionally the first ``limit``.
+    """All (rainy, clean) pairs under ``root`` in natural order, optionally the first ``limit``; a pair whose rainy or
+    clean file the held-out guard left out (:func:`drsedge.data.heldout.leave_out_copies`) is skipped.
 
     Raises:
-        DrsedgeError: no supported layout, empty folders, or names that do not pair.
+        DrsedgeError: no supported layout, empty folders, names that do not pair, or no pair left.
     """
+    pairs = [p for p in _find_pairs(root) if not (is_left_out(p.rainy) or is_left_out(p.clean))]
+    if not pairs:
+        raise DrsedgeError(f"{root}: every pair in this folder copies a held-out test image; nothing is left to use")
+    return pairs[:limit] if limit else pairs
+
+
+def _find_pairs(root: str | os.PathLike, limit: int | None = None) -> list[Pair]:
     root = Path(root)
     if not root.is_dir():
         raise DrsedgeError(f"{root}: folder not found")

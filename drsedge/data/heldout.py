@@ -2,20 +2,30 @@
 distillation, calibration, validation or synthetic-rain sources.
 
 A path is refused when its name or its resolved target (symlinks followed) names rain100L, or when
-any image file under it has the same bytes (sha256) as a Rain100L test image (the 100 files of
-pairs 1-50 in ``../shared/data/rain100L``, listed in ``rain100l_sha256.txt``) or as a file of the
-``test_dirs`` passed in (the pipeline passes ``data.test``), or the same decoded pixels (8-bit RGB, see
-``rain100l_pixels.txt``; only files whose header size matches a held-out image are decoded). Copies, links and
-re-encoded copies (another PNG writer, 16-bit, an alpha channel) are therefore caught, not only the folder name;
-a lossy (JPEG) or cropped copy is not.
+any image file under it is a copy of a held-out image:
+
+- the same bytes (sha256) as a Rain100L test image (all 200 files of pairs 1-100 in ``../shared/data/rain100L``,
+  listed in ``rain100l_sha256.txt``) or as a file of the ``test_dirs`` passed in (the pipeline passes ``data.test``);
+- the same decoded pixels (8-bit RGB, ``rain100l_pixels.txt``; only files whose header size matches are decoded):
+  another PNG writer, 16-bit, an alpha channel;
+- a near-copy (:mod:`drsedge.data.near_copy`: perceptual hash, then PSNR against the matched held-out thumbnail):
+  JPEG re-saves, rescales, small crops, the same scene 1 px larger.
+
+A file-level copy can be left out instead of refused: inside :func:`leave_out_copies` (``--skip-held-out-copies``,
+``data.skip_held_out_copies``) the guard records it, prints one line, and the folder readers
+(:mod:`drsedge.data.folders`) skip it and its pair. Public training sets need this: ``rain200L/train`` pair 1 and
+``rain200H/train`` target 1 in ``../shared/data`` are Rain100L test pair 1 one pixel larger (the PReNet layout).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import hashlib
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from PIL import Image
@@ -84,11 +94,55 @@ def _image_files(p: Path) -> list[Path]:
     return out
 
 
+_LEFT_OUT: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("drsedge_left_out", default=None)
+
+
+@contextlib.contextmanager
+def leave_out_copies(enabled: bool = True) -> Iterator[None]:
+    """Within this context (when ``enabled``), a file that copies a held-out image is left out of the data (one line on
+    stderr) instead of refused; a folder named or linked to rain100L is still refused."""
+    token = _LEFT_OUT.set(set() if enabled else None)
+    try:
+        yield
+    finally:
+        _LEFT_OUT.reset(token)
+
+
+def is_left_out(path: str | os.PathLike) -> bool:
+    """True when the guard left ``path`` out in the active :func:`leave_out_copies` context."""
+    left = _LEFT_OUT.get()
+    return bool(left) and os.path.realpath(path) in left
+
+
+@functools.lru_cache(maxsize=8192)
+def _near_copy_of(path: str, _mtime_ns: int, _size: int):
+    from .near_copy import near_copy
+
+    return near_copy(path)
+
+
+def _copy_reason(f: Path, known: set[str], pixels: set, sizes: set) -> str | None:
+    """Why ``f`` is a copy of a held-out image, or None."""
+    if sha256(f) in known:
+        return "same bytes as a held-out test image (rain100L or data.test)"
+    hw = _header_hw(f)
+    if hw in sizes and _pixel_key(f) in pixels:
+        return "same pixels as a held-out test image (rain100L or data.test), re-encoded"
+    if hw is not None:
+        st = f.stat()
+        hit = _near_copy_of(str(f), st.st_mtime_ns, st.st_size)
+        if hit is not None:
+            return (f"a near-copy of Rain100L test image {hit.name} (perceptual hash {hit.distance} bits off, "
+                    f"{hit.psnr_db:.1f} dB on aligned thumbnails: re-encoded, rescaled or cropped)")
+    return None
+
+
 def guard_not_held_out(paths: Iterable[str | os.PathLike], purpose: str, test_dirs: Iterable[str | os.PathLike] = ()) -> None:
-    """Refuse any of ``paths`` (files or folders) that is, links to, or contains a held-out test image.
+    """Refuse any of ``paths`` (files or folders) that is, links to, or contains a held-out test image (see module
+    docstring); inside :func:`leave_out_copies`, a copied file is left out instead (one line on stderr).
 
     Raises:
-        DrsedgeError: one line naming the offending path and ``purpose`` (e.g. "training").
+        DrsedgeError: one line naming the offending path, why, and ``purpose`` (e.g. "training").
     """
     paths = [Path(p) for p in paths]
     for p in paths:
@@ -99,12 +153,22 @@ def guard_not_held_out(paths: Iterable[str | os.PathLike], purpose: str, test_di
     known = held_out_hashes() | set(test_bytes.values())
     pixels = held_out_pixels() | {_pixel_key(f) for f, h in test_bytes.items() if h not in held_out_hashes()}
     sizes = {(h, w) for h, w, _ in pixels}
+    test_real = {os.path.realpath(f) for f in test_files}
+    left = _LEFT_OUT.get()
     for p in paths:
         for f in _image_files(p):
             if HELD_OUT in os.path.realpath(f).lower():
                 raise DrsedgeError(f"{f}: links into rain100L, the held-out test set; it cannot be used for {purpose}")
-            if sha256(f) in known:
-                raise DrsedgeError(f"{f}: same bytes as a held-out test image (rain100L or data.test); it cannot be used for {purpose}")
-            if _header_hw(f) in sizes and _pixel_key(f) in pixels:
-                raise DrsedgeError(f"{f}: same pixels as a held-out test image (rain100L or data.test), re-encoded; it cannot "
-                                   f"be used for {purpose}")
+            real = os.path.realpath(f)
+            if real in test_real:
+                raise DrsedgeError(f"{f}: is a file of the test set (data.test); it cannot be used for {purpose}")
+            if left is not None and real in left:
+                continue
+            reason = _copy_reason(f, known, pixels, sizes)
+            if reason is None:
+                continue
+            if left is None:
+                raise DrsedgeError(f"{f}: {reason}; it cannot be used for {purpose}. Remove it, or leave such files out "
+                                   "with --skip-held-out-copies (run config: data.skip_held_out_copies: true)")
+            left.add(real)
+            print(f"drsedge: left out {f} ({purpose}): {reason}", file=sys.stderr)

@@ -206,8 +206,16 @@ def add_plugin_arg(p) -> None:
                    "see native/topk_sparse_softmax/README.md")
 
 
+def add_skip_copies(p) -> None:
+    """``--skip-held-out-copies``: the CLI runs the command inside :func:`drsedge.data.heldout.leave_out_copies`."""
+    p.add_argument("--skip-held-out-copies", action="store_true",
+                   help="leave out (one line each) files that copy a held-out test image (e.g. rain200L/train pair 1 is Rain100L "
+                        "test pair 1) instead of refusing their folder")
+
+
 def add_train_args(p, steps: int, out: bool = True):
     p.add_argument("--train", nargs="+", metavar="DIR", help="paired folders (input/+target/, rain/+norain/, rain-N/norain-N)")
+    add_skip_copies(p)
     if out:
         p.add_argument("-o", "--output", "--out", dest="out", required=True, help="output folder (model.safetensors, train_state.pt)")
     p.add_argument("--model", action="append", metavar="KEY=VALUE", help="model option override, e.g. dim=16")

@@ -7,7 +7,7 @@ import time
 from drsedge.errors import DrsedgeError
 from drsedge.run_config import QuantizeSection
 
-from .args import MULT8, NONNEG, POS, float_type, onnx_out, training_data
+from .args import MULT8, NONNEG, POS, add_skip_copies, float_type, onnx_out, training_data
 
 
 def cmd_qat(a) -> int:
@@ -36,6 +36,7 @@ def register(sub) -> None:
     p = sub.add_parser("qat", help="quantization-aware fine-tuning (NNCF) of a student into an INT8 Q/DQ ONNX")
     p.add_argument("model", help="student checkpoint (.safetensors, shipped:student)")
     p.add_argument("--calib", nargs="+", required=True, metavar="DIR", help="rainy images for the initial ranges (not the test set)")
+    add_skip_copies(p)
     p.add_argument("-o", "--output", required=True, type=onnx_out, help="INT8 Q/DQ ONNX to write (.onnx)")
     p.add_argument("--teacher", help="distil from this model (default: the FP32 student itself, which keeps the INT8 output close to it)")
     p.add_argument("--unlabeled", nargs="+", metavar="DIR", help="rainy images without ground truth (teacher terms only)")

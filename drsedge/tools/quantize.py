@@ -7,7 +7,7 @@ import time
 from drsedge.errors import DrsedgeError
 from drsedge.run_config import QuantizeSection, cli_choice
 
-from .args import MULT8, NONNEG, POS, float_type, onnx_out
+from .args import MULT8, NONNEG, POS, add_skip_copies, float_type, onnx_out
 
 
 def cmd_quantize(a) -> int:
@@ -42,6 +42,7 @@ def register(sub) -> None:
     p = sub.add_parser("quantize", help="INT8 Q/DQ ONNX by post-training quantization on real rainy images")
     p.add_argument("onnx")
     p.add_argument("--calib", nargs="+", required=True, metavar="DIR", help="folders of rainy images (not the test set)")
+    add_skip_copies(p)
     p.add_argument("-o", "--output", required=True, type=onnx_out, help="INT8 Q/DQ ONNX to write (.onnx)")
     p.add_argument("--backend", **cli_choice(QuantizeSection, "backend"),
                    help="nncf: Q/DQ on weighted-op inputs (TensorRT/OpenVINO); ort: ONNX Runtime QDQ (fuses into "

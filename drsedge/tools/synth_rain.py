@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .args import NONNEG, POS
+from .args import NONNEG, POS, add_skip_copies
 
 
 def cmd_synth_rain(a) -> int:
@@ -24,4 +24,5 @@ def register(sub) -> None:
     p.add_argument("--per-image", type=POS, default=1, help="rainy versions per clean image")
     p.add_argument("--seed", type=NONNEG, default=0)
     p.add_argument("--limit", type=POS, help="only the first N clean images")
+    add_skip_copies(p)
     p.set_defaults(fn=cmd_synth_rain)
