@@ -136,10 +136,9 @@ def owned_stage_dir(path: str | os.PathLike, clear: bool = False) -> Path:
 
     path = Path(path)
     mark = path / STAGE_MARK
-    if path.exists() and not mark.is_file():
-        if not path.is_dir() or any(path.iterdir()):
-            raise DrsedgeError(f"{path}: this folder was not made by drsedge, and the stage would write into it; move it out "
-                               "of the run directory or choose another run_dir")
+    if path.exists() and not mark.is_file() and (not path.is_dir() or any(path.iterdir())):
+        raise DrsedgeError(f"{path}: this folder was not made by drsedge, and the stage would write into it; move it out "
+                           "of the run directory or choose another run_dir")
     if clear and path.is_dir() and mark.is_file():
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)

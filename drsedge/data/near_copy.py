@@ -87,7 +87,7 @@ def build_index(folder: str | os.PathLike, out: str | os.PathLike = INDEX_FILE) 
         names.append(f"{f.parent.name}/{f.name}")
     arrays = {"names": np.asarray(names), "hashes": np.asarray(hashes, np.uint64), "boxes": boxes}
     arrays.update({f"thumb_{i}": t for i, t in enumerate(thumbs)})
-    return atomic_write(out, lambda tmp: np.savez_compressed(open(tmp, "wb"), **arrays))  # noqa: SIM115 (closed by savez)
+    return atomic_write(out, lambda tmp: np.savez_compressed(open(tmp, "wb"), **arrays))
 
 
 @dataclass(frozen=True)
