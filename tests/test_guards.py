@@ -120,7 +120,7 @@ def test_nan_checkpoint_is_refused(tmp_path, capsys):
 
 def test_absurd_learning_rate_saves_no_model(tmp_path, data_dir, capsys):
     code = main(["train-teacher", "--preset", "student", "--model", "dim=8", "--model", "num_blocks=[1,1,1,1]", "--train",
-                 str(data_dir / "rain200L" / "train"), "--out", str(tmp_path / "t"), "--steps", "20", "--patch", "32", "--batch-size", "2",
+                 str(data_dir / "rain200L" / "train"), "--skip-held-out-copies", "--out", str(tmp_path / "t"), "--steps", "20", "--patch", "32", "--batch-size", "2",
                  "--lr", "1e30"])
     _one_line(capsys, code, "diverged")
     assert not (tmp_path / "t" / "model.safetensors").exists()
@@ -219,7 +219,7 @@ def test_user_errors_are_one_line(tmp_path, tiny_ckpt, data_dir, capsys):
     out.mkdir()
     (out / "train_state.pt").write_bytes(b"PK\x03\x04garbage")
     code = main(["train-teacher", "--preset", "student", "--model", "dim=8", "--model", "num_blocks=[1,1,1,1]", "--train",
-                 str(data_dir / "rain200L" / "train"), "--out", str(out), "--steps", "1", "--patch", "32", "--resume"])
+                 str(data_dir / "rain200L" / "train"), "--skip-held-out-copies", "--out", str(out), "--steps", "1", "--patch", "32", "--resume"])
     _one_line(capsys, code, "train_state.pt", "unreadable")
     # an -o whose parent is a file
     code = main(["export", str(tiny_ckpt), "-o", str(tiny_ckpt) + "/x.onnx"])

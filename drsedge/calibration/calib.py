@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drsedge.data.folders import find_unlabeled
+from drsedge.data.folders import find_unlabeled, unlabeled_dir
 from drsedge.data.images import read_image
 from drsedge.errors import DrsedgeError
 
@@ -44,7 +44,7 @@ def calibration_set(folders: list[str | os.PathLike], size: int | None = 128, li
         raise DrsedgeError("no calibration folder given: pass a folder of real rainy images (not the test set)")
     from drsedge.data.heldout import guard_not_held_out
 
-    guard_not_held_out(folders, "calibration")
+    guard_not_held_out([unlabeled_dir(f) for f in folders], "calibration")  # the images read, not a pair folder's targets
     files: list[Path] = []
     for f in folders:
         files.extend(find_unlabeled(f))

@@ -166,10 +166,12 @@ def _find_pairs(root: str | os.PathLike, limit: int | None = None) -> list[Pair]
     return pairs[:limit] if limit else pairs
 
 
+def unlabeled_dir(folder: str | os.PathLike) -> Path:
+    """The folder :func:`find_unlabeled` reads: ``folder``'s ``input/`` / ``rain/`` / ``rainy/`` subfolder, else ``folder``."""
+    folder = Path(folder)
+    return next((folder / sub for sub in ("input", "rain", "rainy") if (folder / sub).is_dir()), folder)
+
+
 def find_unlabeled(folder: str | os.PathLike) -> list[Path]:
     """Rainy images without ground truth: the images in ``folder``, or in its ``input/`` / ``rain/`` subfolder."""
-    folder = Path(folder)
-    for sub in ("input", "rain", "rainy"):
-        if (folder / sub).is_dir():
-            return list_images(folder / sub)
-    return list_images(folder)
+    return list_images(unlabeled_dir(folder))

@@ -98,7 +98,10 @@ DROPS = DropPreset(count=(40, 110), radius=(0.02, 0.06), refraction=(2.0, 4.0), 
                    gain=(0.95, 1.12), veil=(0.02, 0.2))
 
 
-def render_drops(clean: np.ndarray, rng: np.random.Generator, p: DropPreset = DROPS) -> tuple[np.ndarray, dict]:
+DROP_WORK_SIDE = 1024  # px: drop layers of larger frames are rendered at this shorter side (bounded time; see below)
+
+
+def render_drops(clean: np.ndarray, rng: np.random.Generator, p: DropPreset = DROPS, _layers: dict | None = None) -> tuple[np.ndarray, dict]:
     """Adherent raindrops on ``clean`` ``[H, W, 3]`` float32 in [0, 1] -> (drops image, same shape in [0, 1], parameters).
 
     The 2-D recipe of ../shared/notes/udr-s2former.md §5, combining the cited models:
@@ -113,10 +116,16 @@ def render_drops(clean: np.ndarray, rng: np.random.Generator, p: DropPreset = DR
     4. composite (Qian et al. Eq. 1 / You et al., TPAMI 2016): ``I = (1 - alpha) * B + alpha * R``;
     5. the wet glass's veiling glare (Talvala et al., SIGGRAPH 2007: scattered light adds a low-frequency term):
        ``I' = (1 - v) * I + v * (0.5 * G_wide * B + 0.5 * A)``, ``G_wide`` a Gaussian over 25 % of the shorter side.
+
+    Every blur scales with the shorter side, so the cost grows as pixels x side: a frame whose shorter side exceeds
+    :data:`DROP_WORK_SIDE` gets its drop layers at that side (:func:`_render_drops_large`); a 36 MP photo took more
+    than 10 minutes before.
     """
     from scipy.ndimage import gaussian_filter, map_coordinates
 
     h, w = clean.shape[:2]
+    if min(h, w) > DROP_WORK_SIDE:  # bounded work: the drop layers at DROP_WORK_SIDE, composited on the full-size frame
+        return _render_drops_large(clean, rng, p)
     short = min(h, w)
     u = lambda r: float(rng.uniform(*r))
     n = max(1, int(round(int(rng.integers(p.count[0], p.count[1] + 1)) * h * w / (720 * 480))))
@@ -150,12 +159,40 @@ def render_drops(clean: np.ndarray, rng: np.random.Generator, p: DropPreset = DR
     alpha = np.clip(gaussian_filter(mask, d) * u(p.opacity), 0.0, 1.0)[..., None]
     out = (1.0 - alpha) * clean + alpha * refr
     v = u(p.veil)
+    glare = None
     if v > 0:
         glare = 0.5 * np.stack([gaussian_filter(clean[..., c], 0.25 * short) for c in range(clean.shape[2])], -1) + 0.5 * u(p.veil_light)
         out = (1.0 - v) * out + v * glare
     params = {"preset": RAINDROP, "drops": n, "refraction": round(kappa, 4), "defocus_px": round(d, 3), "gain": round(gain, 4),
               "covered": round(float(mask.mean()), 4), "veil": round(v, 4)}
+    if _layers is not None:
+        _layers.update(alpha=alpha, refr=refr, v=v, glare=glare)
     return np.clip(out, 0.0, 1.0).astype(np.float32), params
+
+
+def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``[h0, w0, C]`` float32 -> ``[h, w, C]``: box filter down, bilinear up (Pillow, per channel, float 'F' mode)."""
+    how = Image.Resampling.BOX if h < img.shape[0] else Image.Resampling.BILINEAR
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c], np.float32), mode="F").resize((w, h), how))
+                     for c in range(img.shape[2])], -1)
+
+
+def _render_drops_large(clean: np.ndarray, rng: np.random.Generator, p: DropPreset) -> tuple[np.ndarray, dict]:
+    """:func:`render_drops` for a frame whose shorter side exceeds :data:`DROP_WORK_SIDE`: the drops, their refracted
+    light and the glare are rendered on the frame scaled to that side (same drawn parameters, relative to the shorter
+    side) and scaled back; the composite keeps the full-resolution scene outside the drops. Drops on the glass are
+    defocused blobs (Qian et al.), so the scaled layers lose nothing visible; the cost is O(pixels) above the limit
+    (``benchmarks`` in the README: seconds per megapixel)."""
+    h, w = clean.shape[:2]
+    s = DROP_WORK_SIDE / min(h, w)
+    hs, ws = max(8, round(h * s)), max(8, round(w * s))
+    layers: dict = {}
+    _, params = render_drops(_resize(clean, hs, ws), rng, p, _layers=layers)
+    alpha = _resize(layers["alpha"], h, w)
+    out = (1.0 - alpha) * clean + alpha * _resize(layers["refr"], h, w)
+    if layers["glare"] is not None:
+        out = (1.0 - layers["v"]) * out + layers["v"] * _resize(layers["glare"], h, w)
+    return np.clip(out, 0.0, 1.0).astype(np.float32), {**params, "rendered_at": [hs, ws]}
 
 
 def motion_kernel(length: float, angle_deg: float) -> np.ndarray:
@@ -217,10 +254,20 @@ def render_rain(clean: np.ndarray, rng: np.random.Generator, preset: str = "ligh
     return np.clip(out, 0.0, 1.0).astype(np.float32), {"preset": preset, "alpha": round(alpha, 4), "airlight": round(airlight, 4), "layers": layers}
 
 
-def _write_like(path: Path, img: np.ndarray, mode: str) -> None:
+def _write_pair(rainy_path: Path, img: np.ndarray, mode: str, target_path: Path, src: Path) -> None:
+    """Write one pair, both files or neither: the target (the clean file's bytes) first, then the rainy PNG; when the
+    rainy write fails (a full disk), the target just written is removed, so no input lacks its target and no target
+    its input (both writes are atomic: a temporary file, then a rename)."""
     arr = (np.clip(img, 0, 1) * 255.0 + 0.5).astype(np.uint8)
     im = Image.fromarray(arr).convert("L") if mode in ("L", "LA", "I;16", "I") else Image.fromarray(arr)
-    atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))
+    existed = target_path.exists()
+    atomic_write(target_path, lambda tmp: shutil.copyfile(src, tmp))
+    try:
+        atomic_write(rainy_path, lambda tmp: im.save(tmp, format="PNG"))
+    except BaseException:
+        if not existed:
+            target_path.unlink(missing_ok=True)
+        raise
 
 
 def _prescan(files: list[Path]) -> dict[Path, str]:
@@ -256,7 +303,8 @@ def synth_rain(clean_dirs: list[str | os.PathLike], out: str | os.PathLike, pres
     Raises:
         DrsedgeError: unknown preset, ``per_image < 1``, an output folder equal to or inside an input
             folder, a held-out test image, name collisions, or an unreadable/tiny image (nothing is
-            written for that file; files already written stay valid pairs).
+            written for that file; files already written stay valid pairs), or a full disk (the pair being
+            written is removed: both files or neither).
     """
     if preset not in PRESET_NAMES:
         raise DrsedgeError(f"unknown rain preset {preset!r}; choose one of {', '.join(PRESET_NAMES)}")
@@ -282,13 +330,14 @@ def synth_rain(clean_dirs: list[str | os.PathLike], out: str | os.PathLike, pres
             raise DrsedgeError(f"{f}: same folder and file name as {names[key]}; rename one of them")
         names[key] = f
     modes = _prescan(files)
-    for f in files:
+    from tqdm import tqdm
+
+    for f in tqdm(files, desc="synth-rain", unit="photo", disable=not progress):
         mode = modes[f]
         clean = read_image(f)
         for k in range(per_image):
             rng = np.random.default_rng([seed, zlib.crc32(f"{f.parent.name}/{f.name}".encode()), k])
             rainy, _ = render_rain(clean, rng, preset)
             name = f"{f.parent.name}-{f.stem}-{k}"
-            _write_like(out / "input" / f"{name}.png", rainy, mode)
-            atomic_write(out / "target" / f"{name}{f.suffix.lower()}", lambda tmp, src=f: shutil.copyfile(src, tmp))
+            _write_pair(out / "input" / f"{name}.png", rainy, mode, out / "target" / f"{name}{f.suffix.lower()}", f)
     return {"pairs": len(files) * per_image, "preset": preset, "seed": seed, "output": str(out)}

@@ -8,7 +8,7 @@ from .args import NONNEG, POS, add_skip_copies
 def cmd_synth_rain(a) -> int:
     from drsedge.data.synth_rain import synth_rain
 
-    res = synth_rain(a.clean, a.output, preset=a.preset, per_image=a.per_image, seed=a.seed, limit=a.limit)
+    res = synth_rain(a.clean, a.output, preset=a.preset, per_image=a.per_image, seed=a.seed, limit=a.limit, progress=True)
     print(f"synth-rain: {res['pairs']} pairs ({res['preset']}, seed {res['seed']}) in {res['output']}/input + target")
     return 0
 

@@ -113,3 +113,43 @@ def test_raindrops_refract_and_are_defocused(data_dir, tmp_path):
     assert main(["synth-rain", str(data_dir / "clean" / "kodak24"), "-o", str(tmp_path / "d"), "--preset", "raindrop",
                  "--limit", "2"]) == 0
     assert len(find_pairs(tmp_path / "d")) == 2
+
+
+def test_a_large_photo_renders_drops_in_bounded_work(data_dir):
+    """A 36 MP frame (6000x6000, under the 64 MP limit) renders raindrops with the drop layers at a 1024 px shorter
+    side: it ran over 10 minutes before (blurs scaled with the side). The scene outside the drops keeps its full
+    resolution, and a frame at the limit side renders exactly as before (no scaling)."""
+    from drsedge.data.synth_rain import DROP_WORK_SIDE
+
+    kodim = read_image(data_dir / "clean" / "kodak24" / "kodim05.png")
+    big = np.tile(kodim, (12, 12, 1))[:6000, :6000]
+    out, params = render_rain(big, np.random.default_rng(0), "raindrop")
+    assert out.shape == big.shape and out.dtype == np.float32 and np.isfinite(out).all()
+    assert params["rendered_at"] == [DROP_WORK_SIDE, DROP_WORK_SIDE]
+    assert float(np.abs(out - big).mean()) > 0.005  # drops and glare were drawn
+    small, p_small = render_rain(kodim, np.random.default_rng(0), "raindrop")
+    assert "rendered_at" not in p_small and small.shape == kodim.shape
+
+
+def test_a_pair_is_written_whole_or_not_at_all(clean, tmp_path, monkeypatch, capsys):
+    """A full disk while the rainy PNG is written removes the target just copied: no input without its target and
+    no target without its input (issue 37: a full disk left an input without its target)."""
+    import errno
+
+    from PIL import Image as PILImage
+
+    real_save = PILImage.Image.save
+    calls = {"n": 0}
+
+    def save(self, fp, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, fp, *a, **k)
+
+    monkeypatch.setattr(PILImage.Image, "save", save)
+    code = main(["synth-rain", str(clean), "-o", str(tmp_path / "out"), "--seed", "1"])
+    assert code == 2 and "disk is full" in capsys.readouterr().err
+    ins = sorted(p.stem for p in (tmp_path / "out" / "input").iterdir())
+    tgts = sorted(p.stem for p in (tmp_path / "out" / "target").iterdir())
+    assert ins == tgts and len(ins) == 1  # the first pair whole, the second neither

@@ -40,7 +40,7 @@ def _weights(path):
 
 def test_two_process_ddp_matches_one_process_and_resumes_across_world_sizes(tmp_path, data_dir):
     train_dir = str(data_dir / "rain200L" / "train")
-    run = ["train-teacher", "--train", train_dir, "--steps", "6", *TINY]
+    run = ["train-teacher", "--train", train_dir, "--skip-held-out-copies", "--steps", "6", *TINY]
     _run([*run, "-o", str(tmp_path / "one")])
     _run([*run, "-o", str(tmp_path / "two")], nproc=2)
     a, b = _weights(tmp_path / "one" / "model.safetensors"), _weights(tmp_path / "two" / "model.safetensors")
@@ -100,7 +100,7 @@ def test_topk_scores_stay_fp32_under_autocast():
 def test_bad_placements_are_one_line(tmp_path, data_dir, capsys):
     train_dir = str(data_dir / "rain200L" / "train")
     for extra, needle in ((["--device", "cuda"], "no CUDA GPU"), (["--precision", "fp16"], "needs a CUDA GPU")):
-        code = main(["train-teacher", "--train", train_dir, "-o", str(tmp_path / "o"), "--steps", "1", *TINY, *extra])
+        code = main(["train-teacher", "--train", train_dir, "--skip-held-out-copies", "-o", str(tmp_path / "o"), "--steps", "1", *TINY, *extra])
         err = capsys.readouterr().err
         assert code == 2 and one_error_line(err, needle)
     assert not (tmp_path / "o" / "model.safetensors").exists()

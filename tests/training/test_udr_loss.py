@@ -40,13 +40,13 @@ def test_udr_loss_matches_the_upstream_formula():
 def test_train_a_udr_model_with_its_loss(tmp_path, data_dir, capsys):
     train = str(data_dir / "rain200H" / "train")
     out = tmp_path / "t"
-    assert main(["train-teacher", "--preset", "udr-small", "--loss", "udr", "--train", train, "-o", str(out), "--steps", "2",
+    assert main(["train-teacher", "--preset", "udr-small", "--loss", "udr", "--train", train, "--skip-held-out-copies", "-o", str(out), "--steps", "2",
                  "--patch", "64", "--batch-size", "2"]) == 0
     from drsedge.models import UDRS2Former, load_any
 
     model, cfg = load_any(out / "model.safetensors")
     assert isinstance(model, UDRS2Former) and cfg.family == "udr_s2former"
-    code = main(["train-teacher", "--loss", "udr", "--train", train, "-o", str(tmp_path / "d"), "--steps", "1", "--model", "dim=8"])
+    code = main(["train-teacher", "--loss", "udr", "--train", train, "--skip-held-out-copies", "-o", str(tmp_path / "d"), "--steps", "1", "--model", "dim=8"])
     _one_line(capsys, code, "loss 'udr'")
     code = main(["train-teacher", "--preset", "udr-small", "--loss", "udr", "--train", train, "-o", str(tmp_path / "e"),
                  "--steps", "1", "--patch", "96"])
@@ -57,7 +57,7 @@ def test_train_a_udr_model_with_its_loss(tmp_path, data_dir, capsys):
 def test_distill_a_udr_student_from_a_drsformer_teacher(tmp_path, data_dir, family):
     """Cross-family distillation: the shipped DRSformer teacher teaches a small UDR-S2Former."""
     assert main(["distill", "--teacher", "shipped:teacher", "--model", f"family={family}", "--train",
-                 str(data_dir / "rain200H" / "train"), "-o", str(tmp_path / "s"), "--steps", "2", "--patch", "64",
+                 str(data_dir / "rain200H" / "train"), "--skip-held-out-copies", "-o", str(tmp_path / "s"), "--steps", "2", "--patch", "64",
                  "--batch-size", "2"]) == 0
     from drsedge.models import load_any
 
