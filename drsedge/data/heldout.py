@@ -171,4 +171,4 @@ def guard_not_held_out(paths: Iterable[str | os.PathLike], purpose: str, test_di
                 raise DrsedgeError(f"{f}: {reason}; it cannot be used for {purpose}. Remove it, or leave such files out "
                                    "with --skip-held-out-copies (run config: data.skip_held_out_copies: true)")
             left.add(real)
-            print(f"drsedge: left out {f} ({purpose}): {reason}", file=sys.stderr)
+            print(f"note: left out {f} ({purpose}): {reason}", file=sys.stderr)

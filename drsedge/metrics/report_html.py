@@ -18,7 +18,7 @@ import numpy as np
 
 from drsedge.fileio import atomic_write
 
-from .drift import DriftReport, fmt
+from .drift import DriftReport, fmt, fmt_ci
 
 
 def _png(fig) -> str:
@@ -54,13 +54,15 @@ def _bars(rep: DriftReport) -> str:
     axes[0].set_title("vs ground truth")
     deltas = [s.delta_vs_prev for s in rep.stages]
     colors = ["#C44E52" if not s.within_budget else "#55A868" for s in rep.stages]
-    axes[1].bar(names, deltas, color=colors)
+    cis = [s.delta_vs_prev_ci for s in rep.stages]
+    err = np.array([[d - c[0], c[1] - d] if c else [0.0, 0.0] for d, c in zip(deltas, cis)]).T  # 95 % paired-bootstrap CI
+    axes[1].bar(names, deltas, color=colors, yerr=err, capsize=4, error_kw={"lw": 1})
     for i, s in enumerate(rep.stages):
         if s.budget_db is not None:
             axes[1].plot([i - 0.4, i + 0.4], [-s.budget_db] * 2, color="black", lw=1)
     axes[1].axhline(0, color="grey", lw=0.5)
     axes[1].set_ylabel("Δ PSNR (dB)")
-    axes[1].set_title("change vs the stage it came from (black: budget)")
+    axes[1].set_title("change vs the stage it came from, 95 % CI (black: budget)", fontsize=9)
     for ax in axes:
         ax.tick_params(axis="x", rotation=30, labelsize=8)
     fig.tight_layout()
@@ -97,10 +99,16 @@ def report_html(rep: DriftReport, worst: dict[str, np.ndarray] | None = None) ->
     for s in rep.stages:
         lat = f"{s.latency['median_ms']:.1f} / {s.latency['p95_ms']:.1f}" if s.latency else "–"
         fid = "–" if s.psnr_vs_parent is None else f"{s.psnr_vs_parent:.2f} dB / {s.max_abs_vs_parent:.3f}"
+        if s.psnr_vs_parent_ci:
+            fid = f"{s.psnr_vs_parent:.2f} [{s.psnr_vs_parent_ci[0]:.2f}, {s.psnr_vs_parent_ci[1]:.2f}] dB / {s.max_abs_vs_parent:.3f}"
         budget = "–" if s.budget_db is None else (f"-{s.budget_db:.2f} " + ("ok" if s.within_budget else "<b>BROKEN</b>"))
+        if s.budget_within_noise:
+            budget += f" (within noise at n={rep.n_images})"
+        excl = "–" if s.delta_excludes_zero is None else ("yes" if s.delta_excludes_zero else "no")
+        tail = "–" if s.frac_loss_over_0_1db is None else f"{s.frac_loss_over_0_1db:.0%} / {s.frac_loss_over_0_5db:.0%}, {s.worst_delta_vs_prev:+.2f}"
         gmacs = fmt(s.info.get("macs") / 1e9 if s.info.get("macs") else None, ".3f")
         rows.append(f"<tr><td>{html.escape(s.name)}</td><td>{html.escape(s.runtime)}</td><td>{s.psnr:.2f}</td><td>{s.ssim:.4f}</td>"
-                    f"<td>{s.delta_vs_prev:+.2f}</td><td>{budget}</td><td>{fid}</td><td>{html.escape(s.worst_image)} ({s.worst_psnr:.2f})</td>"
+                    f"<td>{html.escape(fmt_ci(s.delta_vs_prev, s.delta_vs_prev_ci))}</td><td>{excl}</td><td>{budget}</td><td>{fid}</td><td>{tail}</td><td>{html.escape(s.worst_image)} ({s.worst_psnr:.2f})</td>"
                     f"<td>{gmacs}</td><td>{lat}</td></tr>")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>drsedge drift report</title><style>",
@@ -112,8 +120,8 @@ def report_html(rep: DriftReport, worst: dict[str, np.ndarray] | None = None) ->
         f"<p>Test set <code>{html.escape(rep.test_dir)}</code>, {rep.n_images} images, PSNR-Y / SSIM-Y ({rep.convention} protocol). "
         f"Rainy input without deraining: {fmt(rep.input_psnr, '.2f')} dB / {fmt(rep.input_ssim, '.4f')}.</p>",
         f"<p class='{'ok' if rep.ok else 'bad'}'><b>{'All stages within budget.' if rep.ok else 'Budget broken: ' + html.escape('; '.join(rep.failures()))}</b></p>",
-        "<table><tr><th>stage</th><th>runtime</th><th>PSNR (dB)</th><th>SSIM</th><th>Δ vs prev</th><th>budget</th>"
-        "<th>fidelity vs parent (PSNR / max abs)</th><th>worst image (dB)</th><th>GMACs</th><th>latency median / p95 (ms)</th></tr>",
+        "<table><tr><th>stage</th><th>runtime</th><th>PSNR (dB)</th><th>SSIM</th><th>Δ vs prev [95 % CI]</th><th>CI excludes 0</th><th>budget</th>"
+        "<th>fidelity vs parent (PSNR [95 % CI] / max abs)</th><th>tail: &gt;0.1 / &gt;0.5 dB, worst Δ</th><th>worst image (dB)</th><th>GMACs</th><th>latency median / p95 (ms)</th></tr>",
         *rows, "</table>",
         f"<h2>PSNR per stage</h2><img alt='PSNR bars' src='data:image/png;base64,{_bars(rep)}'>",
     ]
