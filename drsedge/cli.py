@@ -10,7 +10,7 @@ import sys
 
 import yaml
 
-from drsedge.errors import BudgetError, DrsedgeError, first_line
+from drsedge.errors import BudgetError, DrsedgeError, Terminated, first_line, raise_terminated
 from drsedge.tools import ORDER
 from drsedge.tools.args import EXIT_BUDGET
 
@@ -59,12 +59,22 @@ def _user_error(e: BaseException) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
     args = build_parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # SIGTERM stops every command like Ctrl-C (exit 143)
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         from drsedge.data.heldout import leave_out_copies
 
         with leave_out_copies(getattr(args, "skip_held_out_copies", False)):
             return args.fn(args)
+    except Terminated:
+        print("drsedge: terminated by SIGTERM; finished files are intact, no partial file was left, and training or a pipeline "
+              "resumes where it stopped (--resume / the same command)", file=sys.stderr)
+        return 143
     except BudgetError as e:
         print(f"drsedge: budget broken: {e}", file=sys.stderr)
         return EXIT_BUDGET
@@ -80,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = _user_error(e) or f"{type(e).__name__}: {first_line(e)} (unexpected; rerun with DRSEDGE_DEBUG=1 for the traceback)"
         print(f"drsedge: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

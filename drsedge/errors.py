@@ -25,6 +25,19 @@ class TensorRTMissingError(DrsedgeError):
     """The TensorRT Python bindings (or a GPU) are not available here."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``systemctl stop``, ``docker stop``, Kubernetes) raised like Ctrl-C, so every long command stops
+    the same way: the current write finishes or is discarded (atomic writes), resumable state stays on disk, and
+    the CLI says so and exits 143 (128 + 15, the shell's convention)."""
+
+    signal_name = "SIGTERM"
+
+
+def raise_terminated(signum, frame):
+    """A ``signal.signal(SIGTERM, ...)`` handler: raise :class:`Terminated` in the main thread."""
+    raise Terminated()
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first non-empty line of ``str(exc)`` (or its type name), at most ``limit`` characters: the one
     trimming rule for quoting another library's error inside a drsedge message."""

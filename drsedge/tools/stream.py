@@ -6,19 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from drsedge.errors import DrsedgeError
+from drsedge.errors import DrsedgeError, raise_terminated
 
 from .args import MULT8, NONNEG, POS, add_plugin_arg
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``systemctl stop``, ``docker stop``, Kubernetes) handled like Ctrl-C: finish the frame, close the file."""
-
-    signal_name = "SIGTERM"
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated()
 
 
 def cmd_stream(a) -> int:
@@ -42,7 +32,7 @@ def cmd_stream(a) -> int:
         reference = VideoReference(a.reference)
     previous = None
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = signal.signal(signal.SIGTERM, raise_terminated)  # finish the frame, close the file
     try:
         stats = run_stream(a.source, a.model, a.output, provider=a.provider, plugin=a.plugin, tile=a.tile, overlap=a.tile_overlap,
                            side_by_side=a.side_by_side, max_frames=a.max_frames, reference=reference, progress=not a.quiet)
