@@ -43,7 +43,7 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
         mode = path.stat().st_mode & 0o7777
     except OSError:
         mode = 0o666 & ~current_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     try:
         try:
@@ -88,18 +88,72 @@ def sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _writer_pid(tmp_name: str, target_name: str) -> int | None:
+    """The PID in a temporary's name ``.NAME.PID-XXXX.tmp...`` (None for names without one: older drsedge versions)."""
+    rest = tmp_name[len(target_name) + 2 :]
+    head = rest.split("-", 1)[0]
+    return int(head) if head.isdigit() and "-" in rest else None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _is_leftover(tmp: Path, target_name: str, now: float) -> bool:
+    pid = _writer_pid(tmp.name, target_name)
+    if pid is not None:
+        return not _alive(pid)  # a killed writer's file, whatever its age; a live writer's is left alone
+    return now - tmp.stat().st_mtime > STALE_TMP_SECONDS
+
+
 def remove_stale_temporaries(path: str | os.PathLike) -> int:
-    """Delete leftovers ``.NAME.*.tmp*`` of :func:`atomic_write` for ``path`` (a SIGKILL mid-write leaves them)
-    older than :data:`STALE_TMP_SECONDS`; returns how many were removed."""
+    """Delete leftovers ``.NAME.PID-*.tmp*`` of :func:`atomic_write` for ``path`` whose writer process is gone (a
+    SIGKILL mid-write leaves them; ONNX Runtime's ``.pre.onnx`` beside one included), whatever their age; names
+    without a PID (older versions) once older than :data:`STALE_TMP_SECONDS`. Returns how many were removed."""
     path = Path(path)
     now, n = time.time(), 0
-    for tmp in path.parent.glob(f".{path.name}.*.tmp*"):
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp*"):
         try:
-            if now - tmp.stat().st_mtime > STALE_TMP_SECONDS:
+            if _is_leftover(tmp, path.name, now):
                 tmp.unlink()
                 n += 1
-        except OSError:
+        except (OSError, ValueError):
             pass
+    return n
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob metacharacters escaped (a file called ``a[1].onnx``)."""
+    import glob
+
+    return glob.escape(name)
+
+
+def sweep_temporaries(folder: str | os.PathLike) -> int:
+    """:func:`remove_stale_temporaries` for every output under ``folder`` (a run directory a pipeline resumes in: a
+    re-run skips finished stages, so their outputs' leftovers would never be swept by the next write)."""
+    import re
+
+    n, now = 0, time.time()
+    pat = re.compile(r"^\.(.+)\.(\d+)-[^.]*\.tmp")
+    for root, _dirs, files in os.walk(folder):
+        for f in files:
+            m = pat.match(f)
+            if m:
+                try:
+                    if _is_leftover(Path(root, f), m.group(1), now):
+                        os.unlink(os.path.join(root, f))
+                        n += 1
+                except (OSError, ValueError):
+                    pass
     return n
 
 

@@ -334,3 +334,27 @@ def test_no_traceback_for_generic_bad_arguments(cmd, tmp_path, capsys):
         code = _exit_code([cmd, *args])
         _one_line(capsys, code)
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.onnx").exists() and not (tmp_path / "e").exists()
+
+
+def test_a_killed_writers_temporaries_are_swept_whatever_their_age(tmp_path):
+    """A SIGKILL during quantize left a hidden 1.26 MB ``.pre.onnx`` and a 0-byte temp that a re-run (which skips the
+    finished stage) never removed (issue 37). Temporaries carry their writer's PID: a dead writer's are swept at once by
+    the next write of that output and by a pipeline starting in that run directory; a live writer's stay."""
+    import subprocess
+
+    from drsedge.fileio import atomic_write, sweep_temporaries
+
+    p = subprocess.Popen(["true"])
+    p.wait()
+    dead, live = p.pid, os.getpid()
+    q = tmp_path / "quantize"
+    q.mkdir()
+    leftovers = [q / f".student_int8.onnx.{dead}-abc.tmp.onnx", q / f".student_int8.onnx.{dead}-abc.tmp.onnx.pre.onnx"]
+    for f in leftovers:
+        f.write_bytes(b"")
+    mine = q / f".student_int8.onnx.{live}-xyz.tmp.onnx"
+    mine.write_bytes(b"in flight")
+    assert sweep_temporaries(tmp_path) == 2 and not any(f.exists() for f in leftovers) and mine.exists()
+    leftovers[1].write_bytes(b"x" * 100)
+    atomic_write(q / "student_int8.onnx", lambda tmp: Path(tmp).write_bytes(b"onnx"))
+    assert not leftovers[1].exists() and mine.exists() and (q / "student_int8.onnx").read_bytes() == b"onnx"
