@@ -38,7 +38,9 @@ def teacher(options: TeacherSection, samples: Callable[[], list], out: str | os.
 
         ckpt = Path(resolve(options.checkpoint))
         model, mcfg = load_any(ckpt)
-        save_model(out, model, mcfg, {"source": str(ckpt)})
+        from drsedge.fileio import sha256
+
+        save_model(out, model, mcfg, {"source_sha256": sha256(ckpt)})  # the path goes to the manifest, not into the weights
         return StageResult({"model": out}, {"source": str(ckpt), "trained_steps": 0})
     mcfg = config_from_dict(options.model, "teacher.model")
     tcfg = TrainConfig.from_dict({**(options.train or {}), "seed": seed}, "teacher.train")

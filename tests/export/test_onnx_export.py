@@ -79,3 +79,19 @@ def test_opset_range_is_what_the_exporter_writes(tmp_path):
     with pytest.raises(DrsedgeError, match=f"opset {top + 1} is newer"):
         export_onnx(model, tmp_path / "over.onnx", opset=top + 1)
     assert not (tmp_path / "over.onnx").exists()
+
+
+def test_two_exports_of_one_checkpoint_are_byte_identical(tmp_path):
+    """onnxslim's shape inference wrote derived symbolic dimension names (and a varying number of value_info entries)
+    into the file, so two exports of one checkpoint differed and manifests' sha256 did not repeat (issue 37)."""
+    from drsedge.export.onnx_export import export_onnx
+    from drsedge.fileio import sha256
+    import torch
+
+    from drsedge.models import student_config
+
+    torch.manual_seed(0)
+    cfg = student_config(dim=8, num_blocks=[1, 1, 1, 1])
+    model = cfg.build().eval()
+    a, b = export_onnx(model, tmp_path / "a.onnx"), export_onnx(model, tmp_path / "b.onnx")
+    assert sha256(a) == sha256(b)
