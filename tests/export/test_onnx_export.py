@@ -84,10 +84,10 @@ def test_opset_range_is_what_the_exporter_writes(tmp_path):
 def test_two_exports_of_one_checkpoint_are_byte_identical(tmp_path):
     """onnxslim's shape inference wrote derived symbolic dimension names (and a varying number of value_info entries)
     into the file, so two exports of one checkpoint differed and manifests' sha256 did not repeat (issue 37)."""
-    from drsedge.export.onnx_export import export_onnx
-    from drsedge.fileio import sha256
     import torch
 
+    from drsedge.export.onnx_export import export_onnx
+    from drsedge.fileio import sha256
     from drsedge.models import student_config
 
     torch.manual_seed(0)
