@@ -165,3 +165,26 @@ def test_udr_run_config_is_its_own_family(tmp_path):
     bad = {**cfg, "student": {**cfg["student"], "model": {**cfg["student"]["model"], "dim": [16, 20, 32, 32, 64]}}}
     with pytest.raises(Exception, match="multiples of 8"):
         validate_run_config(bad, "x.yaml")
+
+
+@pytest.mark.parametrize("override,needle", [
+    ({"prune": {"enabled": True, "scope": ["msfn"]}}, "scope msfn"),
+    ({"export": {"size": [100, 100]}}, "multiples of 64"),
+    ({"export": {"opset": 99}}, "export.opset 99"),
+    ({"quantize": {"qat_steps": 5}}, "QAT"),
+    ({"export": {"structure": "upstream"}}, "one exported structure"),
+])
+def test_udr_options_that_cannot_apply_are_refused_before_any_stage(tmp_path, data_dir, capsys, override, needle):
+    """udr_raindrop.yaml with an option its family or the exporter cannot take: refused at preflight, before the
+    teacher trains (issue 37: refused only when their stage started, after the teacher and student had trained)."""
+    from drsedge.run_config import load_run_config
+
+    path = Path(__file__).resolve().parents[1] / "drsedge" / "configs" / "udr_raindrop.yaml"
+    cfg = load_run_config(path).model_dump(mode="json")
+    for k, v in override.items():
+        cfg[k] = {**cfg[k], **v}
+    cfg["run_dir"] = str(tmp_path / "run")
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["pipeline", "--config", str(tmp_path / "run.yaml"), "--data", str(data_dir)]) == 2
+    one_error_line(capsys.readouterr().err, needle)
+    assert not (tmp_path / "run" / "teacher").exists() and not (tmp_path / "run" / "synth").exists()

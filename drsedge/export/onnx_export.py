@@ -87,7 +87,7 @@ def export_onnx(
             (:func:`drsedge.models.reparam.reparameterize`: MSFN without Slice/Concat, q/k/v without chunk, LayerNorm
             affine folded into the next convs) and folded by ``onnxslim``; same numbers as the module (parity gate
             unchanged). ``"upstream"``: the trained module structure as is, not folded (the graph of earlier releases, for
-            comparison). Recorded as metadata ``drsedge.structure``. UDR-S2Former has one structure.
+            comparison). Recorded as metadata ``drsedge.structure``. UDR-S2Former has one structure (``"upstream"`` is refused).
 
     Raises:
         DrsedgeError: opset < 17 (UDR-S2Former: < 16, the TensorRT 8.5 form) or above :func:`max_opset`, an unknown exporter, a bad ``size``, or
@@ -106,6 +106,9 @@ def export_onnx(
     if structure not in STRUCTURES:
         raise DrsedgeError(f"unknown export structure {structure!r}; use one of {STRUCTURES}")
     if static:
+        if structure != "deploy":
+            raise DrsedgeError("--structure upstream: UDR-S2Former has one exported structure (nothing is re-parameterized); "
+                               "drop --structure (export.structure)")
         return _export_static(model, path, opset, exporter, size, attention, fp16_safe)
     if size is not None:
         raise DrsedgeError("--size / export.size is for static-shape families (UDR-S2Former); DRSformer exports have dynamic H/W")

@@ -129,6 +129,12 @@ def config_from_dict(d: dict | None, source: str, base: dict | None = None):
     return ModelConfig.from_dict({**(base or ModelConfig().to_dict()), **d}, source)
 
 
+def is_static_config(cfg) -> bool:
+    """True for a family exported at one static size (UDR-S2Former; :func:`drsedge.export.onnx_export.is_static_family`
+    for a built model)."""
+    return not isinstance(cfg, ModelConfig)
+
+
 def require_drsformer(cfg, what: str, source: str) -> None:
     """Refuse, in one line, a stage that covers the DRSformer family only (QAT) for another family.
 
