@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import shutil
 import statistics
 import threading
 import time
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drsedge.errors import DrsedgeError
+from drsedge.errors import DrsedgeError, first_line
 from drsedge.fileio import atomic_write
 
 from .frame_models import open_frame_model
@@ -160,6 +161,10 @@ class _Sink:
                 raise DrsedgeError(f"{self.out}: frame {self.n} is {frame.shape[1]}x{frame.shape[0]} but the video is "
                                    f"{self.size[1]}x{self.size[0]}; a video file holds one frame size: write to a folder "
                                    f"(-o DIR) instead; the {self.n} frames written are playable")
+            free = shutil.disk_usage(self.out.parent).free
+            if free < 2 * frame.nbytes + (1 << 20):  # OpenCV's writer fails silently on a full disk: stop before it does
+                raise DrsedgeError(f"{self.out}: the disk is full ({free // 1024} KiB free) at frame {self.n}; free space or "
+                                   "write elsewhere")
             self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         else:
             from PIL import Image
@@ -168,9 +173,23 @@ class _Sink:
             atomic_write(p, lambda tmp: Image.fromarray(frame).save(tmp, format="PNG"))
         self.n += 1
 
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()  # writes the container index: the file plays even after Ctrl-C
+    def close(self) -> int | None:
+        """Release the video writer (it writes the container index: the file plays even after Ctrl-C) and count the
+        frames that really play back (``grab`` without decoding), because OpenCV's ``write`` reports nothing; None
+        for a folder of PNG frames (each written atomically)."""
+        if self.writer is None:
+            return None
+        self.writer.release()
+        import cv2
+
+        cap = cv2.VideoCapture(str(self.out))
+        n = 0
+        try:
+            while n < self.n and cap.isOpened() and cap.grab():
+                n += 1
+        finally:
+            cap.release()
+        return n
 
 
 def _percentiles(ms: list[float]) -> dict:
@@ -312,8 +331,12 @@ def run_stream(source: str, model_path: str, output: str | None = None, *, provi
         for t in threads:
             t.join(timeout=10)
         reader.release()
-        if sink is not None:
-            sink.close()
+        playable = sink.close() if sink is not None else None
+    if playable is not None and playable < stats.frames_written:
+        raise DrsedgeError(f"{output}: the video writer failed (disk full or I/O error): only {playable} of the "
+                           f"{stats.frames_written} frames written are playable" + (f" ({first_line(errors[0])})" if errors else ""))
+    if playable is not None and errors and isinstance(errors[0], DrsedgeError):
+        raise DrsedgeError(f"{errors[0]}; {playable} frames of {output} are playable") from None
     total = getattr(reader, "total", None)
     stats.frames_announced = total
     if (total and not reader.live and not stats.interrupted and not errors and stats.source_error is None

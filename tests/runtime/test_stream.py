@@ -247,3 +247,52 @@ def test_unavailable_codec_is_one_line(onnx_model, clip, tmp_path, monkeypatch, 
     assert main(["stream", str(video), "-o", str(out), "--model", str(onnx_model), "--quiet"]) == 2
     err = capsys.readouterr().err
     one_error_line(err, "cannot encode", "x.mp4")
+
+
+def test_full_disk_mid_video_names_the_video_and_its_playable_frames(onnx_model, clip, tmp_path, monkeypatch, capsys):
+    """OpenCV's ``VideoWriter.write`` returns nothing: a full disk left a truncated video (7 of 12 frames) and a message
+    about the stats file only (issue 37). Free space is checked before every frame and the frames that play back are
+    counted after the writer closes."""
+    import collections
+
+    from drsedge.runtime import stream as stream_mod
+
+    video, _, _ = clip
+    out = tmp_path / "out.avi"
+    usage = collections.namedtuple("usage", "total used free")
+    calls = {"n": 0}
+
+    def disk_usage(path):
+        calls["n"] += 1
+        return usage(10**9, 10**9, 10**9 if calls["n"] <= 7 else 4096)
+
+    monkeypatch.setattr(stream_mod.shutil, "disk_usage", disk_usage)
+    assert main(["stream", str(video), "-o", str(out), "--model", str(onnx_model), "--quiet"]) == 2
+    line = one_error_line(capsys.readouterr().err, "out.avi", "disk is full", "at frame 7", "7 frames of")
+    assert "playable" in line and _count_frames(out) == 7
+
+
+def test_a_silently_failing_writer_is_caught_by_the_playback_count(onnx_model, clip, tmp_path, monkeypatch, capsys):
+    """A writer that drops frames without a word (what OpenCV does on an I/O error): the count after closing says so."""
+    video, _, _ = clip
+    real = cv2.VideoWriter
+
+    class Lossy:
+        def __init__(self, *a, **k):
+            self.w, self.n = real(*a, **k), 0
+
+        def isOpened(self):
+            return self.w.isOpened()
+
+        def write(self, frame):
+            self.n += 1
+            if self.n <= 5:
+                self.w.write(frame)
+
+        def release(self):
+            self.w.release()
+
+    monkeypatch.setattr(cv2, "VideoWriter", Lossy)
+    out = tmp_path / "out.avi"
+    assert main(["stream", str(video), "-o", str(out), "--model", str(onnx_model), "--quiet"]) == 2
+    one_error_line(capsys.readouterr().err, "out.avi", "only 5 of the 12 frames written are playable")
