@@ -140,3 +140,31 @@ def test_budget_search_measures_and_writes_only_within_budget(fp32_onnx, data_di
         kf.search_keep_float(fp32_onnx, tmp_path / "h.onnx", calib, val)
     with pytest.raises(DrsedgeError, match="held-out"):
         kf.search_keep_float(fp32_onnx, tmp_path / "d.onnx", calib, find_pairs(data_dir / "rain100L", 1), budget_db=1.0)
+
+
+def test_ort_qdq_scales_are_finite_and_the_masked_scores_stay_float(fp32_onnx, data_dir, tmp_path):
+    """ORT's static quantizer printed "invalid value encountered in divide" (issue 37): it computes a scale for the top-k
+    threshold form's Where output, whose range starts at -inf. That tensor gets no Q/DQ (it stays float), every scale and
+    zero point that is written is valid, and the call is silent."""
+    import warnings
+
+    import numpy as np
+    from onnx import numpy_helper
+
+    from drsedge.onnx_io import load_onnx
+
+    calib = calibration_set([data_dir / "rain200H" / "train" / "input"], size=64, limit=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        q = quantize_onnx(fp32_onnx, tmp_path / "int8.onnx", calib, "ort")
+    m = load_onnx(q)
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    producers = {o: n for n in m.graph.node for o in n.output}
+    qs = [n for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qs
+    for n in qs:
+        scale = inits.get(n.input[1])
+        if scale is not None:
+            assert np.isfinite(scale).all() and (scale > 0).all(), n.name
+        src = producers.get(n.input[0])
+        assert src is None or src.op_type not in ("Where", "TopK"), n.name  # the -inf-masked scores stay float
