@@ -32,7 +32,7 @@ def test_broken_file_stops_before_step_zero(tmp_path, data_dir, capsys):
     with pytest.raises(DrsedgeError, match="2.png"):
         scan_headers(find_pairs(d))
     code = main(["train-teacher", "--preset", "student", "--model", "dim=8", "--model", "num_blocks=[1,1,1,1]", "--train", str(d),
-                 "-o", str(tmp_path / "o"), "--steps", "2", "--patch", "32", "--stream-data", "--workers", "1"])
+                 "--skip-held-out-copies", "-o", str(tmp_path / "o"), "--steps", "2", "--patch", "32", "--stream-data", "--workers", "1"])
     err = capsys.readouterr().err
     assert code == 2 and "2.png" in err and "header" in err and not (tmp_path / "o" / "train_state.pt").exists()
 
