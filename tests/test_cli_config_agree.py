@@ -10,7 +10,8 @@ from drsedge import run_config
 from drsedge.cli import build_parser
 
 # (command, flag dest) -> (run-config section class, field); the synthetic preset differs on purpose (CLI "light": a
-# quick look; pipeline "mixed": training data), so it is not listed.
+# quick look; pipeline "mixed": training data), so it is not listed; quantize --crop defaults to None on purpose (a static
+# export's own size, else QuantizeSection.size: tests/compress/test_quantize.py).
 PAIRS = {
     ("export", "exporter"): (run_config.ExportSection, "exporter"),
     ("export", "attention"): (run_config.ExportSection, "attention"),
@@ -23,7 +24,6 @@ PAIRS = {
     ("prune", "ratio"): (run_config.PruneSection, "ratio"),
     ("prune", "iterations"): (run_config.PruneSection, "iterations"),
     ("export", "limit"): (run_config.ExportSection, "fp16_frames"),
-    ("quantize", "size"): (run_config.QuantizeSection, "size"),
     ("quantize", "limit"): (run_config.QuantizeSection, "limit"),
     ("quantize", "val_limit"): (run_config.QuantizeSection, "val_limit"),
     ("quantize", "max_steps"): (run_config.QuantizeSection, "max_steps"),

@@ -18,7 +18,13 @@ def cmd_quantize(a) -> int:
     from drsedge.stages import quantize
 
     refuse_overwrite(a.output, [a.onnx], "INT8 output")
-    opts = make_options(QuantizeSection, "drsedge quantize", {"size": "--crop", "budget_db": "--budget", "min_fidelity_db": "--min-fidelity"}, backend=a.backend, high_precision=a.high_precision, size=a.size, limit=a.limit,
+    from drsedge.export.onnx_export import static_square_side
+
+    side = static_square_side(a.onnx)  # a static export (UDR-S2Former) takes crops of its own size only
+    if side and a.size is not None and a.size != side:
+        raise DrsedgeError(f"--crop {a.size}: {a.onnx} is a static export that takes only {side}x{side} inputs; drop --crop "
+                           f"(its size is used) or pass --crop {side}")
+    opts = make_options(QuantizeSection, "drsedge quantize", {"size": "--crop", "budget_db": "--budget", "min_fidelity_db": "--min-fidelity"}, backend=a.backend, high_precision=a.high_precision, size=side or a.size or QuantizeSection().size, limit=a.limit,
                         quantize_depthwise=a.quantize_depthwise, keep_float=a.keep_float, budget_db=a.budget,
                         min_fidelity_db=a.min_fidelity, val_limit=a.val_limit, max_steps=a.max_steps, candidates=a.candidates,
                         granularity=a.granularity)
@@ -49,7 +55,8 @@ def register(sub) -> None:
                         "QLinearConv on ORT CPU); modelopt: NVIDIA ModelOpt PTQ (TensorRT placement; pip install -e '.[modelopt]')")
     p.add_argument("--high-precision", **cli_choice(QuantizeSection, "high_precision"),
                    help="modelopt: float type of the unquantized part (fp16 for TensorRT targets, fp32 for CPU)")
-    p.add_argument("--crop", "--size", dest="size", type=MULT8, default=cli_choice(QuantizeSection, "size")["default"], help="calibration crop side in px (multiple of 8)")
+    p.add_argument("--crop", "--size", dest="size", type=MULT8,
+                   help=f"calibration crop side in px (multiple of 8; default {QuantizeSection().size}, a static export's own size)")
     p.add_argument("--limit", type=POS, default=cli_choice(QuantizeSection, "limit")["default"], help="number of calibration images")
     p.add_argument("--quantize-depthwise", action="store_true", help="also quantize depthwise convs (slower in ORT CPU here)")
     p.add_argument("--keep-float", nargs="+", metavar="MODULE", help="PyTorch modules to keep in float, e.g. latent.1.attn (see `drsedge localize`)")
