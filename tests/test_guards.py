@@ -358,3 +358,34 @@ def test_a_killed_writers_temporaries_are_swept_whatever_their_age(tmp_path):
     leftovers[1].write_bytes(b"x" * 100)
     atomic_write(q / "student_int8.onnx", lambda tmp: Path(tmp).write_bytes(b"onnx"))
     assert not leftovers[1].exists() and mine.exists() and (q / "student_int8.onnx").read_bytes() == b"onnx"
+
+
+def test_tile_32_with_the_default_overlap_is_accepted(tmp_path, tiny_ckpt, data_dir, capsys):
+    """``--tile 32`` was refused for the default 32 px overlap the user never set (issue 37); the default is now at most a
+    quarter of the tile, and only an explicit overlap >= tile is refused."""
+    from PIL import Image
+
+    out, img = tmp_path / "o.png", tmp_path / "crop.png"
+    Image.open(data_dir / "real" / "1.png").convert("RGB").crop((0, 0, 80, 64)).save(img)
+    assert main(["derain", str(tiny_ckpt), str(img), "-o", str(out), "--tile", "32"]) == 0 and out.is_file()
+    code = main(["derain", str(tiny_ckpt), str(img), "-o", str(tmp_path / "p.png"), "--tile", "32", "--tile-overlap", "32"])
+    _one_line(capsys, code, "--tile-overlap 32 must be smaller than --tile 32")
+
+
+def test_udr_checkpoint_mismatch_gets_no_mefc_hint(tmp_path, data_dir, capsys):
+    """A UDR-S2Former checkpoint with a missing key was told to "toggle mefc", a DRSformer option (issue 37)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from drsedge.models.udr_config import udr_small_config
+
+    cfg = udr_small_config()
+    path = save_model(tmp_path / "u.safetensors", cfg.build(), cfg)
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    state.pop(sorted(state)[0])
+    save_file(state, str(tmp_path / "broken.safetensors"), metadata=meta)
+    code = main(["derain", str(tmp_path / "broken.safetensors"), str(data_dir / "real" / "1.png"), "-o", str(tmp_path / "o.png")])
+    line = _one_line(capsys, code, "broken.safetensors", "1 missing", "UDRS2Former checkpoint needs the config")
+    assert "mefc" not in line

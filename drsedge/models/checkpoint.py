@@ -102,8 +102,12 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, prefer: str | Non
             parts.append(f"{len(unexpected)} unexpected (first: {', '.join(unexpected[:3])})")
         if shapes:
             parts.append(f"{len(shapes)} mis-shaped (first: {'; '.join(shapes[:2])})")
+        from .drsformer import DRSformer
+
         hint = ""
-        if any(k.startswith(("encoder_level0.", "refinement.")) for k in missing + unexpected):
+        if not isinstance(model, DRSformer):  # the MEFC advice is DRSformer's; another family's config must match instead
+            hint = f" — a {type(model).__name__} checkpoint needs the config it was trained with (see `drsedge info --checkpoint`)"
+        elif any(k.startswith(("encoder_level0.", "refinement.")) for k in missing + unexpected):
             hint = " — MEFC keys differ: toggle mefc (the Rain200L/SPA checkpoints have no MEFC)"
         raise DrsedgeError(f"{path}: checkpoint does not match the model: {'; '.join(parts)}{hint}")
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from drsedge.errors import DrsedgeError
 
-from .args import MULT8, NONNEG, add_plugin_arg
+from .args import MULT8, NONNEG, add_plugin_arg, default_overlap
 
 
 def _targets(src: Path, output: str) -> list[tuple[Path, Path]]:
@@ -38,8 +38,7 @@ def cmd_derain(a) -> int:
     from drsedge.data.images import read_image, write_image
 
     jobs = _targets(Path(a.input), a.output)
-    if a.tile is not None and a.tile_overlap >= a.tile:
-        raise DrsedgeError(f"--tile-overlap {a.tile_overlap} must be smaller than --tile {a.tile}")
+    a.tile_overlap = default_overlap(a.tile, a.tile_overlap)
     from drsedge.runtime.frame_models import open_frame_model
     from drsedge.runtime.limits import plan_tile
     from drsedge.runtime.onnx_np import restore_np
@@ -68,5 +67,5 @@ def register(sub) -> None:
                    help="ONNX models: ONNX Runtime execution provider, or openvino (OpenVINO CPU runtime; INT8 Q/DQ runs as INT8)")
     add_plugin_arg(p)
     p.add_argument("--tile", type=MULT8, help="tile side in px; default: whole images, or the largest tile the model takes")
-    p.add_argument("--tile-overlap", type=NONNEG, default=32)
+    p.add_argument("--tile-overlap", type=NONNEG, help="px shared by neighbouring tiles (default 32, at most a quarter of --tile)")
     p.set_defaults(fn=cmd_derain)

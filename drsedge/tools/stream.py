@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from drsedge.errors import DrsedgeError, raise_terminated
+from drsedge.errors import raise_terminated
 
-from .args import MULT8, NONNEG, POS, add_plugin_arg
+from .args import MULT8, NONNEG, POS, add_plugin_arg, default_overlap
 
 
 def cmd_stream(a) -> int:
@@ -18,8 +18,7 @@ def cmd_stream(a) -> int:
     from drsedge.fileio import refuse_overwrite
     from drsedge.runtime.stream import run_stream, write_stats
 
-    if a.tile is not None and a.tile_overlap >= a.tile:
-        raise DrsedgeError(f"--tile-overlap {a.tile_overlap} must be smaller than --tile {a.tile}")
+    a.tile_overlap = default_overlap(a.tile, a.tile_overlap)
     stats_path = a.stats or (str(a.output) + ".json" if a.output else "stream_stats.json")
     inputs = [a.source, a.reference, a.plugin, a.output] + ([a.model] if Path(a.model).exists() else [])
     refuse_overwrite(stats_path, inputs, "stats file (--stats)")
@@ -71,7 +70,7 @@ def register(sub) -> None:
     add_plugin_arg(p)
     p.add_argument("--tile", type=MULT8, help="tile side in px (multiple of 8); default: whole frames, or the largest tile the "
                    "model takes when a frame exceeds its static shape or engine profile")
-    p.add_argument("--tile-overlap", type=NONNEG, default=32, help="overlap of neighbouring tiles in px, averaged (default 32)")
+    p.add_argument("--tile-overlap", type=NONNEG, help="overlap of neighbouring tiles in px, averaged (default 32, at most a quarter of --tile)")
     p.add_argument("--side-by-side", action="store_true", help="write input | derained")
     p.add_argument("--max-frames", type=POS)
     p.add_argument("--reference", metavar="DIR", help="clean frames in the same order: per-frame PSNR-Y and temporal flicker")
