@@ -37,6 +37,8 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     another user).
     """
     path = Path(path)
+    if path.is_dir():
+        raise DrsedgeError(f"{path}: is a folder, and this output is a file; name a file (-o/--output), e.g. {path / 'out'}{path.suffix}")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     try:

@@ -389,3 +389,32 @@ def test_udr_checkpoint_mismatch_gets_no_mefc_hint(tmp_path, data_dir, capsys):
     code = main(["derain", str(tmp_path / "broken.safetensors"), str(data_dir / "real" / "1.png"), "-o", str(tmp_path / "o.png")])
     line = _one_line(capsys, code, "broken.safetensors", "1 missing", "UDRS2Former checkpoint needs the config")
     assert "mefc" not in line
+
+
+def test_an_output_that_is_a_folder_names_the_folder(tmp_path, tiny_ckpt, capsys):
+    """``-o x.onnx`` where x.onnx is a directory named the hidden temporary file (issue 37)."""
+    (tmp_path / "x.onnx").mkdir()
+    code = main(["export", str(tiny_ckpt), "-o", str(tmp_path / "x.onnx")])
+    line = _one_line(capsys, code, "x.onnx: is a folder")
+    assert ".tmp" not in line
+
+
+@pytest.mark.parametrize("kind", ["nan", "rank", "renamed"])
+def test_compare_with_a_broken_or_other_model_is_one_line(tmp_path, data_dir, capsys, kind):
+    """``compare`` with a NaN model, a wrong output rank, or a model whose output has another name ended in the generic
+    'unexpected' line (max() of an empty sequence; issue 37)."""
+    nan = helper.make_tensor("k", TensorProto.FLOAT, [1], [float("nan") if kind == "nan" else 1.0])
+    out_shape = ["N", "H", "W"] if kind == "rank" else ["N", 3, "H", "W"]
+    node = (helper.make_node("ReduceMean", ["image"], ["out"], axes=[1], keepdims=0) if kind == "rank"
+            else helper.make_node("Mul", ["image", "k"], ["out" if kind != "renamed" else "derained2"]))
+    out_name = "derained2" if kind == "renamed" else "out"
+    test = _onnx(tmp_path / "t.onnx", [node], [_img()], [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, out_shape)],
+                 [] if kind == "rank" else [nan])
+    ref = _onnx(tmp_path / "r.onnx", [helper.make_node("Identity", ["image"], ["out"])], [_img()],
+                [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3, "H", "W"])])
+    code = main(["compare", str(ref), str(test), "--images", str(data_dir / "real"), "--limit", "1"])
+    err = capsys.readouterr().err
+    if kind == "renamed":  # identical numbers under another output name: compared by position, and they agree
+        assert code == 0, err
+    else:
+        assert code == 2 and one_error_line(err, "t.onnx", "NaN" if kind == "nan" else "output shape")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drsedge.errors import DrsedgeError
+from drsedge.errors import DrsedgeError, NonFiniteError
 
 TRT_PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -80,11 +80,11 @@ def _run(ref_onnx, inputs, test_onnx, trt_precision, plugin, outputs):
         raise DrsedgeError(f"TensorRT precision must be one of {TRT_PRECISIONS}, got {trt_precision!r}")
     if not inputs:
         raise DrsedgeError("compare needs at least one image")
-    from drsedge.onnx_io import load_onnx
+    from drsedge.onnx_io import image_input, load_onnx
 
     for path in (ref_onnx, test_onnx):
-        if path is not None:
-            load_onnx(path, external_data=False)  # one-line DrsedgeError for a missing or unparsable file
+        if path is not None:  # one-line DrsedgeError for a missing or unparsable file, or not one N x 3 x H x W image input
+            image_input(load_onnx(path, external_data=False), str(path))
     ref = _onnx_runner(ref_onnx, outputs, "onnxrt-ref")
     if trt_precision:
         from drsedge.backend.trt._import import import_tensorrt
@@ -93,8 +93,6 @@ def _run(ref_onnx, inputs, test_onnx, trt_precision, plugin, outputs):
         test = _trt_runner(test_onnx or ref_onnx, trt_precision, outputs, plugin, inputs[0].shape[2:], f"trt-{trt_precision}")
     else:
         test = _onnx_runner(test_onnx, outputs, "onnxrt-test")
-    from drsedge.onnx_io import image_input
-
     name, _ = image_input(load_onnx(ref_onnx, external_data=False), str(ref_onnx))
     with G_LOGGER.verbosity(G_LOGGER.CRITICAL):  # drsedge prints its own one-line summary; the caller's level comes back
         return Comparator.run([ref, test], data_loader=[{name: x} for x in inputs])
@@ -144,5 +142,16 @@ def compare_outputs(
     results = _run(ref_onnx, inputs, test_onnx, trt_precision, plugin, None)
     verdict = Comparator.compare_accuracy(results, compare_func=simple(atol=atol, rtol=rtol))
     (_, ref), (_, test) = results
-    errs = [np.abs(np.asarray(r[k], np.float64) - np.asarray(t[k])) for r, t in zip(ref, test) for k in r if k in t]
+    test_name = str(test_onnx or ref_onnx)
+    errs = []
+    for i, (r, t) in enumerate(zip(ref, test)):  # drsedge models have one output: paired by position, whatever its name
+        a, b = np.asarray(next(iter(r.values())), np.float64), np.asarray(next(iter(t.values())), np.float64)
+        if a.shape != b.shape:
+            raise DrsedgeError(f"{test_name}: output shape {b.shape} differs from the reference's {a.shape} ({ref_onnx}); "
+                               "compare two exports of one model (N x 3 x H x W in and out)")
+        for path, y in ((ref_onnx, a), (test_name, b)):
+            if not np.isfinite(y).all():
+                raise NonFiniteError(f"{path}: output holds NaN or Inf on image {i}; this model is broken (re-export or "
+                                     "re-quantize it), there is nothing to compare")
+        errs.append(np.abs(a - b))
     return OutputComparison(bool(verdict), float(max(e.max() for e in errs)), float(np.mean([e.mean() for e in errs])), atol, rtol)
