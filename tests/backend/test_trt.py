@@ -190,6 +190,10 @@ def test_plugin_library_kind_and_the_right_one_per_version(onnx_files, dynamic_p
     with pytest.raises(DrsedgeError, match="version-compatible"):
         BuildOptions(str(fused), str(tmp_path / "w.engine"), precision="fp32", plugin=str(static),
                      version_compatible=True).validate(build_path("10.13"))
+    # on 8.5 the refusal is the flag, not "pass the loadLibrary library", which 8.5 would then refuse (issue 37)
+    with pytest.raises(DrsedgeError, match="8.5 has no hardware/version-compatible engines"):
+        BuildOptions(str(fused), str(tmp_path / "w.engine"), precision="fp32", plugin=str(static),
+                     version_compatible=True).validate(build_path("8.5"))
 
 
 def test_int8_float_precision_is_stated_per_version(onnx_files):

@@ -80,6 +80,9 @@ class BuildOptions:
             raise DrsedgeError(f"{self.onnx}: has custom op(s) {info['custom_ops']} but no plugin library; pass --plugin {PLUGIN_HINT}")
         if self.plugin and not Path(self.plugin).is_file():
             raise DrsedgeError(f"{self.plugin}: plugin library not found; build it with native/topk_sparse_softmax (see its README)")
+        if path is not None and (self.hardware_compatible or self.version_compatible) and not path.compatibility_flags:
+            # before the plugin check: on 8.5 its advice (the loadLibrary library) would be refused next
+            raise DrsedgeError(f"TensorRT {path.label} has no hardware/version-compatible engines (TensorRT >= 8.6); drop those flags")
         if self.plugin and path is not None:
             check_plugin(self.plugin, path, self.version_compatible)
         if self.precision == "int8" and not info["qdq"]:
@@ -96,8 +99,6 @@ class BuildOptions:
             if path.strongly_typed and self.precision == "fp32" and fp16_graph:
                 raise DrsedgeError(f"{self.onnx}: holds FP16 tensors; TensorRT {path.label} (strongly typed) would build an FP16 engine; "
                                    "build --precision fp16 from it, or fp32 from the FP32 export")
-            if (self.hardware_compatible or self.version_compatible) and not path.compatibility_flags:
-                raise DrsedgeError(f"TensorRT {path.label} has no hardware/version-compatible engines (TensorRT >= 8.6); drop those flags")
         return info
 
 
