@@ -6,15 +6,19 @@ import sys
 
 from .args import POS, add_plugin_arg, int_type
 
+DEFAULT_SHAPES = ("1x3x64x64", "1x3x256x256", "1x3x720x1280")  # the optimization profile of a dynamic export
+
 
 def cmd_build_engine(a) -> int:
     from drsedge.backend.trt import BuildOptions, Profile, build_path, trtexec_command
 
-    prof = Profile(Profile.parse(a.min_shape), Profile.parse(a.opt_shape), Profile.parse(a.max_shape))
+    given = any(v is not None for v in (a.min_shape, a.opt_shape, a.max_shape))
+    prof = Profile(*(Profile.parse(v or d) for v, d in ((a.min_shape, DEFAULT_SHAPES[0]), (a.opt_shape, DEFAULT_SHAPES[1]),
+                                                        (a.max_shape, DEFAULT_SHAPES[2]))))
     o = BuildOptions(
         onnx=a.onnx, engine=a.output, precision=a.precision, plugin=a.plugin, profile=prof, timing_cache=a.timing_cache,
         optimization_level=a.optimization_level, workspace_mib=a.workspace, hardware_compatible=a.hardware_compatibility,
-        version_compatible=a.version_compatible, fp16_keep_fp32=not a.fp16_all_layers,
+        version_compatible=a.version_compatible, fp16_keep_fp32=not a.fp16_all_layers, profile_given=given,
     )
     if a.print_trtexec:
         from drsedge.backend.trt.loader import plugin_only_path
@@ -45,9 +49,9 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="engine path; the sidecar is written to OUTPUT.json")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
     add_plugin_arg(p)
-    p.add_argument("--min-shape", default="1x3x64x64")
-    p.add_argument("--opt-shape", default="1x3x256x256")
-    p.add_argument("--max-shape", default="1x3x720x1280")
+    p.add_argument("--min-shape", help=f"optimization profile (dynamic ONNX only; default {DEFAULT_SHAPES[0]})")
+    p.add_argument("--opt-shape", help=f"default {DEFAULT_SHAPES[1]}")
+    p.add_argument("--max-shape", help=f"default {DEFAULT_SHAPES[2]}")
     p.add_argument("--timing-cache", help="timing cache file, read if present and written back")
     p.add_argument("--optimization-level", type=int_type(0), default=3, help="builder optimization level 0..5")
     p.add_argument("--workspace", type=POS, default=1024, help="workspace limit in MiB")

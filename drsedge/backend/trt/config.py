@@ -44,6 +44,7 @@ class BuildOptions:
     workspace_mib: int = 1024
     hardware_compatible: bool = False
     version_compatible: bool = False
+    profile_given: bool = False  # the user set the shapes (--min/--opt/--max-shape): a static ONNX refuses other shapes
     fp16_keep_fp32: bool = True  # weak typing only: keep weak_fp32_layers() in FP32
 
     def validate(self, path: BuildPath | None = None) -> dict:
@@ -72,6 +73,10 @@ class BuildOptions:
         info = inspect(self.onnx)
         if info["static_shape"]:  # fixed input dims: TensorRT takes no optimization profile (trtexec refuses shapes)
             st = info["static_shape"]
+            given = (tuple(self.profile.min), tuple(self.profile.opt), tuple(self.profile.max))
+            if self.profile_given and given != (tuple(st),) * 3:
+                raise DrsedgeError(f"{self.onnx}: a static export {'x'.join(map(str, st))} takes no shape profile; drop "
+                                   "--min-shape/--opt-shape/--max-shape (or export at the size you want: export --size)")
             self.profile = Profile(st, st, st, info["input"], static=True)
         else:
             self.profile = Profile(self.profile.min, self.profile.opt, self.profile.max, info["input"])
