@@ -108,7 +108,7 @@ class PruneSection(_Strict):
     ratio: Annotated[float, Field(gt=0, lt=1)] = 0.5
     importance: Literal["l1", "l2", "taylor"] = "l2"
     # None: the family's default, as `drsedge prune` (DRSformer msfn; UDR-S2Former mlp + mffn)
-    scope: list[Literal["msfn", "attention", "heads", "streams", "mlp", "mffn"]] | None = None
+    scope: list[Literal["msfn", "attention", "heads", "streams", "depth", "mlp", "mffn"]] | None = None
     iterations: PosInt = 1
     finetune: dict | None = None
 

@@ -145,7 +145,8 @@ def taylor_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor) ->
     model.eval()
 
 
-def ratio_for_macs(model: nn.Module, config: ModelConfig, target_macs: int, hw: tuple[int, int] = (256, 256), scopes=("msfn",)) -> float:
+def ratio_for_macs(model: nn.Module, config: ModelConfig, target_macs: int, hw: tuple[int, int] = (256, 256), scopes=("msfn",),
+                   probe=None) -> float:
     """Smallest uniform ratio whose pruned model needs <= ``target_macs`` MACs at ``hw`` (bisection, 12 steps).
 
     Raises:
@@ -153,8 +154,13 @@ def ratio_for_macs(model: nn.Module, config: ModelConfig, target_macs: int, hw: 
     """
     from drsedge.models.info import model_info
 
+    if "depth" in scopes and not isinstance(probe, dict):  # the block ranking does not depend on the ratio: once
+        from .prune_depth import block_importance
+
+        probe = block_importance(model, probe, "l2")
+
     def macs(r: float) -> int:
-        return model_info(prune_model(model, config, r, "l2", scopes)[0], *hw).macs
+        return model_info(prune_model(model, config, r, "l2", scopes, probe)[0], *hw).macs
 
     lo, hi = 0.0, 0.99 if "attention" not in scopes else 0.5
     if macs(hi) > target_macs:
@@ -282,7 +288,7 @@ def prune_heads(model: nn.Module, config: ModelConfig, ratio: float, importance:
     return pruned.eval(), cfg
 
 
-SCOPES = ("msfn", "attention", "heads", "streams")
+SCOPES = ("msfn", "attention", "heads", "streams", "depth")
 
 
 def _carry_grads(src: nn.Module, dst: nn.Module) -> None:
@@ -294,13 +300,19 @@ def _carry_grads(src: nn.Module, dst: nn.Module) -> None:
 
 
 def prune_model(
-    model: nn.Module, config: ModelConfig, ratio: float, importance: str = "l2", scopes=SCOPES
+    model: nn.Module, config: ModelConfig, ratio: float, importance: str = "l2", scopes=SCOPES, probe=None,
 ) -> tuple[nn.Module, ModelConfig]:
-    """Prune the chosen ``scopes`` by ``ratio`` each: ``"msfn"`` hidden units, ``"attention"`` channels
-    per head, whole ``"heads"``, residual ``"streams"`` (:func:`drsedge.compress.prune_streams.prune_streams`)."""
+    """Prune the chosen ``scopes`` by ``ratio`` each: whole blocks (``"depth"``, first:
+    :func:`drsedge.compress.prune_depth.prune_depth`, ranked by the output change on ``probe`` ``[B, 3, H, W]`` when
+    given), ``"msfn"`` hidden units, ``"attention"`` channels per head, whole ``"heads"``, residual ``"streams"``
+    (:func:`drsedge.compress.prune_streams.prune_streams`)."""
     unknown = set(scopes) - set(SCOPES)
     if unknown or not scopes:
         raise DrsedgeError(f"pruning scope must be some of {SCOPES}, got {sorted(scopes)}")
+    if "depth" in scopes:
+        from .prune_depth import prune_depth
+
+        model, config = prune_depth(model, config, ratio, importance, probe)
     if "streams" in scopes:  # first: it needs gradients on every weight for taylor, and carries them along
         from .prune_streams import prune_streams
 

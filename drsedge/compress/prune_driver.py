@@ -17,7 +17,7 @@ from drsedge.models.config import ModelConfig
 from .prune import prune_model
 from .prune_udr import UDR_SCOPES, prune_udr
 
-DRSFORMER_SCOPES = ("msfn", "attention", "heads", "streams")
+DRSFORMER_SCOPES = ("msfn", "attention", "heads", "streams", "depth")
 
 
 def family_scopes(config, scopes=None) -> list[str]:
@@ -50,6 +50,7 @@ def iterative_prune(
     iterations: int = 1,
     before_step: Callable[[nn.Module, int], None] | None = None,
     after_step: Callable[[nn.Module, ModelConfig, int], None] | None = None,
+    probe=None,
 ) -> tuple[nn.Module, ModelConfig]:
     """Prune ``model`` in ``iterations`` steps; ``before_step(model, i)`` runs before step ``i`` (1-based; e.g.
     Taylor gradients), ``after_step(model, config, i)`` after it (e.g. fine-tuning, a measurement).
@@ -66,7 +67,7 @@ def iterative_prune(
     for it in range(1, max(1, iterations) + 1):
         if before_step is not None:
             before_step(model, it)
-        model, config = prune(model, config, r, importance, scopes)
+        model, config = prune(model, config, r, importance, scopes, probe) if probe is not None else prune(model, config, r, importance, scopes)
         model.zero_grad(set_to_none=True)  # Taylor gradients of this step do not leak into the next
         if after_step is not None:
             after_step(model, config, it)

@@ -186,7 +186,11 @@ def config_from_state_dict(state: dict[str, torch.Tensor], source: str = "checkp
     try:
         dim = state["patch_embed.proj.weight"].shape[0]
         levels = ["encoder_level1", "encoder_level2", "encoder_level3", "latent"]
-        blocks = [len({k.split(".")[1] for k in state if k.startswith(lv + ".")}) for lv in levels]
+        from .drsformer import BLOCK_STAGES
+
+        counts = {st: len({k.split(".")[1] for k in state if k.startswith(st + ".")}) for st in BLOCK_STAGES}
+        blocks = [max(c for st, c in counts.items() if BLOCK_STAGES[st] == i) for i in range(4)]  # depth-pruned stages: fewer
+        depths = {st: c for st, c in counts.items() if c != blocks[BLOCK_STAGES[st]]}
         # a level's heads: the most any of its blocks has (head-pruned blocks have fewer; listed below)
         heads = [max(v.shape[0] for k, v in state.items() if k.startswith(f"{lv}.") and k.endswith(".attn.temperature"))
                  for lv in levels]
@@ -231,7 +235,7 @@ def config_from_state_dict(state: dict[str, torch.Tensor], source: str = "checkp
         inp_channels=state["patch_embed.proj.weight"].shape[1], out_channels=state["output.weight"].shape[0],
         bias="output.bias" in state, LayerNorm_type="WithBias" if "encoder_level1.0.norm1.body.bias" in state else "BiasFree",
         mefc=any(k.startswith("encoder_level0.") for k in state), attention=attention, ffn_hidden=ffn_hidden, attn_inner=attn_inner,
-        attn_heads=attn_heads, stream_widths=stream_widths,
+        attn_heads=attn_heads, stream_widths=stream_widths, depths=depths,
     )
 
 

@@ -36,6 +36,7 @@ class ModelConfig:
     attn_inner: dict[str, int] = field(default_factory=dict)  # per-block q/k/v widths of pruned models
     attn_heads: dict[str, int] = field(default_factory=dict)  # per-block head counts of head-pruned models
     stream_widths: dict[str, int] = field(default_factory=dict)  # residual-stream widths of pruned models (see stream_widths_of)
+    depths: dict[str, int] = field(default_factory=dict)  # blocks per stage of depth-pruned models (see stage_depths)
 
     def build(self) -> DRSformer:
         """Instantiate the model (random init)."""
@@ -58,6 +59,12 @@ class ModelConfig:
                                f"ffn_expansion_factor {cfg.ffn_expansion_factor}); the paper's teacher is dim 48")
         if any(h < 1 for h in cfg.heads):
             raise DrsedgeError(f"{source}: head counts must be >= 1, got {cfg.heads}")
+        from .drsformer import BLOCK_STAGES
+
+        bad = {k: v for k, v in cfg.depths.items() if k not in BLOCK_STAGES or not 1 <= v <= cfg.num_blocks[BLOCK_STAGES[k]]}
+        if bad:
+            raise DrsedgeError(f"{source}: depths {bad}: each names a stage of {list(BLOCK_STAGES)} and keeps 1..num_blocks of "
+                               "its level blocks")
         if cfg.attention not in ATTENTION_KINDS:
             raise DrsedgeError(f"{source}: attention must be one of {ATTENTION_KINDS}, got {cfg.attention!r}")
         if cfg.stream_widths:

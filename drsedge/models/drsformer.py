@@ -238,6 +238,17 @@ STREAMS = ("encoder_level1", "encoder_level2", "encoder_level3", "latent", "up4_
            "decoder_level2", "up2_1")
 
 
+# the seven stages of TransformerBlocks and the num_blocks entry each takes its default depth from
+BLOCK_STAGES = {"encoder_level1": 0, "encoder_level2": 1, "encoder_level3": 2, "latent": 3, "decoder_level3": 2,
+                "decoder_level2": 1, "decoder_level1": 0}
+
+
+def stage_depths(num_blocks, depths: dict[str, int] | None = None) -> dict[str, int]:
+    """Blocks per stage (:data:`BLOCK_STAGES`): ``num_blocks`` (encoder and decoder of a level share it), with the
+    per-stage overrides of a depth-pruned model."""
+    return {name: (depths or {}).get(name, num_blocks[i]) for name, i in BLOCK_STAGES.items()}
+
+
 def stream_widths_of(dim: int, overrides: dict[str, int] | None = None) -> dict[str, int]:
     """Channel width of every residual stream: upstream's ``dim * 2**level`` unless overridden (pruned models).
 
@@ -292,6 +303,7 @@ class DRSformer(nn.Module):
         attn_inner: dict[str, int] | None = None,
         attn_heads: dict[str, int] | None = None,
         stream_widths: dict[str, int] | None = None,
+        depths: dict[str, int] | None = None,
     ):
         super().__init__()
         if len(num_blocks) != 4 or len(heads) != 4:
@@ -300,8 +312,10 @@ class DRSformer(nn.Module):
         ffn_hidden = ffn_hidden or {}
         attn_inner = attn_inner or {}
         attn_heads = attn_heads or {}
+        depths = depths or {}
 
         def level(name: str, width: int, n: int, h: int) -> nn.Sequential:
+            n = depths.get(name, n)  # depth-pruned stages keep fewer blocks (drsedge.compress.prune_depth)
             return nn.Sequential(
                 *[
                     TransformerBlock(width, attn_heads.get(f"{name}.{i}", h), ffn_expansion_factor, bias, LayerNorm_type, attention,

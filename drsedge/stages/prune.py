@@ -15,6 +15,7 @@ from drsedge.run_config import PruneSection
 from .result import StageResult
 
 TAYLOR_BATCH = 10_000  # Taylor gradients of step i use sampler batch TAYLOR_BATCH + i: crops no fine-tune step draws
+DEPTH_PROBE_PATCH, DEPTH_PROBE_BATCH, DEPTH_PROBE_SEED = 64, 8, 20_000  # the depth scope's probe: 8 training crops of 64 px
 
 
 @dataclass
@@ -58,12 +59,15 @@ def run(options: PruneSection, inputs: PruneInputs, out: str | os.PathLike, *, f
 
     model, cfg = load_any(inputs.model)
     scopes = family_scopes(cfg, options.scope)
+    probe = None  # depth: blocks ranked by the output change on real training crops (drsedge.compress.prune_depth)
+    if "depth" in scopes and inputs.samples:
+        probe = CropSampler(inputs.samples, DEPTH_PROBE_PATCH, DEPTH_PROBE_BATCH, DEPTH_PROBE_SEED).batch(0)[0]
     if target_gmacs is not None:
         if not isinstance(cfg, ModelConfig):
             raise DrsedgeError(f"{inputs.model}: a UDR-S2Former is pruned by ratio (--ratio), not --target-gmacs")
         from drsedge.compress.prune import ratio_for_macs
 
-        ratio = ratio_for_macs(model, cfg, int(target_gmacs * 1e9), hw, scopes)
+        ratio = ratio_for_macs(model, cfg, int(target_gmacs * 1e9), hw, scopes, probe)
     else:
         ratio = options.ratio
     if options.importance == "taylor" and not inputs.samples:
@@ -87,11 +91,11 @@ def run(options: PruneSection, inputs: PruneInputs, out: str | os.PathLike, *, f
             rows.append((f"fine-tuned step {it}", model_info(m, *hw), _psnr(m, inputs.test_pairs)))
 
     model, cfg = iterative_prune(model, cfg, ratio=ratio, importance=options.importance, scopes=scopes, iterations=options.iterations,
-                                 before_step=taylor, after_step=after)
+                                 before_step=taylor, after_step=after, probe=probe)
     from drsedge.fileio import sha256  # the source's bytes, not its path: two identical runs write identical weights
 
     save_model(out, model, cfg, {"pruned_from_sha256": sha256(inputs.model), "ratio": ratio, "importance": options.importance})
-    widths = ("ffn_hidden", "attn_inner", "attn_heads", "stream_widths") if isinstance(cfg, ModelConfig) else ("mlp_hidden", "ffn_hidden")
+    widths = ("ffn_hidden", "attn_inner", "attn_heads", "stream_widths", "depths") if isinstance(cfg, ModelConfig) else ("mlp_hidden", "ffn_hidden")
     metrics = {"ratio": ratio, "scopes": scopes, **{k: getattr(cfg, k) for k in widths}}
     return StageResult({"model": out}, metrics, {"rows": rows})
 

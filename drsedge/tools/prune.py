@@ -41,7 +41,8 @@ def register(sub) -> None:
     p.add_argument("--importance", **cli_choice(PruneSection, "importance"))
     p.add_argument("--scope", nargs="+", **cli_choice(PruneSection, "scope"),
                    help="what to prune: DRSformer (default msfn): MSFN hidden channels, the same channels in every attention "
-                        "head, whole heads, residual-stream widths (patch embed, levels, Down/Upsample, skips); "
+                        "head, whole heads, residual-stream widths (patch embed, levels, Down/Upsample, skips), whole transformer blocks "
+                        "(depth: ranked by the output change without them on training crops); "
                         "UDR-S2Former (default mlp mffn): decoder MLP hidden units, latent MFFN gate pairs")
     p.add_argument("--iterations", type=POS, default=cli_choice(PruneSection, "iterations")["default"], help="prune in this many steps, fine-tuning after each")
     p.add_argument("--teacher", help="teacher for distillation fine-tuning (the same loss as `drsedge distill`)")
