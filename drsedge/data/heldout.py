@@ -161,7 +161,7 @@ def guard_not_held_out(paths: Iterable[str | os.PathLike], purpose: str, test_di
                 raise DrsedgeError(f"{f}: links into rain100L, the held-out test set; it cannot be used for {purpose}")
             real = os.path.realpath(f)
             if real in test_real:
-                raise DrsedgeError(f"{f}: is a file of the test set (data.test); it cannot be used for {purpose}")
+                raise DrsedgeError(f"{f}: is a file of the held-out test set (data.test); it cannot be used for {purpose}")
             if left is not None and real in left:
                 continue
             reason = _copy_reason(f, known, pixels, sizes)
