@@ -94,8 +94,22 @@ class TeacherSection(_Strict):
     _t = field_validator("train")(lambda v: _check_train(v, "teacher.train"))
 
 
+class PruneTeacherInit(_Strict):
+    """``student.init: {prune_teacher: {...}}``: the student starts as the teacher pruned to ``target_gmacs`` at ``size``."""
+
+    target_gmacs: PosFloat
+    size: Annotated[list[Annotated[int, Field(gt=0, le=16384)]], Field(min_length=2, max_length=2)] = [256, 256]
+    scope: list[Literal["msfn", "attention", "heads", "streams", "depth"]] = ["depth", "msfn", "heads", "streams"]
+    importance: Literal["l1", "l2"] = "l2"  # widths by magnitude; depth by the measured output change (training crops)
+
+
+class InitFromPrunedTeacher(_Strict):
+    prune_teacher: PruneTeacherInit
+
+
 class StudentSection(_Strict):
-    init: str | None = None  # warm start: a checkpoint or shipped:student (its config replaces student.model)
+    # warm start: a checkpoint or shipped:student (its config replaces student.model), or the teacher pruned to a size
+    init: str | InitFromPrunedTeacher | None = None
     model: dict | None = None
     distill: dict | None = None
 

@@ -162,7 +162,13 @@ def ratio_for_macs(model: nn.Module, config: ModelConfig, target_macs: int, hw: 
     def macs(r: float) -> int:
         return model_info(prune_model(model, config, r, "l2", scopes, probe)[0], *hw).macs
 
-    lo, hi = 0.0, 0.99 if "attention" not in scopes else 0.5
+    lo = 0.0
+    for hi in (0.99, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5) if "attention" not in scopes else (0.5,):
+        try:  # the largest ratio every scope can take (a narrow MSFN runs out of channel pairs before 0.99)
+            macs(hi)
+            break
+        except DrsedgeError:
+            continue
     if macs(hi) > target_macs:
         raise DrsedgeError(f"target {target_macs / 1e9:.3f} GMACs at {hw[0]}x{hw[1]} is out of reach by pruning "
                            f"{'+'.join(scopes)} (min {macs(hi) / 1e9:.3f})")

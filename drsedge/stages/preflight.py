@@ -16,11 +16,17 @@ def student_config(cfg: RunConfig):
     ``student.model`` (DRSformer student defaults)."""
     from drsedge.models.config import ModelConfig, config_from_dict
 
-    if cfg.student.init:
+    if isinstance(cfg.student.init, str):
         from drsedge.models.checkpoint import read_config
         from drsedge.weights import resolve
 
         return read_config(resolve(cfg.student.init))
+    if cfg.student.init is not None:  # the pruned teacher: its family is the teacher's
+        from drsedge.models.checkpoint import read_config
+        from drsedge.weights import resolve
+
+        return read_config(resolve(cfg.teacher.checkpoint)) if cfg.teacher.checkpoint else config_from_dict(
+            cfg.teacher.model, "teacher.model")
     return config_from_dict(cfg.student.model, "student.model", {**ModelConfig().to_dict(), "mefc": False})
 
 

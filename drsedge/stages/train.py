@@ -52,11 +52,45 @@ def teacher(options: TeacherSection, samples: Callable[[], list], out: str | os.
     return StageResult({"model": out}, {"final_loss": res["loss"], "trained_steps": res["step"]})
 
 
+def pruned_teacher(teacher_path: str | os.PathLike, spec, samples: list | None = None):
+    """The teacher at ``teacher_path`` pruned to ``spec.target_gmacs`` GMACs at ``spec.size`` (``[H, W]``) over
+    ``spec.scope`` with ``spec.importance``: the initial student of the prune-then-distill order (Muralidharan et al.,
+    2024). Depth is ranked on 8 real training crops from ``samples`` when given
+    (:mod:`drsedge.compress.prune_depth`). Returns ``(model, config)``; the model's MACs are <= the target.
+
+    Raises:
+        DrsedgeError: a teacher family pruned by ratio only (UDR-S2Former), a target out of reach for the scopes.
+    """
+    from drsedge.compress.prune import prune_model, ratio_for_macs
+    from drsedge.compress.prune_driver import family_scopes
+    from drsedge.models.checkpoint import load_any
+    from drsedge.models.config import require_drsformer
+
+    model, cfg = load_any(teacher_path)
+    require_drsformer(cfg, "--init prune-teacher (pruning to a MACs target)", str(teacher_path))
+    scopes = family_scopes(cfg, spec.scope)
+    probe = None
+    if "depth" in scopes and samples:
+        from drsedge.data.sampling import CropSampler
+        from drsedge.stages.prune import DEPTH_PROBE_BATCH, DEPTH_PROBE_PATCH, DEPTH_PROBE_SEED
+
+        probe = CropSampler(samples, DEPTH_PROBE_PATCH, DEPTH_PROBE_BATCH, DEPTH_PROBE_SEED).batch(0)[0]
+    hw = (int(spec.size[0]), int(spec.size[1]))
+    if "depth" in scopes:
+        from drsedge.compress.prune_depth import block_importance
+
+        probe = block_importance(model, probe, spec.importance)  # one ranking for the MACs search and the cut
+    ratio = ratio_for_macs(model, cfg, int(spec.target_gmacs * 1e9), hw, scopes, probe)
+    model, cfg = prune_model(model, cfg, ratio, spec.importance, scopes, probe)
+    return model.train(), cfg
+
+
 def student(options: StudentSection, teacher_path: str | os.PathLike, samples: list, out: str | os.PathLike, *, seed: int = 0,
             resume_key: str = "", progress: bool = True, log: Callable[[str], None] = print) -> StageResult:
     """Distill a student from the teacher at ``teacher_path`` on ``samples`` (paired and unlabeled decoded images) and
     write it to ``out``: ``options.model`` from scratch (DRSformer student defaults, no MEFC), or warm-started from
-    ``options.init`` (that checkpoint's own config; no zero-initialised output conv).
+    ``options.init`` (that checkpoint's own config; no zero-initialised output conv), or, with
+    ``init: {prune_teacher: ...}``, from the teacher pruned to the target MACs (:func:`pruned_teacher`).
 
     Artifacts: ``model``. Metrics: final loss, steps trained, number of training images.
     """
@@ -71,10 +105,12 @@ def student(options: StudentSection, teacher_path: str | os.PathLike, samples: l
     teacher_model, _ = load_model(teacher_path)
     mcfg = config_from_dict(options.model, "student.model", {**ModelConfig().to_dict(), "mefc": False})
     init = None
-    if options.init:
+    if isinstance(options.init, str):
         from drsedge.weights import resolve
 
         init, mcfg = load_any(resolve(options.init))
+    elif options.init is not None:  # the teacher pruned to the student's size, then distilled (Minitron's order)
+        init, mcfg = pruned_teacher(teacher_path, options.init.prune_teacher, samples)
     dcfg = TrainConfig.from_dict({**(options.distill or {}), "seed": seed}, "student.distill")
     torch.manual_seed(seed)
     model = init if init is not None else mcfg.build()

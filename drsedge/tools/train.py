@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .args import PRESETS, add_train_args, check_out_dir, float_type, model_config, speed_kwargs, train_cfg, training_data
+from drsedge.errors import DrsedgeError
+
+from .args import POS, PRESETS, add_train_args, check_out_dir, float_type, model_config, samples, speed_kwargs, train_cfg, training_data
+
+
+def model_macs(model, size) -> int:
+    """MACs of ``model`` at ``size`` ``[H, W]`` (torch.utils.flop_counter)."""
+    from drsedge.models.info import model_info
+
+    return model_info(model, int(size[0]), int(size[1])).macs
 
 
 def _is_main() -> bool:
@@ -57,10 +66,29 @@ def cmd_distill(a) -> int:
 
     check_out_dir(a.out)
     teacher, _ = load_any(a.teacher)
-    cfg = model_config("student", a.model)
     tcfg = train_cfg(a, lambda_kd=a.lambda_kd, feature_weight=a.feature_weight, feature_levels=a.feature_levels)
     torch.manual_seed(tcfg.seed)
-    model = cfg.build()
+    if a.init == "prune-teacher":  # Minitron's order: the teacher pruned to the target MACs, then distilled
+        from drsedge.run_config import PruneTeacherInit, make_options
+        from drsedge.stages.train import pruned_teacher
+
+        if a.target_gmacs is None:
+            raise DrsedgeError("--init prune-teacher needs --target-gmacs G (the student's MACs at --size H W)")
+        spec = make_options(PruneTeacherInit, "drsedge distill --init prune-teacher", target_gmacs=a.target_gmacs, size=list(a.size),
+                            **({"scope": a.scope} if a.scope else {}), importance=a.importance)
+        model, cfg = pruned_teacher(a.teacher, spec, samples(a, paired_only=False) if "depth" in spec.scope else None)
+        tcfg.zero_init_output = False
+        print(f"initial student: the teacher pruned to {model_macs(model, spec.size) / 1e9:.3f} GMACs at "
+              f"{spec.size[0]}x{spec.size[1]} ({'+'.join(spec.scope)})")
+    elif a.init:
+        model, cfg = load_any(a.init)
+        model.train()
+        tcfg.zero_init_output = False
+    else:
+        if a.target_gmacs is not None:
+            raise DrsedgeError("--target-gmacs is for --init prune-teacher")
+        cfg = model_config("student", a.model)
+        model = cfg.build()
     res = train(model, training_data(a, False, tcfg), tcfg, a.out, teacher=teacher, resume=a.resume,
                 stale="refuse", device=a.device, precision=a.precision, stop_after=a.stop_after, workers=a.workers, **_validation(a, cfg),
                 **speed_kwargs(a))
@@ -81,5 +109,12 @@ def register(sub) -> None:
     p.add_argument("--lambda-kd", type=float_type(), default=1.0, help="weight of L1(student, teacher)")
     p.add_argument("--feature-weight", type=float_type(), default=0.0, help="weight of the feature-matching term (0: off)")
     p.add_argument("--feature-levels", nargs="+", default=["encoder_level2", "latent"])
+    p.add_argument("--init", metavar="CKPT|prune-teacher",
+                   help="start from a checkpoint (shipped:student), or from the teacher pruned to --target-gmacs (prune, then distill)")
+    p.add_argument("--target-gmacs", type=float_type(0.0, inclusive=False), help="with --init prune-teacher: the student's GMACs at --size")
+    p.add_argument("--size", "--hw", dest="size", type=POS, nargs=2, default=[256, 256], metavar=("H", "W"))
+    p.add_argument("--scope", nargs="+", choices=("depth", "msfn", "attention", "heads", "streams"),
+                   help="with --init prune-teacher: what to prune (default depth msfn heads streams)")
+    p.add_argument("--importance", choices=("l1", "l2"), default="l2", help="with --init prune-teacher: width importance")
     add_train_args(p, 1000)
     p.set_defaults(fn=cmd_distill)
