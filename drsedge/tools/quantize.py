@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from drsedge.errors import DrsedgeError
 from drsedge.run_config import QuantizeSection, cli_choice
@@ -20,7 +21,9 @@ def cmd_quantize(a) -> int:
     refuse_overwrite(a.output, [a.onnx], "INT8 output")
     from drsedge.export.onnx_export import static_square_side
 
-    side = static_square_side(a.onnx)  # a static export (UDR-S2Former) takes crops of its own size only
+    # a static export (UDR-S2Former) takes crops of its own size only; a missing ONNX is refused after the calibration
+    # images' held-out check, as before
+    side = static_square_side(a.onnx) if Path(a.onnx).is_file() else None
     if side and a.size is not None and a.size != side:
         raise DrsedgeError(f"--crop {a.size}: {a.onnx} is a static export that takes only {side}x{side} inputs; drop --crop "
                            f"(its size is used) or pass --crop {side}")
