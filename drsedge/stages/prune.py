@@ -93,8 +93,10 @@ def run(options: PruneSection, inputs: PruneInputs, out: str | os.PathLike, *, f
     model, cfg = iterative_prune(model, cfg, ratio=ratio, importance=options.importance, scopes=scopes, iterations=options.iterations,
                                  before_step=taylor, after_step=after, probe=probe)
     from drsedge.fileio import sha256  # the source's bytes, not its path: two identical runs write identical weights
+    from drsedge.weights import resolve
 
-    save_model(out, model, cfg, {"pruned_from_sha256": sha256(inputs.model), "ratio": ratio, "importance": options.importance})
+    save_model(out, model, cfg, {"pruned_from_sha256": sha256(resolve(inputs.model)), "ratio": ratio,
+                                 "importance": options.importance})
     widths = ("ffn_hidden", "attn_inner", "attn_heads", "stream_widths", "depths") if isinstance(cfg, ModelConfig) else ("mlp_hidden", "ffn_hidden")
     metrics = {"ratio": ratio, "scopes": scopes, **{k: getattr(cfg, k) for k in widths}}
     return StageResult({"model": out}, metrics, {"rows": rows})

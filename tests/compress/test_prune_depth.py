@@ -61,3 +61,15 @@ def test_the_teacher_prunes_to_a_student_size(teacher_and_probe, target, scopes,
     assert model_info(pruned, 256, 256).gmacs <= target and pcfg.depths
     rebuilt = pcfg.build()
     rebuilt.load_state_dict(pruned.state_dict(), strict=True)
+
+
+def test_cli_prunes_a_shipped_model_by_depth(tmp_path, capsys):
+    """``drsedge prune shipped:teacher --scope depth``: the shipped: name is resolved for the weights' source hash too
+    (it failed with 'No such file' once the source path left the weights)."""
+    from drsedge.cli import main
+
+    out = tmp_path / "p.safetensors"
+    assert main(["prune", "shipped:teacher", "-o", str(out), "--scope", "depth", "--ratio", "0.5"]) == 0
+    model, cfg = load_any(out)
+    assert cfg.depths and model_info(model, 256, 256).gmacs < 10.47
+    assert "depth ratio 0.500" in capsys.readouterr().out
