@@ -65,9 +65,10 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
 
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-# how writers that are not Python's own file objects report ENOSPC: torch.save (PytorchStreamWriter), safetensors (Rust
+# how writers that are not Python's own file objects report ENOSPC: torch.save (PytorchStreamWriter "file write failed",
+# or its zip writer's "unexpected pos N vs M" when a short write moved the file position), safetensors (Rust
 # io::ErrorKind::StorageFull / os error 28), protobuf/onnx (OSError)
-DISK_FULL_TEXT = ("No space left on device", "StorageFull", "os error 28", "Disk quota exceeded", "file write failed")
+DISK_FULL_TEXT = ("No space left on device", "StorageFull", "os error 28", "Disk quota exceeded", "file write failed", "unexpected pos ")
 
 
 def is_disk_full(e: BaseException) -> bool:

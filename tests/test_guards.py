@@ -418,3 +418,20 @@ def test_compare_with_a_broken_or_other_model_is_one_line(tmp_path, data_dir, ca
         assert code == 0, err
     else:
         assert code == 2 and one_error_line(err, "t.onnx", "NaN" if kind == "nan" else "output shape")
+
+
+def test_torch_save_on_a_full_disk_is_named_as_such(tmp_path):
+    """torch.save's zip writer reports a short write as "unexpected pos N vs M" (a full disk): atomic_write turns it into
+    the full-disk line, naming the file, with nothing written (issue 37: the pipeline's torch.save gave the catch-all)."""
+    from drsedge.errors import DrsedgeError
+    from drsedge.fileio import atomic_write, is_disk_full
+
+    err = RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 576 vs 470")
+    assert is_disk_full(err) and not is_disk_full(RuntimeError("unexpected keyword"))
+
+    def write(tmp):
+        raise err
+
+    with pytest.raises(DrsedgeError, match="train_state.pt: the disk is full"):
+        atomic_write(tmp_path / "train_state.pt", write)
+    assert not any(tmp_path.iterdir())
