@@ -1,0 +1,92 @@
+"""Compact derainer recipes at equal MACs and steps (issue 34): distill from scratch vs from the pruned teacher.
+
+Arms (each the same data, steps, patch, batch and seed):
+
+* ``scratch_kd``: the shipped student's architecture (dim 8, blocks 1/2/2/2: 2.15 GMACs @256²) from scratch, output KD;
+* ``pruned_kd``: the shipped teacher pruned to the same MACs (``distill --init prune-teacher``), output KD;
+* ``pruned_kd_feat``: as ``pruned_kd`` plus feature KD (``--feature-weight 0.1``);
+* ``scratch_l1``: from scratch, L1 to ground truth only (``--lambda-kd 0``): what KD itself buys.
+
+Selection sets are rain200L/test and rain200H/test; every result is scored once on all 100 Rain100L pairs (never used
+to choose anything), with the 95 % bootstrap CI of the mean. Runs resume (``--resume``) after an interruption.
+
+    python benchmarks/bench_students.py --steps 1500 [--arms scratch_kd pruned_kd] [--target-gmacs 2.15] \\
+        [--out benchmarks/results/bench_students.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+ARMS = {
+    "scratch_kd": ["--model", "dim=8", "--model", "num_blocks=[1,2,2,2]", "--lambda-kd", "1.0"],
+    "pruned_kd": ["--init", "prune-teacher", "--lambda-kd", "1.0"],
+    "pruned_kd_feat": ["--init", "prune-teacher", "--lambda-kd", "1.0", "--feature-weight", "0.1"],
+    "scratch_l1": ["--model", "dim=8", "--model", "num_blocks=[1,2,2,2]", "--lambda-kd", "0.0"],
+}
+
+
+def score(model_path: Path, data: Path) -> dict:
+    import torch
+
+    from drsedge.data.folders import find_pairs
+    from drsedge.metrics.drift import Stage, evaluate_stages, paired_ci
+    from drsedge.models.checkpoint import load_any
+    from drsedge.models.info import model_info
+
+    model, _ = load_any(model_path)
+
+    def run(x):
+        with torch.inference_mode():
+            return model(x)
+
+    out = {"params": sum(p.numel() for p in model.parameters()), "gmacs_256": model_info(model, 256, 256).gmacs}
+    for name, folder in (("rain200L_test", data / "rain200L" / "test"), ("rain200H_test", data / "rain200H" / "test"),
+                         ("rain100L_all", data / "rain100L")):
+        rep = evaluate_stages([Stage("m", run, "torch")], find_pairs(folder), latency_hw=None, progress=False)
+        per = [r["psnr"] for r in rep.stages[0].per_image.values()]
+        out[name] = {"psnr": rep.stages[0].psnr, "ssim": rep.stages[0].ssim, "ci95": paired_ci(per), "n": len(per)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--target-gmacs", type=float, default=2.15)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--runs", type=Path, default=Path("runs/bench_students"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_students.json"))
+    a = ap.parse_args()
+    from drsedge.cli import main as cli
+
+    res = json.loads(a.out.read_text()) if a.out.is_file() else {}
+    for arm in a.arms:
+        out = a.runs / f"{arm}_s{a.seed}_{a.steps}"
+        cmd = ["distill", "--teacher", "shipped:teacher", "--train", str(a.data / "rain200H" / "train"), str(a.data / "rain200L" / "train"),
+               "--unlabeled", str(a.data / "real"), "--skip-held-out-copies", "-o", str(out), "--steps", str(a.steps),
+               "--batch-size", "4", "--patch", "64", "--seed", str(a.seed), "--checkpoint-every", "100", *ARMS[arm]]
+        if "prune-teacher" in ARMS[arm]:
+            cmd += ["--target-gmacs", str(a.target_gmacs)]
+        if (out / "train_state.pt").is_file():
+            cmd.append("--resume")
+        t0 = time.time()
+        if not (out / "model.safetensors").is_file():
+            code = cli(cmd)
+            if code:
+                raise SystemExit(f"{arm}: distill exited {code}")
+        res[f"{arm}_s{a.seed}_{a.steps}"] = {"arm": arm, "steps": a.steps, "seed": a.seed, "train_seconds": round(time.time() - t0),
+                                               "command": "drsedge " + " ".join(cmd), **score(out / "model.safetensors", a.data)}
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(res, indent=2) + "\n")
+        r = res[f"{arm}_s{a.seed}_{a.steps}"]
+        print(f"{arm}: {r['gmacs_256']:.3f} GMACs, rain200L test {r['rain200L_test']['psnr']:.2f}, rain200H test "
+              f"{r['rain200H_test']['psnr']:.2f}, Rain100L (100) {r['rain100L_all']['psnr']:.2f} {r['rain100L_all']['ci95']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
