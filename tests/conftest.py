@@ -24,6 +24,23 @@ def one_error_line(err: str, *needles: str) -> str:
     return lines[0]
 
 
+def static_conv_onnx(path: Path, side: int = 64) -> Path:
+    """A one-Conv ONNX with a static ``[1, 3, side, side]`` input (the shape a UDR-S2Former export has), random weights
+    (seed 0), opset 17: the smallest static export for the CLI's static-shape rules."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(0, 0.1, (3, 3, 3, 3)).astype(np.float32), "w")
+    g = helper.make_graph([helper.make_node("Conv", ["image", "w"], ["out"], pads=[1, 1, 1, 1])], "g",
+                          [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, side, side])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, side, side])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, path)
+    return path
+
+
 def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (tests that need ../shared skip without it)")

@@ -372,20 +372,10 @@ def test_check_with_engine_without_gpu_is_a_clear_error(onnx_files, tmp_path, ca
 def test_a_shape_profile_for_a_static_onnx_is_refused_not_dropped(tmp_path, capsys):
     """A profile given for a static ONNX was dropped without a word (issue 37); now refused in one line, and the static
     shape alone is fine."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     from drsedge.cli import main
-    from tests.conftest import one_error_line
+    from tests.conftest import one_error_line, static_conv_onnx
 
-    w = numpy_helper.from_array(np.zeros((3, 3, 3, 3), np.float32), "w")
-    g = helper.make_graph([helper.make_node("Conv", ["image", "w"], ["out"], pads=[1, 1, 1, 1])], "g",
-                          [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 64])],
-                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 64, 64])], [w])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, tmp_path / "s.onnx")
+    static_conv_onnx(tmp_path / "s.onnx")
     base = ["build-engine", str(tmp_path / "s.onnx"), "-o", str(tmp_path / "s.engine"), "--precision", "fp32", "--print-trtexec",
             "--trt-version", "10.13"]
     assert main(base) == 0

@@ -173,20 +173,10 @@ def test_ort_qdq_scales_are_finite_and_the_masked_scores_stay_float(fp32_onnx, d
 def test_quantize_a_static_export_takes_its_size_without_crop(tmp_path, data_dir, capsys):
     """``drsedge quantize`` on a static ``[1, 3, 64, 64]`` ONNX with real calibration images: the crops take the export's
     size (it exited 2 with the advice to re-run export; issue 36); a different --crop is refused in one line."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     from drsedge.cli import main
-    from tests.conftest import one_error_line
+    from tests.conftest import one_error_line, static_conv_onnx
 
-    w = numpy_helper.from_array(np.random.default_rng(0).normal(0, 0.1, (3, 3, 3, 3)).astype(np.float32), "w")
-    g = helper.make_graph([helper.make_node("Conv", ["image", "w"], ["out"], pads=[1, 1, 1, 1])], "g",
-                          [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 64])],
-                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 64, 64])], [w])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, tmp_path / "static.onnx")
+    static_conv_onnx(tmp_path / "static.onnx")
     assert main(["quantize", str(tmp_path / "static.onnx"), "--calib", str(data_dir / "real"), "-o", str(tmp_path / "q.onnx")]) == 0
     assert count_qdq(tmp_path / "q.onnx")["QuantizeLinear"] > 0
     capsys.readouterr()
