@@ -2,7 +2,7 @@
 
 Arms (each the same data, steps, patch, batch and seed):
 
-* ``scratch_kd``: the shipped student's architecture (dim 8, blocks 1/2/2/2: 2.15 GMACs @256²) from scratch, output KD;
+* ``scratch_kd``: a from-scratch student of the size's architecture (``SIZES``; at 2.15 the shipped student's: dim 8, blocks 1/2/2/2), output KD;
 * ``pruned_kd``: the shipped teacher pruned to the same MACs (``distill --init prune-teacher``), output KD;
 * ``pruned_kd_feat``: as ``pruned_kd`` plus feature KD (``--feature-weight 0.1``);
 * ``scratch_l1``: from scratch, L1 to ground truth only (``--lambda-kd 0``): what KD itself buys.
@@ -10,7 +10,7 @@ Arms (each the same data, steps, patch, batch and seed):
 Selection sets are rain200L/test and rain200H/test; every result is scored once on all 100 Rain100L pairs (never used
 to choose anything), with the 95 % bootstrap CI of the mean. Runs resume (``--resume``) after an interruption.
 
-    python benchmarks/bench_students.py --steps 1500 [--arms scratch_kd pruned_kd] [--target-gmacs 2.15] \\
+    python benchmarks/bench_students.py --steps 1500 [--arms scratch_kd pruned_kd] [--sizes 2.15 0.51] [--seeds 0 1 2] \\
         [--out benchmarks/results/bench_students.json]
 """
 
@@ -22,10 +22,15 @@ import time
 from pathlib import Path
 
 ARMS = {
-    "scratch_kd": ["--model", "dim=8", "--model", "num_blocks=[1,2,2,2]", "--lambda-kd", "1.0"],
+    "scratch_kd": ["--lambda-kd", "1.0"],
     "pruned_kd": ["--init", "prune-teacher", "--lambda-kd", "1.0"],
     "pruned_kd_feat": ["--init", "prune-teacher", "--lambda-kd", "1.0", "--feature-weight", "0.1"],
-    "scratch_l1": ["--model", "dim=8", "--model", "num_blocks=[1,2,2,2]", "--lambda-kd", "0.0"],
+    "scratch_l1": ["--lambda-kd", "0.0"],
+}
+# target GMACs @256² -> the from-scratch architecture of that cost (student_config overrides; measured with model_info)
+SIZES = {
+    "2.15": ["--model", "dim=8", "--model", "num_blocks=[1,2,2,2]"],  # 2.146 GMACs, 373,930 params (the shipped student)
+    "0.51": ["--model", "dim=4", "--model", "num_blocks=[1,2,2,2]", "--model", "ffn_expansion_factor=1.0"],  # 0.506 GMACs
 }
 
 
@@ -57,36 +62,45 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    ap.add_argument("--target-gmacs", type=float, default=2.15)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sizes", nargs="+", default=["2.15"], choices=list(SIZES), help="target GMACs @256²")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--runs", type=Path, default=Path("runs/bench_students"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_students.json"))
     a = ap.parse_args()
     from drsedge.cli import main as cli
 
     res = json.loads(a.out.read_text()) if a.out.is_file() else {}
-    for arm in a.arms:
-        out = a.runs / f"{arm}_s{a.seed}_{a.steps}"
-        cmd = ["distill", "--teacher", "shipped:teacher", "--train", str(a.data / "rain200H" / "train"), str(a.data / "rain200L" / "train"),
-               "--unlabeled", str(a.data / "real"), "--skip-held-out-copies", "-o", str(out), "--steps", str(a.steps),
-               "--batch-size", "4", "--patch", "64", "--seed", str(a.seed), "--checkpoint-every", "100", *ARMS[arm]]
-        if "prune-teacher" in ARMS[arm]:
-            cmd += ["--target-gmacs", str(a.target_gmacs)]
-        if (out / "train_state.pt").is_file():
-            cmd.append("--resume")
-        t0 = time.time()
-        if not (out / "model.safetensors").is_file():
-            code = cli(cmd)
-            if code:
-                raise SystemExit(f"{arm}: distill exited {code}")
-        res[f"{arm}_s{a.seed}_{a.steps}"] = {"arm": arm, "steps": a.steps, "seed": a.seed, "train_seconds": round(time.time() - t0),
-                                               "command": "drsedge " + " ".join(cmd), **score(out / "model.safetensors", a.data)}
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(res, indent=2) + "\n")
-        r = res[f"{arm}_s{a.seed}_{a.steps}"]
-        print(f"{arm}: {r['gmacs_256']:.3f} GMACs, rain200L test {r['rain200L_test']['psnr']:.2f}, rain200H test "
-              f"{r['rain200H_test']['psnr']:.2f}, Rain100L (100) {r['rain100L_all']['psnr']:.2f} {r['rain100L_all']['ci95']}", flush=True)
+    for size in a.sizes:
+        for seed in a.seeds:
+            for arm in a.arms:
+                run_arm(a, res, cli, arm, size, seed)
 
+
+def run_arm(a, res: dict, cli, arm: str, size: str, seed: int) -> None:
+    key = f"{arm}_g{size}_s{seed}_{a.steps}"
+    out = a.runs / key
+    cmd = ["distill", "--teacher", "shipped:teacher", "--train", str(a.data / "rain200H" / "train"), str(a.data / "rain200L" / "train"),
+           "--unlabeled", str(a.data / "real"), "--skip-held-out-copies", "-o", str(out), "--steps", str(a.steps),
+           "--batch-size", "4", "--patch", "64", "--seed", str(seed), "--checkpoint-every", "100", *ARMS[arm]]
+    cmd += ["--target-gmacs", size] if "prune-teacher" in ARMS[arm] else SIZES[size]
+    if key in res:
+        return
+    if (out / "train_state.pt").is_file():
+        cmd.append("--resume")
+    t0 = time.time()
+    if not (out / "model.safetensors").is_file():
+        code = cli(cmd)
+        if code:
+            raise SystemExit(f"{key}: distill exited {code}")
+    res[key] = {"arm": arm, "size_gmacs": float(size), "steps": a.steps, "seed": seed, "train_seconds": round(time.time() - t0),
+                "command": "drsedge " + " ".join(c for c in cmd if c != "--resume"), **score(out / "model.safetensors", a.data)}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = a.out.with_name(f".{a.out.name}.tmp")
+    tmp.write_text(json.dumps(res, indent=2) + "\n")
+    tmp.replace(a.out)
+    r = res[key]
+    print(f"{key}: {r['gmacs_256']:.3f} GMACs, rain200L test {r['rain200L_test']['psnr']:.2f}, rain200H test "
+          f"{r['rain200H_test']['psnr']:.2f}, Rain100L (100) {r['rain100L_all']['psnr']:.2f} {r['rain100L_all']['ci95']}", flush=True)
 
 if __name__ == "__main__":
     main()

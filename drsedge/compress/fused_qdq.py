@@ -69,6 +69,7 @@ def refuse(quantized: onnx.ModelProto, calls: list[onnx.NodeProto], original: on
         nodes = [n for n in nodes if not n.name.startswith(pre)]
     del quantized.graph.node[:]
     quantized.graph.node.extend(nodes)
+    _restore_call_initializers(quantized, calls, original)
     version = next(o.version for o in quantized.opset_import if o.domain in ("", "ai.onnx"))
     for f in original.functions:
         g = onnx.FunctionProto()
@@ -80,3 +81,74 @@ def refuse(quantized: onnx.ModelProto, calls: list[onnx.NodeProto], original: on
     have = {o.domain for o in quantized.opset_import}
     quantized.opset_import.extend([o for o in original.opset_import if o.domain not in have])
     return quantized
+
+
+def _restore_call_initializers(quantized: onnx.ModelProto, calls: list[onnx.NodeProto], original: onnx.ModelProto) -> None:
+    """Give back the calls' constant inputs (the per-head ``weights``) that the quantizer renamed or retyped.
+
+    ModelOpt gives each use of a shared initializer its own copy (``NAME_1``, ``NAME_2``…, FP16 under
+    ``--high-precision fp16``), so the put-back calls would name an input that no longer exists (ONNX Runtime:
+    "Node input ... is not a graph input, initializer, or output"). The original FP32 initializer is copied back and
+    the copies that nothing reads any more are dropped.
+
+    Raises:
+        DrsedgeError: a call input that is neither produced in the quantized graph nor an initializer of the original.
+    """
+    g = quantized.graph
+    have = {i.name for i in g.initializer} | {i.name for i in g.input} | {o for n in g.node for o in n.output}
+    orig = {i.name: i for i in original.graph.initializer}
+    for c in calls:
+        for name in c.input:
+            if name and name not in have:
+                if name not in orig:
+                    raise DrsedgeError(f"{c.name}: input {name!r} disappeared in quantization; cannot put the fused op back")
+                g.initializer.append(orig[name])
+                have.add(name)
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    keep = [i for i in g.initializer if i.name in used or i.name in orig]
+    if len(keep) != len(g.initializer):
+        del g.initializer[:]
+        g.initializer.extend(keep)
+
+
+def fp32_fused_io(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """Keep every fused top-k node FP32 in a graph whose float parts became FP16 (ModelOpt ``--high-precision fp16``).
+
+    The plugin takes FP32 scores and writes FP32 (``native/topk_sparse_softmax/src/plugin_common.h``,
+    ``supportedCombination``), and a strongly typed TensorRT (>= 10.12, all of 11.x) cannot insert the cast itself
+    ("Setting layer precision and layer output types is not allowed", 10.3 ``NvInfer.h``), so each FP16 input gets a
+    ``Cast(to=FLOAT)`` and each FP16 output is renamed and cast back (``Cast(to=FLOAT16)`` under the old name), as
+    drsedge's own FP16 export keeps the op. Returns the model (changed in place) and the number of Casts added.
+    """
+    from drsedge.onnx_graph import value_types
+    from drsedge.ops.topk_sparse_softmax.op import OP_DOMAIN, OP_TYPE
+
+    types = value_types(model)
+    half = onnx.TensorProto.FLOAT16
+    out, added = [], 0
+    for n in model.graph.node:
+        if not (n.domain == OP_DOMAIN and n.op_type == OP_TYPE):
+            out.append(n)
+            continue
+        for k, name in enumerate(n.input):
+            if name and types.get(name) == half:
+                cast = f"{n.name}/fp32_in_{k}"
+                out.append(onnx.helper.make_node("Cast", [name], [cast + "_output"], name=cast, to=onnx.TensorProto.FLOAT))
+                n.input[k] = cast + "_output"
+                added += 1
+        after = []
+        for k, name in enumerate(n.output):
+            if name and types.get(name) == half:
+                cast = f"{n.name}/fp16_out_{k}"
+                n.output[k] = cast + "_input"
+                after.append(onnx.helper.make_node("Cast", [cast + "_input"], [name], name=cast, to=half))
+                added += 1
+        out += [n, *after]
+    if added:
+        keep = [vi for vi in model.graph.value_info if not any(vi.name in (*n.input, *n.output) for n in out
+                                                               if n.domain == OP_DOMAIN and n.op_type == OP_TYPE)]
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(keep)
+        del model.graph.node[:]
+        model.graph.node.extend(out)
+    return model, added

@@ -167,7 +167,7 @@ def _check_finite_output(src, calib: CalibrationSet) -> None:
 
 
 def _quantize_onnx(src, dst, calib, backend, quantize_depthwise, keep_float, high_precision) -> Path:
-    from .fused_qdq import INLINED, refuse, unfuse
+    from .fused_qdq import INLINED, fp32_fused_io, refuse, unfuse
 
     fused_model = load_onnx(src)
     model, calls = unfuse(fused_model)  # fused top-k calls inlined, quantized around, then put back (see fused_qdq)
@@ -185,6 +185,8 @@ def _quantize_onnx(src, dst, calib, backend, quantize_depthwise, keep_float, hig
             onnx.save(model, str(unfused))
             tmp_q = _quantize(unfused, Path(d) / "int8.onnx", model, calib, backend, skip_nodes, skip_types, high_precision)
             q = refuse(onnx_io.load_onnx(tmp_q), calls, fused_model)
+            if high_precision == "fp16":
+                q, _ = fp32_fused_io(q)  # the plugin is FP32-only; strongly typed TensorRT cannot cast for it (review-2 N3)
             return atomic_write(dst, lambda tmp: onnx.save(q, tmp))
     return _quantize(src, dst, model, calib, backend, skip_nodes, skip_types, high_precision)
 

@@ -26,6 +26,7 @@ from .profile import Profile
 from .version import BuildPath
 
 PRECISIONS = ("fp32", "fp16", "int8")
+NEVER_PINNED = ("Constant", "QuantizeLinear", "DequantizeLinear", "Cast")  # op types weak_fp32_layers leaves to TensorRT
 # Layers kept in FP32 inside weakly typed FP16 engines: LayerNorm statistics and the q/k L2 normalisation
 # overflow easily in FP16 (ONNX node-name fragments as exported by drsedge; TensorRT#4493, #4355).
 
@@ -57,7 +58,8 @@ class BuildOptions:
                 an output that would overwrite the ONNX, a custom op without a plugin library, INT8 without
                 Q/DQ, FP16 on a strongly typed TensorRT from an ONNX without FP16 tensors (and the reverse),
                 compatibility flags on TensorRT 8.5, or a node the target TensorRT cannot build
-                (:mod:`drsedge.backend.trt.op_support`).
+                (:mod:`drsedge.backend.trt.op_support`), or on strongly typed TensorRT a fused node fed types the plugin
+                does not take (:mod:`.plugin_types`).
         """
         from drsedge.fileio import refuse_overwrite
 
@@ -96,6 +98,12 @@ class BuildOptions:
             from .op_support import check_op_support
 
             check_op_support(self.onnx, path.version)  # TopK K > 3840, ops newer than the target: refused before building
+            if info["fused_nodes"]:
+                from drsedge.onnx_io import load_onnx
+
+                from .plugin_types import check_plugin_types
+
+                check_plugin_types(load_onnx(self.onnx, external_data=False), path, self.onnx)
             fp16_graph = "float16" in info["float_types"]
             if path.strongly_typed and self.precision == "fp16" and not fp16_graph:
                 raise DrsedgeError(
@@ -121,7 +129,9 @@ def weak_fp32_layers(onnx_path) -> list[str]:
     model = load_onnx(onnx_path, external_data=False)
     floats = float_valued_nodes(model)
     want = set(fp16_unsafe_nodes(model)) | (set(rank_path_nodes(model)) & floats) | (set(attention_core(model)) & floats) | set(fused_nodes(model))
-    return [n.name for n in model.graph.node if n.name in want and n.op_type != "Constant"]
+    # Q/DQ and Casts never: IDequantizeLayer "only supports DataType::kINT8 precision" (8.6.1 NvInfer.h), and with
+    # OBEY a precision without an implementation fails the build (review-2 N4); a Cast's type is its job.
+    return [n.name for n in model.graph.node if n.name in want and n.op_type not in NEVER_PINNED]
 
 
 def int8_float_precision(path: BuildPath, info: dict) -> str:
