@@ -9,14 +9,15 @@ MODEL=${1:-drsedge/weights/drsformer_rain_student.safetensors}
 DATA=${2:-../shared/data}
 OUT=${3:-runs/trt_check}
 mkdir -p "$OUT"
-python -c "import tensorrt, torch; assert torch.cuda.is_available(); print('TensorRT', tensorrt.__version__, torch.cuda.get_device_name())"
+# the GPU from cuda-python, not from torch: PyPI's aarch64 torch is CPU-only, and nothing on the TensorRT path needs torch (review-2 N6)
+python -c "import tensorrt; from drsedge.backend.trt.loader import gpu_identity; print('TensorRT', tensorrt.__version__, *gpu_identity())"
 PLUGIN=native/topk_sparse_softmax/build/libdrsedge_trt_plugin_static.so   # self-registering: every TensorRT from 8.5
 [ -f "$PLUGIN" ] || bash native/topk_sparse_softmax/build.sh
-CALIB="$DATA/rain200H/train/input $DATA/rain200L/train/input $DATA/real"
+CALIB=("$DATA/rain200H/train/input" "$DATA/rain200L/train/input" "$DATA/real")
 for attn in native fused; do
   drsedge export "$MODEL" -o "$OUT/${attn}_fp32.onnx" --attention "$attn"
-  drsedge export "$MODEL" -o "$OUT/${attn}_fp16.onnx" --attention "$attn" --precision fp16 --images $CALIB
-  drsedge quantize "$OUT/${attn}_fp32.onnx" --calib $CALIB -o "$OUT/${attn}_int8.onnx"
+  drsedge export "$MODEL" -o "$OUT/${attn}_fp16.onnx" --attention "$attn" --precision fp16 --images "${CALIB[@]}"
+  drsedge quantize "$OUT/${attn}_fp32.onnx" --calib "${CALIB[@]}" -o "$OUT/${attn}_int8.onnx"
   for prec in fp32 fp16 int8; do
     src="$OUT/${attn}_fp32.onnx"
     [ "$prec" = fp16 ] && src="$OUT/${attn}_fp16.onnx"   # strongly typed TensorRT (>= 10.12) takes precision from the graph

@@ -61,7 +61,9 @@ class EngineModel:  # pragma: no cover - needs an NVIDIA GPU, TensorRT and cuda-
         cudart = _cudart()
         err, dev = cudart.cudaGetDevice()
         if int(err) != 0:
-            raise DrsedgeError(f"{engine}: no CUDA GPU visible ({err}); TensorRT engines run on NVIDIA GPUs")
+            from drsedge.backend.trt.cuda_rt import no_gpu_message
+
+            raise DrsedgeError(no_gpu_message(err, f"{engine}: TensorRT engines run on NVIDIA GPUs"))
         _, props = cudart.cudaGetDeviceProperties(dev)
         version = installed_version(trt)
         check_sidecar(side, version, f"{props.major}.{props.minor}", plugin, str(engine))

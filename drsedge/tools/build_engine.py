@@ -10,7 +10,7 @@ DEFAULT_SHAPES = ("1x3x64x64", "1x3x256x256", "1x3x720x1280")  # the optimizatio
 
 
 def cmd_build_engine(a) -> int:
-    from drsedge.backend.trt import BuildOptions, Profile, build_path, trtexec_command
+    from drsedge.backend.trt import BuildOptions, Profile, build_path
 
     given = any(v is not None for v in (a.min_shape, a.opt_shape, a.max_shape))
     prof = Profile(*(Profile.parse(v or d) for v, d in ((a.min_shape, DEFAULT_SHAPES[0]), (a.opt_shape, DEFAULT_SHAPES[1]),
@@ -21,17 +21,14 @@ def cmd_build_engine(a) -> int:
         version_compatible=a.version_compatible, fp16_keep_fp32=not a.fp16_all_layers, profile_given=given,
     )
     if a.print_trtexec:
-        from drsedge.backend.trt.loader import plugin_only_path
-        from drsedge.backend.trt.onnx_prep import write_plugin_only_copy
+        from drsedge.backend.trt.trtexec import trtexec_recipe
 
+        o.plugin_on_device = True  # the library is built on the device: its kind may come from its name (review-2 N5)
         path = build_path(a.trt_version)
-        info = o.validate(path)
-        onnx = None
-        if path.strip_local_functions and info["fused_nodes"]:
-            onnx = str(write_plugin_only_copy(o.onnx, plugin_only_path(o.engine)))
-            print(f"# TensorRT {path.label} parses a model-local function before the plugin registry: "
-                  f"build from the function-stripped copy {onnx}", file=sys.stderr)
-        print(trtexec_command(o, path, onnx))
+        line, notes = trtexec_recipe(o, path)
+        for note in notes:
+            print(f"# {note}", file=sys.stderr)
+        print(line)
         return 0
     from drsedge.backend.trt.loader import build_engine
 
@@ -58,8 +55,11 @@ def register(sub) -> None:
     p.add_argument("--hardware-compatibility", action="store_true", help="Ampere+ hardware-compatible engine (TensorRT >= 8.6)")
     p.add_argument("--version-compatible", action="store_true", help="version-compatible engine (TensorRT >= 8.6)")
     p.add_argument("--fp16-all-layers", action="store_true",
-                   help="weakly typed TensorRT (< 10.12): do not keep LayerNorm / q,k normalisation in FP32 in FP16 engines")
-    p.add_argument("--print-trtexec", action="store_true", help="print the equivalent trtexec command instead of building")
+                   help="weakly typed TensorRT (< 10.12): pin no layer to FP32 in FP16/INT8 engines (neither LayerNorm / q,k "
+                        "normalisation nor the TKSA core and fused nodes)")
+    p.add_argument("--print-trtexec", action="store_true",
+                   help="print the equivalent trtexec command instead of building (no TensorRT needed; --plugin may name the "
+                        "library as build.sh writes it on the device, e.g. build/libdrsedge_trt_plugin_static.so)")
     p.add_argument("--trt-version", default="10.13", metavar="X.Y",
                    help="TensorRT version the printed trtexec command targets (8.5 ... 11.x; default 10.13, JetPack 7)")
     p.set_defaults(fn=cmd_build_engine)

@@ -3,8 +3,29 @@
 #   ./build.sh                      # TensorRT from system paths (JetPack puts it in /usr)
 #   TENSORRT_ROOT=/opt/TensorRT-10.3 CUDA_ARCHS=89 ./build.sh
 #   DRSEDGE_BUILD_PLUGIN=OFF ./build.sh   # kernel only (no TensorRT needed)
+#   CUDA_HOME=/usr/local/cuda-12.6 ./build.sh   # where nvcc is, when it is not on PATH (default /usr/local/cuda)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# CMake >= 3.18 (CMAKE_CUDA_ARCHITECTURES); JetPack 5.1 (Ubuntu 20.04) has 3.16: say so before CMake does.
+cmake_version=$(cmake --version 2>/dev/null | sed -n 's/^cmake version \([0-9]*\.[0-9]*\).*/\1/p' || true)
+if [ -z "$cmake_version" ]; then
+  echo "build.sh: cmake not found; install CMake >= 3.18 (python3 -m pip install --user 'cmake>=3.18', then put ~/.local/bin first on PATH)" >&2
+  exit 2
+fi
+if [ "$(printf '%s\n' 3.18 "$cmake_version" | sort -V | head -1)" != 3.18 ]; then
+  echo "build.sh: CMake $cmake_version is too old, the plugin needs >= 3.18 (JetPack 5.1 has 3.16); python3 -m pip install --user 'cmake>=3.18' and put ~/.local/bin first on PATH" >&2
+  exit 2
+fi
+# nvcc lives in /usr/local/cuda/bin on every JetPack and is usually not on PATH; CMake only searches PATH.
+if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null 2>&1; then
+  cuda_home=${CUDA_HOME:-/usr/local/cuda}
+  if [ -x "$cuda_home/bin/nvcc" ]; then
+    export CUDACXX="$cuda_home/bin/nvcc"
+  else
+    echo "build.sh: nvcc not found on PATH nor in $cuda_home/bin; set CUDA_HOME to the CUDA toolkit (JetPack: /usr/local/cuda)" >&2
+    exit 2
+  fi
+fi
 build=${BUILD_DIR:-$here/build}
 args=(-S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release -DDRSEDGE_BUILD_PLUGIN="${DRSEDGE_BUILD_PLUGIN:-ON}")
 [ -n "${TENSORRT_ROOT:-}" ] && args+=(-DTENSORRT_ROOT="$TENSORRT_ROOT")

@@ -47,6 +47,7 @@ class BuildOptions:
     version_compatible: bool = False
     profile_given: bool = False  # the user set the shapes (--min/--opt/--max-shape): a static ONNX refuses other shapes
     fp16_keep_fp32: bool = True  # weak typing only: keep weak_fp32_layers() in FP32
+    plugin_on_device: bool = False  # the plugin path names the library on the device (a printed trtexec line, a bundle)
 
     def validate(self, path: BuildPath | None = None) -> dict:
         """Check everything that can be checked without TensorRT or a GPU; returns the ONNX inspection.
@@ -85,13 +86,13 @@ class BuildOptions:
             self.profile.check(info["rank"])
         if info["custom_ops"] and not self.plugin:
             raise DrsedgeError(f"{self.onnx}: has custom op(s) {info['custom_ops']} but no plugin library; pass --plugin {PLUGIN_HINT}")
-        if self.plugin and not Path(self.plugin).is_file():
+        if self.plugin and not self.plugin_on_device and not Path(self.plugin).is_file():
             raise DrsedgeError(f"{self.plugin}: plugin library not found; build it with native/topk_sparse_softmax (see its README)")
         if path is not None and (self.hardware_compatible or self.version_compatible) and not path.compatibility_flags:
             # before the plugin check: on 8.5 its advice (the loadLibrary library) would be refused next
             raise DrsedgeError(f"TensorRT {path.label} has no hardware/version-compatible engines (TensorRT >= 8.6); drop those flags")
         if self.plugin and path is not None:
-            check_plugin(self.plugin, path, self.version_compatible)
+            check_plugin(self.plugin, path, self.version_compatible, self.plugin_on_device)
         if self.precision == "int8" and not info["qdq"]:
             raise DrsedgeError(f"{self.onnx}: INT8 engines use explicit quantization; give the Q/DQ model from `drsedge quantize`")
         if path is not None:

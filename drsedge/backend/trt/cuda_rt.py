@@ -22,3 +22,28 @@ def cudart():
         except ImportError:
             raise DrsedgeError(CUDA_PYTHON_MISSING) from None
     return rt
+
+
+def cuda_python_version() -> str:
+    """The installed cuda-python (or cuda-bindings) version, ``"?"`` when unknown."""
+    from importlib import metadata
+
+    for dist in ("cuda-python", "cuda-bindings"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return "?"
+
+
+def no_gpu_message(err, what: str) -> str:
+    """One line for a failed ``cudaGetDevice``; names the fix when the driver is too old for cuda-python.
+
+    cuda-bindings 13 needs driver >= 580.65.06 ("Driver: Linux (580.65.06 or later)", cuda-python install docs);
+    JetPack 6 ships driver 540.x / CUDA 12.6, where it answers ``cudaErrorInsufficientDriver`` (review-2 N1).
+    """
+    text = str(err)
+    if "InsufficientDriver" in text or "cudaErrorInsufficientDriver" in text or getattr(err, "value", None) == 35:
+        return (f"{what}: the NVIDIA driver is older than cuda-python {cuda_python_version()} needs ({text}); cuda-python 13 needs "
+                "driver >= 580: on JetPack 6 or a CUDA 12 driver, pip install 'cuda-python>=12,<13' (the [trt] extra's range)")
+    return f"{what}: no CUDA GPU visible ({text})"

@@ -111,18 +111,18 @@ def pin_fp32_layers(network, o: BuildOptions, trt) -> int:  # pragma: no cover -
     return n
 
 
-def gpu_identity() -> tuple[str, str]:  # pragma: no cover - needs a GPU
+def gpu_identity() -> tuple[str, str]:
     """``(GPU name, "major.minor")`` of device 0 from cuda-python (no PyTorch needed).
 
     Raises:
         DrsedgeError: no cuda-python or no visible GPU.
     """
-    from .cuda_rt import cudart
+    from .cuda_rt import cudart, no_gpu_message
 
     rt = cudart()
     err, dev = rt.cudaGetDevice()
     if int(err) != 0:
-        raise DrsedgeError(f"no CUDA GPU visible ({err}); TensorRT engines are built on the GPU that runs them")
+        raise DrsedgeError(no_gpu_message(err, "TensorRT engines are built on the GPU that runs them"))
     err, props = rt.cudaGetDeviceProperties(dev)
     if int(err) != 0:
         raise DrsedgeError(f"cannot read the GPU's properties ({err})")

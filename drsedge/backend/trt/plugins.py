@@ -37,17 +37,25 @@ PLUGIN_HINT = (f"native/topk_sparse_softmax/build/{STATIC_NAME} (any TensorRT) o
 _loaded: dict[str, str] = {}  # this process: real path -> kind of the one plugin library loaded
 
 
-def plugin_kind(path: str | os.PathLike) -> str:
+def plugin_kind(path: str | os.PathLike, on_device: bool = False) -> str:
     """``"static"`` (self-registering) or ``"dynamic"`` (``loadLibrary``), read from the library's marker string.
 
+    ``on_device``: the path names the library where it will be built (a Jetson's ``trtexec`` line, a bundle); when
+    the file is not on this machine its kind comes from its file name (``STATIC_NAME`` / ``DYNAMIC_NAME``).
+
     Raises:
-        DrsedgeError: the file is missing, unreadable, or not a drsedge plugin library (no marker: an older build
-            or another library).
+        DrsedgeError: the file is missing (and, ``on_device``, its name is neither library's), unreadable, or not a
+            drsedge plugin library (no marker: an older build or another library).
     """
     p = Path(path)
+    if on_device and not p.exists() and p.name in (STATIC_NAME, DYNAMIC_NAME):
+        return "static" if p.name == STATIC_NAME else "dynamic"
     try:
         data = p.read_bytes()
     except FileNotFoundError:
+        if on_device:
+            raise DrsedgeError(f"{path}: not on this machine and not named {STATIC_NAME} or {DYNAMIC_NAME}, so its kind is unknown; "
+                               f"name the library as native/topk_sparse_softmax/build.sh writes it") from None
         raise DrsedgeError(f"{path}: plugin library not found; {BUILD_HINT}") from None
     except OSError as e:
         raise DrsedgeError(f"{path}: cannot read the plugin library ({e.strerror or e})") from None
@@ -61,13 +69,14 @@ def plugin_kind(path: str | os.PathLike) -> str:
     return kind
 
 
-def check_plugin(path: str | os.PathLike, bp: BuildPath, version_compatible: bool = False) -> str:
-    """The library's kind if it is the right one for TensorRT ``bp`` (and a version-compatible build).
+def check_plugin(path: str | os.PathLike, bp: BuildPath, version_compatible: bool = False, on_device: bool = False) -> str:
+    """The library's kind if it is the right one for TensorRT ``bp`` (and a version-compatible build);
+    ``on_device`` as in :func:`plugin_kind`.
 
     Raises:
         DrsedgeError: one line naming the library and the one to pass instead.
     """
-    kind = plugin_kind(path)
+    kind = plugin_kind(path, on_device)
     if kind == "dynamic" and not bp.plugin_load_library:
         raise DrsedgeError(f"{path}: TensorRT {bp.label} has no IPluginRegistry::loadLibrary, so this library would never "
                            f"register its creator; pass {Path(path).with_name(STATIC_NAME)}")

@@ -27,7 +27,7 @@ def trtexec_command(o: BuildOptions, path: BuildPath, onnx: str | None = None) -
     """
     args = ["trtexec", f"--onnx={onnx or o.onnx}", f"--saveEngine={o.engine}"]
     if o.plugin:
-        if check_plugin(o.plugin, path, o.version_compatible) == "static":
+        if check_plugin(o.plugin, path, o.version_compatible, o.plugin_on_device) == "static":
             args.append(f"{path.trtexec_plugin_flag}={o.plugin}")
         else:
             args.append(f"--dynamicPlugins={o.plugin}")
@@ -57,3 +57,26 @@ def trtexec_command(o: BuildOptions, path: BuildPath, onnx: str | None = None) -
     if o.version_compatible:
         args.append("--versionCompatible")
     return " ".join(shlex.quote(a) for a in args)
+
+
+def trtexec_recipe(o: BuildOptions, path: BuildPath) -> tuple[str, list[str]]:
+    """``(trtexec line, notes)`` for ``o`` on TensorRT ``path``: the one source of the printed line and of a bundle's
+    ``build_engine.sh``. Validates ``o`` first; before 10.7 with fused nodes it writes the function-stripped copy
+    ``ENGINE.plugin_only.onnx`` (:func:`.onnx_prep.write_plugin_only_copy`) and the line parses that.
+
+    Raises:
+        DrsedgeError: the checks of :meth:`BuildOptions.validate`.
+    """
+    from .config import int8_float_precision
+    from .loader import plugin_only_path
+    from .onnx_prep import write_plugin_only_copy
+
+    info = o.validate(path)
+    notes, onnx = [], None
+    if path.strip_local_functions and info["fused_nodes"]:
+        onnx = str(write_plugin_only_copy(o.onnx, plugin_only_path(o.engine)))
+        notes.append(f"TensorRT {path.label} would import the fused op's model-local function instead of the plugin "
+                     f"(10.0-10.6 parse it first; 8.x cannot parse it at all): build from the function-stripped copy {onnx}")
+    if o.precision == "int8":
+        notes.append(f"INT8 engine: the layers that stay float run in {int8_float_precision(path, info).upper()} on TensorRT {path.label}")
+    return trtexec_command(o, path, onnx), notes

@@ -24,7 +24,7 @@ for inc in "$@"; do
   status=0
   {
     g++ -std=c++17 -shared -fPIC -Wall -I"$inc" -I"$cuda_inc" "$here/stand_in_nvinfer.cpp" -o "$prefix/lib/libnvinfer.so.$major" \
-      -Wl,-soname,libnvinfer.so.$major -ldl &&
+      -Wl,-soname,"libnvinfer.so.$major" -ldl &&
     ln -s "libnvinfer.so.$major" "$prefix/lib/libnvinfer.so" &&
     cmake -S "$src" -B "$prefix/build" -DTENSORRT_ROOT="$prefix" -DCMAKE_CUDA_ARCHITECTURES="$arch" -DCMAKE_BUILD_TYPE=Release >"$prefix/cmake.log" 2>&1 &&
     cmake --build "$prefix/build" -j"$(nproc)" >>"$prefix/cmake.log" 2>&1 &&
