@@ -15,6 +15,7 @@ FLOORS = [
     {"training"},
     {"export"},
     {"compress"},
+    {"bundle"},
     {"run_config"},
     {"stages"},
     {"pipeline"},

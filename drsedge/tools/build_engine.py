@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from .args import POS, add_plugin_arg, int_type
+from drsedge.backend.trt.profile import DEFAULT_SHAPES
 
-DEFAULT_SHAPES = ("1x3x64x64", "1x3x256x256", "1x3x720x1280")  # the optimization profile of a dynamic export
+from .args import POS, add_plugin_arg, int_type
 
 
 def cmd_build_engine(a) -> int:

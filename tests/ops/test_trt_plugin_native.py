@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -76,3 +77,15 @@ def test_default_cuda_architectures_match_the_compiler(tmp_path):
     assert ("72" in archs) == (cuda < (13, 0)) and ("90" in archs) == (cuda >= (11, 8))
     cache = (tmp_path / "b" / "CMakeCache.txt").read_text()
     assert m.group(3) in cache  # a re-configure keeps it
+
+
+def test_the_host_catches_namespace_and_enqueue_mutations():
+    """Two of review-2's mutations the host used to miss (all 13 + the control: benchmarks/results/plugin_mutations.txt,
+    ``python3 native/topk_sparse_softmax/tests/mutations.py ../shared/tensorrt-headers``): the V2 plugin object in another
+    namespace (8.5: the engine builds but cannot be deserialized) and enqueue passing weights as scores (10.3)."""
+    _need_tools()
+    r = subprocess.run([sys.executable, str(NATIVE / "tests" / "mutations.py"), str(HEADERS), "M5d", "M6"], capture_output=True,
+                       text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(re.findall(r"^M5d .* caught .*namespace", r.stdout, re.M)) == 1
+    assert len(re.findall(r"^M6 .* caught .*enqueue passes scores", r.stdout, re.M)) == 1

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from drsedge.errors import DrsedgeError
 from drsedge.onnx_io import EXPORT_INPUT_NAME
 
+DEFAULT_SHAPES = ("1x3x64x64", "1x3x256x256", "1x3x720x1280")  # min/opt/max of a dynamic export's optimization profile
+
 
 @dataclass
 class Profile:

@@ -32,7 +32,7 @@ def make_sidecar(o, tensorrt_version: str, gpu_name: str, compute_capability: st
         "onnx_sha256": sha256(o.onnx),
         "parsed_onnx": parsed_onnx,
         "plugin": o.plugin,
-        "plugin_sha256": sha256(o.plugin) if o.plugin else None,
+        "plugin_sha256": sha256(o.plugin) if o.plugin and not o.plugin_on_device else None,  # a bundle's is built on the device
         "plugin_layers": plugin_layers,
         "flags": {k: v for k, v in asdict(o).items() if k not in ("onnx", "engine", "plugin", "profile")},
         "verified": verified or {},

@@ -12,6 +12,7 @@
 #include <NvInfer.h>
 #include <NvInferRuntime.h>
 
+#include <cuda_runtime_api.h>
 #include <dlfcn.h>
 
 #include <cstdio>
@@ -25,6 +26,7 @@
 
 using namespace nvinfer1;
 
+static size_t const kMaxWorkspace = size_t(256) << 20;  // a Jetson Orin Nano has 8 GB shared with the CPU: 256 MiB for one op is plenty
 static int gFailures = 0;
 static int gChecks = 0;
 
@@ -32,6 +34,38 @@ static void check(bool ok, char const* what) {
     ++gChecks;
     if (!ok) ++gFailures;
     std::printf("%s %s\n", ok ? "ok  " : "FAIL", what);
+}
+
+// The kernel entry point, interposed: the host is linked with -rdynamic, so the plugin library's call to
+// drsedge_topk_sparse_softmax (default visibility, through the PLT) lands here instead of launching CUDA. enqueue
+// is then checked for what it passes (which buffer is scores, weights, output; rows, C, ks, dtypes) without a GPU.
+struct KernelCall {
+    void const* scores{nullptr};
+    void const* weights{nullptr};
+    void* probs{nullptr};
+    int64_t rows{-1};
+    int32_t C{-1}, nks{-1}, dtype{-1}, wdtype{-1};
+    std::vector<int32_t> ks;
+};
+static KernelCall gCall;
+extern "C" cudaError_t drsedge_topk_sparse_softmax(const void* scores, const void* weights, void* probs, int64_t rows, int32_t C,
+                                                   const int32_t* ks, int32_t nks, int32_t dtype, int32_t weights_dtype, cudaStream_t) {
+    gCall = KernelCall{scores, weights, probs, rows, C, nks, dtype, weights_dtype, std::vector<int32_t>(ks, ks + (nks > 0 ? nks : 0))};
+    return cudaSuccess;
+}
+
+// enqueue with sentinel buffers for scores [1, 2, 8, 8] FP32 and weights FP16: the call the kernel receives.
+template <typename Enqueue>
+static void checkEnqueue(Enqueue&& enqueue) {
+    static char s[1], w[1], o[1];
+    void const* ins[2] = {s, w};
+    void* outs[1] = {o};
+    gCall = KernelCall{};
+    int32_t rc = enqueue(ins, outs);
+    check(rc == 0 && gCall.scores == s && gCall.weights == w && gCall.probs == o,
+          "enqueue passes scores, weights and output to the kernel in that order");
+    check(gCall.rows == 16 && gCall.C == 8 && gCall.ks == std::vector<int32_t>({2, 3, 4}) && gCall.dtype == 0 && gCall.wdtype == 1,
+          "enqueue passes rows=16, C=8, ks=[2,3,4], FP32 scores, FP16 weights");
 }
 
 static int nbCreators() {
@@ -107,6 +141,8 @@ static void checkCreatorV3(IPluginCreatorInterface* ci) {
     auto* rt = static_cast<IPluginV3OneRuntime*>(p->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
     check(core && std::strcmp(core->getPluginName(), "TopKSparseSoftmax") == 0 && std::strcmp(core->getPluginVersion(), "1") == 0,
           "IPluginV3OneCore name and version");
+    check(core && std::strcmp(core->getPluginNamespace(), c->getPluginNamespace()) == 0,
+          "plugin object namespace = creator namespace (deserialization looks the creator up by it)");
     check(build->getNbOutputs() == 1, "getNbOutputs() == 1");
     DataType in[2] = {DataType::kFLOAT, DataType::kFLOAT}, out[1] = {DataType::kHALF};
     check(build->getOutputDataTypes(out, 1, in, 2) == 0 && out[0] == DataType::kFLOAT, "output type = scores type (FP32)");
@@ -137,6 +173,23 @@ static void checkCreatorV3(IPluginCreatorInterface* ci) {
     int64_t dims[4] = {1, 2, 8, 8};
     for (int i = 0; i < 4; ++i) io[0].desc.dims.d[i] = dims[i];
     check(build->configurePlugin(io, 2, io + 2, 1) == 0, "configurePlugin C=8, max k=4: accepted");
+    check(build->getWorkspaceSize(io, 2, io + 2, 1) <= kMaxWorkspace, "getWorkspaceSize fits the smallest Jetson's pool (<= 256 MiB)");
+    PluginTensorDesc rin[2]{}, rout[1]{};
+    rin[0] = io[0].desc;
+    rin[1] = desc<PluginTensorDesc>(DataType::kFLOAT, TensorFormat::kLINEAR);
+    rin[1].dims.nbDims = 1;
+    rin[1].dims.d[0] = 2;  // weights [H]: a rule that read input 1 would see 2 < max k
+    rout[0] = io[0].desc;
+    check(rt->onShapeChange(rin, 2, rout, 1) == 0, "onShapeChange C=8, max k=4: accepted (every execution calls it)");
+    rin[1].type = DataType::kHALF;
+    checkEnqueue([&](void const* const* ins, void* const* outs) { return rt->enqueue(rin, rout, ins, outs, nullptr, nullptr); });
+    IPluginV3* attached = rt->attachToContext(nullptr);
+    check(attached != nullptr, "attachToContext returns a plugin (execution context creation needs it)");
+    if (attached) {
+        auto* ac = static_cast<IPluginV3OneCore*>(attached->getCapabilityInterface(PluginCapabilityType::kCORE));
+        check(ac && std::strcmp(ac->getPluginNamespace(), c->getPluginNamespace()) == 0, "attached plugin keeps the namespace");
+        delete attached;
+    }
     io[0].desc.dims.d[3] = 3;
     check(build->configurePlugin(io, 2, io + 2, 1) != 0, "configurePlugin C=3 < max k=4: refused");
     PluginFieldCollection const* ser = rt->getFieldsToSerialize();
@@ -146,6 +199,8 @@ static void checkCreatorV3(IPluginCreatorInterface* ci) {
     if (back) {
         auto* rt2 = static_cast<IPluginV3OneRuntime*>(back->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
         check(sameKs(rt2->getFieldsToSerialize(), f.ks), "serialize -> deserialize -> same fields");
+        auto* core2 = static_cast<IPluginV3OneCore*>(back->getCapabilityInterface(PluginCapabilityType::kCORE));
+        check(core2 && std::strcmp(core2->getPluginNamespace(), c->getPluginNamespace()) == 0, "deserialized plugin namespace = creator namespace");
         IPluginV3* cl = back->clone();
         check(cl != nullptr, "clone()");
         delete cl;
@@ -167,6 +222,8 @@ static void checkCreatorV2(IPluginCreator* c) {
     check(p != nullptr, "createPlugin(ks=[2,3,4]) is an IPluginV2DynamicExt");
     if (!p) return;
     check(std::strcmp(p->getPluginType(), "TopKSparseSoftmax") == 0 && std::strcmp(p->getPluginVersion(), "1") == 0, "plugin type and version");
+    check(std::strcmp(p->getPluginNamespace(), c->getPluginNamespace()) == 0,
+          "plugin object namespace = creator namespace (deserialization looks the creator up by it)");
     check(p->getNbOutputs() == 1, "getNbOutputs() == 1");
     DataType in[2] = {DataType::kFLOAT, DataType::kFLOAT};
     check(p->getOutputDataType(0, in, 2) == DataType::kFLOAT, "output type = scores type (FP32)");
@@ -191,6 +248,25 @@ static void checkCreatorV2(IPluginCreator* c) {
     check(!combo(DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT, TensorFormat::kCHW32, 0), "scores non-linear format: refused");
     check(combo(DataType::kFLOAT, DataType::kHALF, DataType::kFLOAT, TensorFormat::kLINEAR, 1), "weights FP16: supported");
     check(!combo(DataType::kFLOAT, DataType::kFLOAT, DataType::kHALF, TensorFormat::kLINEAR, 2), "output FP16 with FP32 scores: refused");
+    io[0] = desc<PluginTensorDesc>(DataType::kFLOAT, TensorFormat::kLINEAR);
+    io[0].dims.nbDims = 4;
+    for (int i = 0; i < 4; ++i) io[0].dims.d[i] = i < 2 ? i + 1 : 8;
+    io[1] = desc<PluginTensorDesc>(DataType::kFLOAT, TensorFormat::kLINEAR);
+    io[2] = io[0];
+    check(p->getWorkspaceSize(io, 2, io + 2, 1) <= kMaxWorkspace, "getWorkspaceSize fits the smallest Jetson's pool (<= 256 MiB)");
+    io[1].type = DataType::kHALF;
+    checkEnqueue([&](void const* const* ins, void* const* outs) { return p->enqueue(io, io + 2, ins, outs, nullptr, nullptr); });
+    io[1].type = DataType::kFLOAT;
+    IPluginV2DynamicExt* cl = p->clone();
+    check(cl != nullptr, "clone()");
+    if (cl) {
+        std::vector<char> a(p->getSerializationSize()), b(cl->getSerializationSize());
+        p->serialize(a.data());
+        cl->serialize(b.data());
+        check(a == b && std::strcmp(cl->getPluginType(), p->getPluginType()) == 0 && std::strcmp(cl->getPluginNamespace(), p->getPluginNamespace()) == 0,
+              "clone(): same type, namespace and serialized bytes");
+        cl->destroy();
+    }
     std::vector<char> buf(p->getSerializationSize());
     p->serialize(buf.data());
     IPluginV2* back = c->deserializePlugin("t", buf.data(), buf.size());
@@ -199,6 +275,7 @@ static void checkCreatorV2(IPluginCreator* c) {
         std::vector<char> buf2(back->getSerializationSize());
         back->serialize(buf2.data());
         check(buf == buf2 && buf.size() == sizeof(int32_t) * 4, "serialize -> deserialize -> same bytes (n, ks)");
+        check(std::strcmp(back->getPluginNamespace(), c->getPluginNamespace()) == 0, "deserialized plugin namespace = creator namespace");
         back->destroy();
     }
     check(c->deserializePlugin("t", buf.data(), buf.size() - 1) == nullptr, "deserializePlugin refuses truncated data");

@@ -28,7 +28,7 @@ for inc in "$@"; do
     ln -s "libnvinfer.so.$major" "$prefix/lib/libnvinfer.so" &&
     cmake -S "$src" -B "$prefix/build" -DTENSORRT_ROOT="$prefix" -DCMAKE_CUDA_ARCHITECTURES="$arch" -DCMAKE_BUILD_TYPE=Release >"$prefix/cmake.log" 2>&1 &&
     cmake --build "$prefix/build" -j"$(nproc)" >>"$prefix/cmake.log" 2>&1 &&
-    g++ -std=c++17 -Wall -I"$inc" -I"$cuda_inc" "$here/plugin_host.cpp" -o "$prefix/plugin_host" -L"$prefix/lib" -lnvinfer -ldl \
+    g++ -std=c++17 -Wall -I"$inc" -I"$cuda_inc" "$here/plugin_host.cpp" -o "$prefix/plugin_host" -rdynamic -L"$prefix/lib" -lnvinfer -ldl \
       -Wl,-rpath,"$prefix/lib"
   } || { status=1; echo "FAIL build for TensorRT $ver (log: $prefix/cmake.log)"; tail -20 "$prefix/cmake.log" 2>/dev/null; }
   if [ $status -eq 0 ]; then

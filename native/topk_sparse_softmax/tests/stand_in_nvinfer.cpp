@@ -117,10 +117,13 @@ public:
         *n = static_cast<int32_t>(mV1List.size());
         return mV1List.data();
     }
+    // The namespace is part of the key, as for the parser's lookup (onnx-tensorrt 8.5-GA onnx2trt_utils.cpp:
+    // getPluginCreator(name, version, namespace)) and deserialization (the plugin object's getPluginNamespace()).
     IPluginCreator* getPluginCreator(AsciiChar const* const name, AsciiChar const* const version, AsciiChar const* const ns) noexcept override {
-        for (auto* c : mV1List)
-            if (std::strcmp(c->getPluginName(), name) == 0 && std::strcmp(c->getPluginVersion(), version) == 0) return c;
-        (void) ns;
+        for (auto const& e : mEntries)
+            if (e.name == name && e.version == version && e.ns == (ns ? ns : ""))
+                for (auto* c : mV1List)
+                    if (c == e.creator) return c;
         return nullptr;
     }
     bool deregisterCreator(IPluginCreator const& creator) noexcept override { return remove(&creator); }
