@@ -16,6 +16,9 @@ Sections run in order of value and each case checks the remaining time first, so
    eager bf16 autocast, torch.compile; native vs fused attention; median / p95.
 4. ``train_step``: full teacher at 128^2, batch 8, bf16 autocast: steps/s and peak memory.
 
+With ``--bundle DIR`` (a ``drsedge bundle`` of a fused export) it first builds the bundle's ``plugin/`` with the bundle's
+own ``build.sh`` (``bundle_build``: CMake + nvcc for this GPU's architecture; kernel library only without TensorRT).
+
 Everything runs on a CPU too: CUDA parts record ``{"skipped": reason}`` and the CPU checks that need no GPU
 still run (the reference op against the upstream index form, small CPU latencies), so CI tests the script.
 """
@@ -326,11 +329,42 @@ def table(res: dict) -> str:
     return "\n".join(rows)
 
 
+def bundle_build(bundle: Path, res: dict, save) -> None:
+    """A device bundle's ``plugin/`` built by the bundle's own ``build.sh`` (CMake + nvcc, archs of this GPU); TensorRT
+    is absent on the lent GPU machines, so the kernel library only unless ``TENSORRT_ROOT`` is set."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    build_sh = bundle / "plugin" / "build.sh"
+    if not build_sh.is_file():
+        res["bundle_build"] = {"skipped": f"{bundle} has no plugin/build.sh (a native export's bundle)"}
+        return save()
+    if shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").exists():
+        res["bundle_build"] = {"skipped": "no nvcc on this machine"}
+        return save()
+    with tempfile.TemporaryDirectory(prefix="drsedge-bundle-build-") as d:
+        env = {**os.environ, "BUILD_DIR": d}
+        if not os.environ.get("TENSORRT_ROOT"):
+            env["DRSEDGE_BUILD_PLUGIN"] = "OFF"
+        if torch.cuda.is_available() and "CUDA_ARCHS" not in env:
+            major, minor = torch.cuda.get_device_capability()
+            env["CUDA_ARCHS"] = f"{major}{minor}"
+        t0 = time.monotonic()
+        r = subprocess.run(["bash", str(build_sh)], capture_output=True, text=True, env=env, timeout=900)
+        res["bundle_build"] = {"returncode": r.returncode, "seconds": round(time.monotonic() - t0, 1), "plugin": env.get("DRSEDGE_BUILD_PLUGIN", "ON"),
+                               "cuda_archs": env.get("CUDA_ARCHS"), "libraries": sorted(p.name for p in Path(d).glob("*.so")),
+                               "tail": (r.stdout + r.stderr).strip().splitlines()[-3:]}
+    save()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--time-limit", type=float, default=600, help="seconds; the script stops cleanly before it")
     ap.add_argument("--out", default="gpu_evidence.json")
     ap.add_argument("--sizes", nargs="+", default=["256x256", "720x1280"])
+    ap.add_argument("--bundle", type=Path, help="a `drsedge bundle` folder of a fused export: build its plugin/ with its build.sh first")
     a = ap.parse_args(argv)
     budget = Budget(a.time_limit)
     sizes = [tuple(int(v) for v in s.split("x")) for s in a.sizes]
@@ -343,6 +377,8 @@ def main(argv=None) -> int:
         out.write_text(json.dumps(clean, indent=2, default=str))
 
     t0 = time.monotonic()
+    if a.bundle:
+        bundle_build(a.bundle, res, save)
     for section in (lambda: kernel_parity(budget, res, save), lambda: kernel_speed(budget, res, save),
                     lambda: model_latency(budget, res, save, sizes), lambda: train_step(budget, res, save)):
         section()

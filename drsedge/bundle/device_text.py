@@ -46,9 +46,9 @@ def readme(m: dict, fused: bool) -> str:
         run = f"""```bash
 # once: drsedge's runtime beside JetPack's own TensorRT bindings (python3-libnvinfer), no PyTorch
 python3 -m venv --system-site-packages ~/drsedge-venv && . ~/drsedge-venv/bin/activate
-pip install 'drsedge[runtime] @ git+<your drsedge checkout>' {cuda_py}
+pip install -e 'DRSEDGE_CHECKOUT[runtime]' {cuda_py}
 drsedge stream v4l2:///dev/video0 --model model.engine{plugin_arg} -o derained.mp4
-drsedge derain FRAMES_DIR --model model.engine{plugin_arg} -o derained/
+drsedge derain model.engine FRAMES_DIR{plugin_arg} -o derained/
 ```"""
         if not t["jetson"]:
             run = run.replace("JetPack's own TensorRT bindings (python3-libnvinfer)", "this machine's TensorRT Python bindings")

@@ -44,4 +44,6 @@ fi
 cmake "${args[@]}"
 cmake --build "$build" -j"$(nproc)"
 ls -1 "$build"/*.so
-echo "TensorRT plugin: $build/libdrsedge_trt_plugin_static.so (any TensorRT; pass it as --plugin); $build/libdrsedge_trt_plugin.so: loadLibrary (>= 8.6)"
+if [ "${DRSEDGE_BUILD_PLUGIN:-ON}" != OFF ]; then
+  echo "TensorRT plugin: $build/libdrsedge_trt_plugin_static.so (any TensorRT; pass it as --plugin); $build/libdrsedge_trt_plugin.so: loadLibrary (>= 8.6)"
+fi

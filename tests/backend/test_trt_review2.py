@@ -162,5 +162,6 @@ def test_shell_scripts_are_shellcheck_clean():
 
 def test_review_paths_in_readme_exist():
     """N7: the README named backend/trt/runner.py, which does not exist."""
-    assert "backend/trt/runner.py" not in (REPO / "README.md").read_text()
+    text = (REPO / "README.md").read_text()
+    assert "backend/trt/runner.py" not in text and "`runner.py` (`EngineRunner`)" not in text
     assert Path(REPO / "drsedge" / "runtime" / "runners.py").is_file()
