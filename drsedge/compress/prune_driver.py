@@ -15,7 +15,7 @@ from drsedge.errors import DrsedgeError
 from drsedge.models.config import ModelConfig
 
 from .prune import prune_model
-from .prune_udr import UDR_SCOPES, prune_udr
+from .prune_udr import prune_udr
 
 DRSFORMER_SCOPES = ("msfn", "attention", "heads", "streams", "depth")
 
@@ -26,11 +26,14 @@ def family_scopes(config, scopes=None) -> list[str]:
     Raises:
         DrsedgeError: a scope the model's family does not have.
     """
-    udr = not isinstance(config, ModelConfig)
-    mine = UDR_SCOPES if udr else DRSFORMER_SCOPES
-    scopes = list(scopes or (UDR_SCOPES if udr else ("msfn",)))
-    if set(scopes) - set(mine):
-        raise DrsedgeError(f"scope {' '.join(scopes)}: a {'UDR-S2Former' if udr else 'DRSformer'} prunes --scope {' '.join(mine)} "
+    from drsedge.models.family import family_of_config
+
+    fam = family_of_config(config)
+    if not fam.prune_scopes:
+        raise DrsedgeError(f"{fam.label} has no structural pruning in drsedge yet; disable the prune stage (prune.enabled: false)")
+    scopes = list(scopes or fam.default_prune_scopes)
+    if set(scopes) - set(fam.prune_scopes):
+        raise DrsedgeError(f"scope {' '.join(scopes)}: a {fam.label} prunes --scope {' '.join(fam.prune_scopes)} "
                            "(prune.scope in a run config)")
     return scopes
 

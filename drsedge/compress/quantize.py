@@ -84,18 +84,17 @@ def _adds_of_float_convs(model: onnx.ModelProto, float_convs: list[str]) -> list
     return [n.name for n in model.graph.node if n.op_type == "Add" and n.input and all(producer.get(i) in kept for i in n.input)]
 
 
-# UDR-S2Former: the var heads that rank positions (hard 1.0/0.6 and 1.0/1.2 masks flip on any error) and the sampling
-# offset/scale predictors (a grid error moves every sampled key/value) stay in float (../shared/notes/udr-s2former.md §7).
-UDR_FLOAT_MODULES = ("var_conv", "sampling_biases", "sampling_scales")
-
-
-def udr_float_nodes(model: onnx.ModelProto) -> list[str]:
-    """Nodes of a UDR-S2Former export (metadata ``drsedge.family``) that INT8 leaves in float: its rank and sampling path."""
+def family_float_nodes(model: onnx.ModelProto) -> list[str]:
+    """Nodes of a static-family export (metadata ``drsedge.family``) that INT8 leaves in float: the modules its registry
+    entry names (:attr:`drsedge.models.family.Family.int8_float_modules`; UDR-S2Former its rank and sampling path, AST
+    its ASSA attention)."""
+    from drsedge.models.family import family_of_onnx
     from drsedge.onnx_graph import module_path
 
-    if not any(p.key == "drsedge.family" and p.value == "udr_s2former" for p in model.metadata_props):
+    fam = family_of_onnx(model)
+    if fam is None or not fam.int8_float_modules:
         return []
-    return [n.name for n in model.graph.node if n.name and any(m in module_path(n.name) for m in UDR_FLOAT_MODULES)]
+    return [n.name for n in model.graph.node if n.name and any(m in module_path(n.name) for m in fam.int8_float_modules)]
 
 
 def nodes_of_modules(model: onnx.ModelProto, modules: list[str]) -> list[str]:
@@ -111,7 +110,7 @@ def nodes_of_modules(model: onnx.ModelProto, modules: list[str]) -> list[str]:
     for mod in modules:
         hits = [n.name for n in model.graph.node if n.name and (module_path(n.name) + ".").startswith(mod.rstrip(".") + ".")]
         if not hits:
-            paths = sorted({".".join(module_path(n.name).split(".")[:3]) for n in model.graph.node if n.name} - {""})
+            paths = sorted({".".join(module_path(n.name)[:3]) for n in model.graph.node if n.name} - {""})
             raise DrsedgeError(f"--keep-float {mod}: no ONNX node belongs to this module; modules of this graph look like "
                                f"{', '.join(paths[:3])} (`drsedge localize` lists them)")
         out += hits
@@ -174,7 +173,7 @@ def _quantize_onnx(src, dst, calib, backend, quantize_depthwise, keep_float, hig
     float_convs = [] if quantize_depthwise else _depthwise_convs(model)
     skip_nodes = _attention_matmuls(model) + float_convs + _adds_of_float_convs(model, float_convs)
     skip_nodes += nodes_of_modules(model, keep_float or [])
-    skip_nodes += udr_float_nodes(model)
+    skip_nodes += family_float_nodes(model)
     skip_nodes += [n.name for n in model.graph.node if INLINED in n.name]
     skip_types = [t for t in FLOAT_OP_TYPES if any(n.op_type == t for n in model.graph.node)]
     if calls:

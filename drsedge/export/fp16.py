@@ -133,7 +133,10 @@ def _float_casts(model) -> list[str]:
     value_info FP32 (ONNX Runtime then refuses the file); as islands they stay FP32 and the converter casts after them."""
     import onnx
 
-    if not any(p.key == "drsedge.family" and p.value == "udr_s2former" for p in model.metadata_props):
+    from drsedge.models.family import family_of_onnx
+
+    fam = family_of_onnx(model)
+    if fam is None or not fam.fp16_float_casts:
         return []
     return [n.name for n in model.graph.node if n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT
                                                                              for a in n.attribute)]

@@ -107,7 +107,7 @@ def export_onnx(
         raise DrsedgeError(f"unknown export structure {structure!r}; use one of {STRUCTURES}")
     if static:
         if structure != "deploy":
-            raise DrsedgeError("--structure upstream: UDR-S2Former has one exported structure (nothing is re-parameterized); "
+            raise DrsedgeError("--structure upstream: this static-shape family has one exported structure (nothing is re-parameterized); "
                                "drop --structure (export.structure)")
         return _export_static(model, path, opset, exporter, size, attention, fp16_safe)
     if size is not None:
@@ -194,28 +194,33 @@ def _forget_derived_dims(m) -> None:
 
 
 def is_static_family(model: torch.nn.Module) -> bool:
-    """True for a model family exported at one static size (UDR-S2Former)."""
-    from drsedge.models.udr_s2former import UDRS2Former
+    """True for a model family exported at one static size (UDR-S2Former, AST: :attr:`drsedge.models.family.Family.static_export`)."""
+    from drsedge.models.family import family_of_model
 
-    return isinstance(model, UDRS2Former)
+    fam = family_of_model(model)
+    return fam is not None and fam.static_export
 
 
 def _export_static(model, path, opset: int, exporter: str, size, attention: str, fp16_safe: bool) -> Path:
-    """UDR-S2Former: static ``[1, 3, H, W]`` with the bisection ranking (no TopK over 51), no ScatterND, no cubic Resize."""
-    from drsedge.models.udr_s2former import SIZE_MULTIPLE
+    """A static-shape family (:attr:`~drsedge.models.family.Family.static_export`) at ``[1, 3, H, W]``. UDR-S2Former: with
+    the bisection ranking (no TopK over 51), no ScatterND, no cubic Resize; AST: shift masks folded for the size."""
+    from drsedge.models.family import family_of_model
 
+    fam = family_of_model(model)
+    multiple = fam.size_multiple
     if attention != "native" or fp16_safe:
-        raise DrsedgeError("UDR-S2Former has no TKSA: export it with --attention native and without --fp16-safe "
-                           "(its top-k ranks spatial positions per channel with multiplicative masks, not attention rows)")
+        raise DrsedgeError(f"{fam.label} has no TKSA: export it with --attention native and without --fp16-safe "
+                           "(the fused top-k op and the FP16-safe form are DRSformer's)")
     from drsedge.data.images import check_frame_size
 
     h, w = size or model.img_size
     check_frame_size(h, w, "export size")
-    if h <= 0 or w <= 0 or h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
-        raise DrsedgeError(f"export size {h}x{w}: UDR-S2Former is exported at multiples of {SIZE_MULTIPLE} (e.g. 256x256, 768x1280)")
+    if h <= 0 or w <= 0 or h % multiple or w % multiple:
+        raise DrsedgeError(f"export size {h}x{w}: {fam.label} is exported at multiples of {multiple} (e.g. 256x256, 768x1280)")
     model = model.eval()
-    mode = model.rank_mode
-    model.set_rank_mode("threshold")
+    mode = getattr(model, "rank_mode", None)
+    if mode is not None:
+        model.set_rank_mode("threshold")
     x = torch.rand(1, 3, h, w)
 
     def write(tmp: str) -> None:
@@ -231,13 +236,14 @@ def _export_static(model, path, opset: int, exporter: str, size, attention: str,
 
         m = load_onnx(tmp)
         onnx.helper.set_model_props(m, {**{p.key: p.value for p in m.metadata_props}, **{
-            META_ATTENTION: "native", META_FP16_SAFE: "0", META_FAMILY: "udr_s2former"}})
+            META_ATTENTION: "native", META_FP16_SAFE: "0", META_FAMILY: fam.name}})
         onnx.save(m, tmp)
 
     try:
         return atomic_write(path, write)
     finally:
-        model.set_rank_mode(mode)
+        if mode is not None:
+            model.set_rank_mode(mode)
 
 
 META_FAMILY = "drsedge.family"
@@ -309,7 +315,10 @@ def check_parity(
 def parity_ok(model: torch.nn.Module, parity: ParityResult) -> tuple[bool, str]:
     """The export gate: max abs <= 1e-4 (DRSformer family), or mean abs <= :data:`STATIC_PARITY_MEAN_ABS` and PSNR >=
     :data:`STATIC_PARITY_MIN_PSNR_DB` (UDR-S2Former, whose masks are discontinuous). NaN fails. Returns (ok, summary)."""
-    if is_static_family(model):
+    from drsedge.models.family import family_of_model
+
+    fam = family_of_model(model)
+    if fam is not None and fam.parity == "mean_psnr":
         worst_mean = max(parity.mean_abs.values())
         worst_psnr = min(parity.psnr_db.values())
         ok = worst_mean <= STATIC_PARITY_MEAN_ABS and worst_psnr >= STATIC_PARITY_MIN_PSNR_DB

@@ -253,9 +253,14 @@ class OutputProj(nn.Module):
         return self.proj(x.transpose(1, 2).reshape(b, c, h, w))
 
 
+FAMILY = "ast"
+
+
 @dataclass
 class ASTConfig:
-    """AST's constructor arguments (upstream ``AST.__init__``; ``token_projection='linear'``, ``token_mlp='frfn'``)."""
+    """AST's constructor arguments (upstream ``AST.__init__``; ``token_projection='linear'``, ``token_mlp='frfn'``),
+    stored as JSON in safetensors metadata (``"family": "ast"``) like the other families' configs. ``img_size`` is the
+    construction size (it only clamps small levels' windows, as upstream); any H x W runs."""
 
     img_size: int = 256
     embed_dim: int = 32
@@ -266,6 +271,45 @@ class ASTConfig:
     qkv_bias: bool = True
     token_mlp: str = "frfn"
     dd_in: int = 3
+    family: str = FAMILY
+
+    def build(self) -> AST:
+        """Instantiate the model (random init)."""
+        return AST(self)
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> ASTConfig:
+        """Build from a mapping; unknown keys or impossible values raise one-line :class:`DrsedgeError` naming ``source``."""
+        from drsedge.errors import DrsedgeError
+
+        from .config import checked_fields
+
+        cfg = checked_fields(cls, d, source, "AST")
+        bad = []
+        if len(cfg.depths) != 9 or len(cfg.num_heads) != 9:
+            bad.append("depths and num_heads need 9 entries (4 encoder levels, bottleneck, 4 decoder levels)")
+        else:
+            if any(not 0 <= x <= 64 for x in cfg.depths) or any(cfg.depths[i] < 1 for i in range(4, 9)):
+                bad.append(f"depths {cfg.depths} must be in 0..64, bottleneck and decoder >= 1")
+            widths = [cfg.embed_dim * 2 ** i for i in range(4)] + [cfg.embed_dim * 16] + [cfg.embed_dim * m for m in (16, 8, 4, 2)]
+            if any(h < 1 or w % h for w, h in zip(widths, cfg.num_heads)):
+                bad.append(f"num_heads {cfg.num_heads} must divide the level widths {widths}")
+        if not 4 <= cfg.embed_dim <= 512:
+            bad.append(f"embed_dim {cfg.embed_dim} must be in 4..512")
+        if cfg.win_size not in (4, 8, 16) or cfg.img_size < 16 or cfg.img_size % 16:
+            bad.append(f"win_size {cfg.win_size} must be 4, 8 or 16 and img_size {cfg.img_size} a multiple of 16")
+        if cfg.token_mlp not in TOKEN_MLPS or cfg.dd_in != 3 or not 0 < cfg.mlp_ratio <= 16:
+            bad.append(f"token_mlp must be one of {TOKEN_MLPS}, dd_in 3 and mlp_ratio in (0, 16]")
+        if cfg.family != FAMILY:
+            bad.append(f"family must be {FAMILY!r}")
+        if bad:
+            raise DrsedgeError(f"{source}: " + "; ".join(bad))
+        return cfg
 
 
 # Presets: AST-B as upstream's get_arch('AST_B') (65,362,455 params); AST-T embed 16, depths 2 x 9 (the constructor's
@@ -286,6 +330,7 @@ class AST(nn.Module):
         super().__init__()
         cfg = cfg or ASTConfig(**overrides)
         self.cfg = cfg
+        self.img_size = (cfg.img_size, cfg.img_size)  # the default static export size
         d, dep, hd, s = cfg.embed_dim, cfg.depths, cfg.num_heads, cfg.img_size
         if len(dep) != 9 or len(hd) != 9:
             raise ValueError("AST needs 9 depths and 9 head counts (4 encoder levels, bottleneck, 4 decoder levels)")
@@ -398,3 +443,13 @@ def config_from_state_dict(sd: dict) -> ASTConfig:
         level = {"conv": 4, "decoderlayer_0": 3, "decoderlayer_1": 2, "decoderlayer_2": 1, "decoderlayer_3": 0}[n]
         img = w * 2 ** level
     return ASTConfig(img_size=img, embed_dim=embed, depths=depths, num_heads=heads, win_size=win, dd_in=dd_in)
+
+
+def config_from_checkpoint(state: dict, source: str = "checkpoint") -> ASTConfig:
+    """:func:`config_from_state_dict` for the checkpoint loader: one-line :class:`DrsedgeError` naming ``source``."""
+    from drsedge.errors import DrsedgeError
+
+    try:
+        return ASTConfig.from_dict(config_from_state_dict(state).to_dict(), source)
+    except (ValueError, KeyError, IndexError) as e:
+        raise DrsedgeError(f"{source}: not an AST state_dict ({e})") from None

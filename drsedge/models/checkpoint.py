@@ -23,8 +23,7 @@ from drsedge.fileio import atomic_write
 
 from .config import ModelConfig
 from .drsformer import stream_widths_of
-from .udr_config import FAMILY as UDR_FAMILY
-from .udr_config import UDRConfig, is_udr_state, udr_config_from_state_dict
+from .udr_config import UDRConfig
 
 CONFIG_KEY = "drsedge_model_config"
 
@@ -158,9 +157,10 @@ def read_config(path: str | os.PathLike) -> ModelConfig | UDRConfig:
         raise DrsedgeError(f"{path}: corrupt model config in its metadata ({e}); re-save the model") from None
     if not isinstance(d, dict):
         raise DrsedgeError(f"{path}: model config in its metadata is not a mapping; re-save the model")
-    if d.get("family") == UDR_FAMILY:
-        return UDRConfig.from_dict(d, str(path))
-    return ModelConfig.from_dict(d, str(path))
+    from .family import family_named
+
+    fam = d.get("family") or "drsformer"
+    return family_named(fam).config_type().from_dict(d, str(path)) if fam != "drsformer" else ModelConfig.from_dict(d, str(path))
 
 
 def load_model(path: str | os.PathLike) -> tuple[nn.Module, ModelConfig | UDRConfig]:
@@ -254,7 +254,10 @@ def load_any(path: str | os.PathLike, prefer: str | None = None) -> tuple[nn.Mod
                 raise
     state = _read_state(path, prefer)
     state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
-    cfg = udr_config_from_state_dict(state, str(path)) if is_udr_state(state) else config_from_state_dict(state, str(path))
+    from .family import family_of_state
+
+    fam = family_of_state(state)
+    cfg = fam.config_from_state_dict(state, str(path)) if fam is not None and fam.name != "drsformer" else config_from_state_dict(state, str(path))
     model = cfg.build()
     load_checkpoint(model, path, prefer)
     return model.eval(), cfg

@@ -125,13 +125,13 @@ def config_from_dict(d: dict | None, source: str, base: dict | None = None):
     """A model section of a run config or ``--model`` flags -> :class:`ModelConfig` (DRSformer family, on top of
     ``base``) or, with ``family: udr_s2former``, a :class:`~drsedge.models.udr_config.UDRConfig` (on top of
     upstream's defaults). Raises :class:`DrsedgeError` naming ``source``."""
-    d = dict(d or {})
-    if d.get("family") == "udr_s2former":
-        from .udr_config import UDRConfig
+    from .family import FAMILIES
 
-        return UDRConfig.from_dict({**UDRConfig().to_dict(), **d}, source)
-    if "family" in d and d["family"] != "drsformer":
-        raise DrsedgeError(f"{source}: family must be 'drsformer' or 'udr_s2former', got {d['family']!r}")
+    d = dict(d or {})
+    if "family" in d and d["family"] not in FAMILIES:
+        raise DrsedgeError(f"{source}: family must be one of {sorted(FAMILIES)}, got {d['family']!r}")
+    if d.get("family", "drsformer") != "drsformer":
+        return FAMILIES[d["family"]].config_from_dict(d, source)
     d.pop("family", None)
     return ModelConfig.from_dict({**(base or ModelConfig().to_dict()), **d}, source)
 
@@ -139,7 +139,9 @@ def config_from_dict(d: dict | None, source: str, base: dict | None = None):
 def is_static_config(cfg) -> bool:
     """True for a family exported at one static size (UDR-S2Former; :func:`drsedge.export.onnx_export.is_static_family`
     for a built model)."""
-    return not isinstance(cfg, ModelConfig)
+    from .family import family_of_config
+
+    return family_of_config(cfg).static_export
 
 
 def require_drsformer(cfg, what: str, source: str) -> None:
@@ -148,6 +150,9 @@ def require_drsformer(cfg, what: str, source: str) -> None:
     Raises:
         DrsedgeError: ``cfg`` is not a :class:`ModelConfig`.
     """
-    if not isinstance(cfg, ModelConfig):
-        raise DrsedgeError(f"{source}: {what} covers the DRSformer family; this is a {getattr(cfg, 'family', type(cfg).__name__)} "
-                           "model (UDR-S2Former: every other stage works, PTQ with `drsedge quantize`; QAT does not yet)")
+    from .family import family_of_config
+
+    fam = family_of_config(cfg)
+    if not fam.tksa:
+        raise DrsedgeError(f"{source}: {what} covers the DRSformer family; this is a {fam.label} model (every other stage "
+                           "works, PTQ with `drsedge quantize`; QAT does not yet)")

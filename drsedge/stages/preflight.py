@@ -54,8 +54,9 @@ def check_options(cfg: RunConfig) -> None:
         raise DrsedgeError(f"export.opset {ex.opset}: this student needs >= {low} and the installed {ex.exporter} exporter writes "
                            f"<= {high}; set export.opset in {low}..{high}")
     if static:
-        from drsedge.models.udr_s2former import SIZE_MULTIPLE
+        from drsedge.models.family import family_of_config
 
+        SIZE_MULTIPLE = family_of_config(scfg).size_multiple
         if ex.size is not None and (ex.size[0] % SIZE_MULTIPLE or ex.size[1] % SIZE_MULTIPLE):
             raise DrsedgeError(f"export.size {ex.size[0]}x{ex.size[1]}: this student's static export needs multiples of {SIZE_MULTIPLE} "
                                "(e.g. [256, 256], [768, 1280])")
@@ -64,6 +65,6 @@ def check_options(cfg: RunConfig) -> None:
         if ex.structure != "deploy":
             raise DrsedgeError("export.structure upstream: this student family has one exported structure; remove the key")
     elif ex.size is not None:
-        raise DrsedgeError("export.size is for static-shape families (UDR-S2Former); DRSformer exports have dynamic H/W: remove it")
+        raise DrsedgeError("export.size is for static-shape families (UDR-S2Former, AST); DRSformer exports have dynamic H/W: remove it")
     if cfg.quantize.qat_steps:
         require_drsformer(scfg, "QAT (quantize.qat_steps)", "quantize.qat_steps")

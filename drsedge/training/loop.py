@@ -261,7 +261,10 @@ def train(
     step, losses = 0, []
     if cfg.loss == "udr" and not hasattr(model, "forward_all"):
         raise DrsedgeError(f"training config: loss 'udr' needs a UDR-S2Former model (five outputs), not {type(model).__name__}")
-    out_conv = getattr(model, "output", None) or getattr(model, "out_final", None)  # DRSformer / UDR-S2Former
+    from drsedge.models.family import family_of_model
+
+    fam = family_of_model(model)
+    out_conv = model.get_submodule(fam.output_conv) if fam is not None and fam.output_conv else None
     if cfg.zero_init_output and isinstance(out_conv, nn.Conv2d):
         with torch.no_grad():
             out_conv.weight.zero_()  # overwritten below when resuming
