@@ -27,8 +27,11 @@ def check_bundle(d: str | Path) -> str:
         raise DrsedgeError(f"{d}: not a drsedge bundle (manifest.json unreadable: {e}); make one with `drsedge bundle`") from None
     if MARK not in m or not isinstance(m.get("files"), dict):
         raise DrsedgeError(f"{d}: manifest.json is not a drsedge bundle's; make one with `drsedge bundle`")
+    root = d.resolve()
     for rel, digest in m["files"].items():
-        p = d / rel
+        p = d / str(rel)
+        if root not in p.resolve().parents:
+            raise DrsedgeError(f"{d}: manifest.json lists {rel!r}, outside the bundle; the manifest is not a bundle's")
         if not p.is_file():
             raise DrsedgeError(f"{p}: listed in the bundle's manifest but missing; re-copy the bundle")
         if sha256(p) != digest:

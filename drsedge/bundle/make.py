@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -211,6 +212,8 @@ def make_bundle(o: BundleOptions) -> Path:
 
     if o.precision not in PRECISIONS:
         raise DrsedgeError(f"--precision {o.precision!r}: use one of {PRECISIONS}")
+    if not (isinstance(o.margin_db, (int, float)) and math.isfinite(o.margin_db) and 0 <= o.margin_db <= 40):
+        raise DrsedgeError(f"--margin {o.margin_db}: give a finite number of dB in 0..40")
     target = resolve_target(o.target)
     path = build_path(target.tensorrt)
     out = _check_out(o)

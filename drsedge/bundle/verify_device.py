@@ -219,6 +219,9 @@ def main(argv=None):
     except BundleError as e:
         print("verify.py: " + str(e), file=sys.stderr)
         return 2
+    except (KeyError, TypeError, IndexError) as e:  # a manifest edited or cut short
+        print(f"verify.py: manifest.json is incomplete or damaged ({type(e).__name__}: {e}); re-copy the bundle", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
