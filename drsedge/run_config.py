@@ -121,8 +121,8 @@ class PruneSection(_Strict):
     enabled: bool = False
     ratio: Annotated[float, Field(gt=0, lt=1)] = 0.5
     importance: Literal["l1", "l2", "taylor"] = "l2"
-    # None: the family's default, as `drsedge prune` (DRSformer msfn; UDR-S2Former mlp + mffn)
-    scope: list[Literal["msfn", "attention", "heads", "streams", "depth", "mlp", "mffn"]] | None = None
+    # None: the family's default, as `drsedge prune` (DRSformer msfn; UDR-S2Former mlp + mffn; AST frfn)
+    scope: list[Literal["msfn", "attention", "heads", "streams", "depth", "mlp", "mffn", "frfn"]] | None = None
     iterations: PosInt = 1
     finetune: dict | None = None
 

@@ -14,9 +14,6 @@ from torch import nn
 from drsedge.errors import DrsedgeError
 from drsedge.models.config import ModelConfig
 
-from .prune import prune_model
-from .prune_udr import prune_udr
-
 DRSFORMER_SCOPES = ("msfn", "attention", "heads", "streams", "depth")
 
 
@@ -65,7 +62,9 @@ def iterative_prune(
         DrsedgeError: a scope of the other family; the errors of the family's prune function.
     """
     scopes = family_scopes(config, scopes)
-    prune = prune_model if isinstance(config, ModelConfig) else prune_udr
+    from drsedge.models.family import family_of_config
+
+    prune = family_of_config(config).prune_function()
     r = step_ratio(ratio, iterations)
     for it in range(1, max(1, iterations) + 1):
         if before_step is not None:

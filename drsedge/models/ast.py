@@ -157,7 +157,7 @@ class TransformerBlock(nn.Module):
     (upstream ``TransformerBlock``). Encoder blocks have no attention (``att=False``)."""
 
     def __init__(self, dim: int, input_resolution: int, num_heads: int, win_size: int = 8, shift_size: int = 0,
-                 mlp_ratio: float = 4.0, qkv_bias: bool = True, token_mlp: str = "frfn", att: bool = True):
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, token_mlp: str = "frfn", att: bool = True, hidden: int | None = None):
         super().__init__()
         self.att = att
         self.dim, self.num_heads = dim, num_heads
@@ -171,7 +171,7 @@ class TransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         if token_mlp not in TOKEN_MLPS:
             raise ValueError(f"token_mlp {token_mlp!r}: drsedge implements {TOKEN_MLPS} (official AST checkpoints)")
-        self.mlp = FRFN(dim, int(dim * mlp_ratio))
+        self.mlp = FRFN(dim, hidden or int(dim * mlp_ratio))  # hidden: a pruned width (ASTConfig.frfn_hidden)
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         if self.att:
@@ -194,11 +194,11 @@ class BasicASTLayer(nn.Module):
     """``depth`` blocks at one level; odd blocks shift by half a window (upstream ``BasicASTLayer``, ``shift_flag=True``)."""
 
     def __init__(self, dim: int, input_resolution: int, depth: int, num_heads: int, win_size: int, mlp_ratio: float,
-                 qkv_bias: bool, token_mlp: str, att: bool):
+                 qkv_bias: bool, token_mlp: str, att: bool, hidden: list[int | None] | None = None):
         super().__init__()
         self.blocks = nn.ModuleList([
             TransformerBlock(dim, input_resolution, num_heads, win_size, 0 if i % 2 == 0 else win_size // 2, mlp_ratio, qkv_bias,
-                             token_mlp, att) for i in range(depth)])
+                             token_mlp, att, (hidden or [None] * depth)[i]) for i in range(depth)])
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         for blk in self.blocks:
@@ -271,6 +271,7 @@ class ASTConfig:
     qkv_bias: bool = True
     token_mlp: str = "frfn"
     dd_in: int = 3
+    frfn_hidden: dict[str, int] = field(default_factory=dict)  # per-block FRFN widths of pruned models ("conv.0": 96)
     family: str = FAMILY
 
     def build(self) -> AST:
@@ -335,19 +336,20 @@ class AST(nn.Module):
         if len(dep) != 9 or len(hd) != 9:
             raise ValueError("AST needs 9 depths and 9 head counts (4 encoder levels, bottleneck, 4 decoder levels)")
 
-        def layer(dim, level, i, att):
-            return BasicASTLayer(dim, s // 2 ** level, dep[i], hd[i], cfg.win_size, cfg.mlp_ratio, cfg.qkv_bias, cfg.token_mlp, att)
+        def layer(name, dim, level, i, att):
+            widths = [cfg.frfn_hidden.get(f"{name}.{j}") for j in range(dep[i])]
+            return BasicASTLayer(dim, s // 2 ** level, dep[i], hd[i], cfg.win_size, cfg.mlp_ratio, cfg.qkv_bias, cfg.token_mlp, att, widths)
 
         self.input_proj = InputProj(cfg.dd_in, d)
         self.output_proj = OutputProj(2 * d, 3)
         for i in range(4):
-            setattr(self, f"encoderlayer_{i}", layer(d * 2 ** i, i, i, False))
+            setattr(self, f"encoderlayer_{i}", layer(f"encoderlayer_{i}", d * 2 ** i, i, i, False))
             setattr(self, f"dowsample_{i}", Downsample(d * 2 ** i, d * 2 ** (i + 1)))
-        self.conv = layer(d * 16, 4, 4, True)
+        self.conv = layer("conv", d * 16, 4, 4, True)
         ups = [(16, 8), (16, 4), (8, 2), (4, 1)]
         for i, (cin, cout) in enumerate(ups):
             setattr(self, f"upsample_{i}", Upsample(d * cin, d * cout))
-            setattr(self, f"decoderlayer_{i}", layer(d * cout * 2, 3 - i, 5 + i, True))
+            setattr(self, f"decoderlayer_{i}", layer(f"decoderlayer_{i}", d * cout * 2, 3 - i, 5 + i, True))
 
     @property
     def size_multiple(self) -> int:
@@ -436,13 +438,22 @@ def config_from_state_dict(sd: dict) -> ASTConfig:
         if table is not None:
             wins[name] = (math.isqrt(int(table.shape[0])) + 1) // 2
     win = max(wins.values()) if wins else 8
+    widths = {"conv": embed * 16, **{f"encoderlayer_{i}": embed * 2 ** i for i in range(4)},
+              **{f"decoderlayer_{i}": embed * m for i, m in enumerate((16, 8, 4, 2))}}
+    frfn_hidden = {}
+    for k, v in sd.items():
+        parts = k.split(".")
+        if len(parts) == 7 and parts[1] == "blocks" and parts[3:] == ["mlp", "linear2", "0", "weight"]:
+            h = int(v.shape[1])
+            if h != int(widths[parts[0]] * 4.0):
+                frfn_hidden[f"{parts[0]}.{parts[2]}"] = h
     img = 256
     small = {n: w for n, w in wins.items() if w < win}
     if small:  # a clamped window: the level's resolution at construction equals it
         n, w = next(iter(small.items()))
         level = {"conv": 4, "decoderlayer_0": 3, "decoderlayer_1": 2, "decoderlayer_2": 1, "decoderlayer_3": 0}[n]
         img = w * 2 ** level
-    return ASTConfig(img_size=img, embed_dim=embed, depths=depths, num_heads=heads, win_size=win, dd_in=dd_in)
+    return ASTConfig(img_size=img, embed_dim=embed, depths=depths, num_heads=heads, win_size=win, dd_in=dd_in, frfn_hidden=frfn_hidden)
 
 
 def config_from_checkpoint(state: dict, source: str = "checkpoint") -> ASTConfig:

@@ -38,6 +38,7 @@ class Family:
     int8_float_modules: tuple[str, ...]  # module-path fragments whose ONNX nodes INT8 leaves in float
     output_conv: str | None  # the last conv, zero-initialised when training from scratch (None: none)
     fp16_float_casts: bool = False  # its Cast(to=FLOAT) nodes stay FP32 islands in the FP16 ONNX (export/fp16.py)
+    slicer: str | None = None  # "module:function" (model, config, ratio, importance, scopes) -> (model, config): the pruner
 
     def config_type(self) -> type:
         return _load(self.config)
@@ -51,6 +52,10 @@ class Family:
 
     def config_from_state_dict(self, state: dict, source: str):
         return _load(self.config_from_state)(state, source)
+
+    def prune_function(self):
+        """The family's pruner (:attr:`slicer`); None when it has no structural pruning."""
+        return _load(self.slicer) if self.slicer else None
 
 
 FAMILIES: dict[str, Family] = {}
@@ -69,21 +74,22 @@ register(Family(
     state_keys=("patch_embed.proj.weight",), config_from_state="drsedge.models.checkpoint:config_from_state_dict",
     static_export=False, size_multiple=8, parity="max_abs", tksa=True,
     prune_scopes=("msfn", "attention", "heads", "streams", "depth"), default_prune_scopes=("msfn",), int8_float_modules=(),
-    output_conv="output"))
+    output_conv="output", slicer="drsedge.compress.prune:prune_model"))
 register(Family(
     name="udr_s2former", label="UDR-S2Former", config="drsedge.models.udr_config:UDRConfig",
     module="drsedge.models.udr_s2former:UDRS2Former", state_keys=("embed.down.0.weight", "latent.0.attn_nn.q.weight"),
     config_from_state="drsedge.models.udr_config:udr_config_from_state_dict", static_export=True, size_multiple=64,
     parity="mean_psnr", tksa=False, prune_scopes=("mlp", "mffn"), default_prune_scopes=("mlp", "mffn"),
     # the rank path and the offset/scale predictors stay float (../shared/notes/udr-s2former.md §7)
-    int8_float_modules=("var_conv", "sampling_biases", "sampling_scales"), output_conv="out_final", fp16_float_casts=True))
+    int8_float_modules=("var_conv", "sampling_biases", "sampling_scales"), output_conv="out_final", fp16_float_casts=True,
+    slicer="drsedge.compress.prune_udr:prune_udr"))
 register(Family(
     name="ast", label="AST", config="drsedge.models.ast:ASTConfig", module="drsedge.models.ast:AST",
     state_keys=("input_proj.proj.0.weight", "output_proj.proj.0.weight"), config_from_state="drsedge.models.ast:config_from_checkpoint",
-    static_export=True, size_multiple=64, parity="max_abs", tksa=False, prune_scopes=(), default_prune_scopes=(),
+    static_export=True, size_multiple=64, parity="max_abs", tksa=False, prune_scopes=("frfn",), default_prune_scopes=("frfn",),
     # ASSA (q/k/v, relative bias, the softmax and relu² branches and their mixing) stays float: the unnormalised relu²
     # branch squares raw logits, and the mixing weights are two scalars per block
-    int8_float_modules=("attn",), output_conv="output_proj.proj.0"))
+    int8_float_modules=("attn",), output_conv="output_proj.proj.0", slicer="drsedge.compress.prune_ast:prune_ast"))
 
 
 def family_named(name: str) -> Family:

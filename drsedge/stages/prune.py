@@ -97,8 +97,8 @@ def run(options: PruneSection, inputs: PruneInputs, out: str | os.PathLike, *, f
 
     save_model(out, model, cfg, {"pruned_from_sha256": sha256(resolve(inputs.model)), "ratio": ratio,
                                  "importance": options.importance})
-    widths = ("ffn_hidden", "attn_inner", "attn_heads", "stream_widths", "depths") if isinstance(cfg, ModelConfig) else ("mlp_hidden", "ffn_hidden")
-    metrics = {"ratio": ratio, "scopes": scopes, **{k: getattr(cfg, k) for k in widths}}
+    widths = ("ffn_hidden", "attn_inner", "attn_heads", "stream_widths", "depths", "mlp_hidden", "frfn_hidden")  # those the family has
+    metrics = {"ratio": ratio, "scopes": scopes, **{k: getattr(cfg, k) for k in widths if hasattr(cfg, k)}}
     return StageResult({"model": out}, metrics, {"rows": rows})
 
 

@@ -43,7 +43,8 @@ def register(sub) -> None:
                    help="what to prune: DRSformer (default msfn): MSFN hidden channels, the same channels in every attention "
                         "head, whole heads, residual-stream widths (patch embed, levels, Down/Upsample, skips), whole transformer blocks "
                         "(depth: ranked by the output change without them on training crops); "
-                        "UDR-S2Former (default mlp mffn): decoder MLP hidden units, latent MFFN gate pairs")
+                        "UDR-S2Former (default mlp mffn): decoder MLP hidden units, latent MFFN gate pairs; AST (default frfn): "
+                        "FRFN hidden units")
     p.add_argument("--iterations", type=POS, default=cli_choice(PruneSection, "iterations")["default"], help="prune in this many steps, fine-tuning after each")
     p.add_argument("--teacher", help="teacher for distillation fine-tuning (the same loss as `drsedge distill`)")
     p.add_argument("--unlabeled", nargs="+", metavar="DIR")

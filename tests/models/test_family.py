@@ -64,3 +64,15 @@ def test_a_new_family_runs_the_pipeline_with_one_registry_entry(toy, tmp_path, d
     assert c.family == "toy" and type(model).__name__ == "ToyNet"
     with torch.no_grad():
         assert model(torch.rand(1, 3, 24, 40)).shape == (1, 3, 24, 40)
+
+
+def test_the_run_config_prune_scopes_are_the_families_scopes():
+    """prune.scope's schema choices (run_config.PruneSection) are exactly the union of the registry's scopes."""
+    import typing
+
+    from drsedge.run_config import PruneSection
+
+    ann = PruneSection.model_fields["scope"].annotation
+    lit = next(a for a in typing.get_args(ann) if typing.get_origin(a) is list)
+    choices = set(typing.get_args(typing.get_args(lit)[0]))
+    assert choices == {s for f in FAMILIES.values() for s in f.prune_scopes}
