@@ -386,6 +386,11 @@ class AST(nn.Module):
         return out[:, :, :h0, :w0] if (ph or pw) else out
 
 
+def ast_presets() -> dict:
+    """``--preset`` names of the family (:data:`PRESETS`, AST-B the default) and ``student`` (AST-T)."""
+    return {**PRESETS, "student": PRESETS["ast-t"]}
+
+
 def build_ast(preset: str = "ast-b", **overrides) -> AST:
     """An AST of a preset (``ast-b``, ``ast-t``, ``ast-small``) with optional :class:`ASTConfig` overrides.
 

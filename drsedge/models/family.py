@@ -39,6 +39,7 @@ class Family:
     output_conv: str | None  # the last conv, zero-initialised when training from scratch (None: none)
     fp16_float_casts: bool = False  # its Cast(to=FLOAT) nodes stay FP32 islands in the FP16 ONNX (export/fp16.py)
     slicer: str | None = None  # "module:function" (model, config, ratio, importance, scopes) -> (model, config): the pruner
+    presets: str | None = None  # "module:function" () -> {--preset name: config}; the first is the default, "student" a small one
 
     def config_type(self) -> type:
         return _load(self.config)
@@ -52,6 +53,10 @@ class Family:
 
     def config_from_state_dict(self, state: dict, source: str):
         return _load(self.config_from_state)(state, source)
+
+    def preset_configs(self) -> dict:
+        """``{--preset name: config}`` (empty for a family whose presets live elsewhere: DRSformer's in ``tools/args``)."""
+        return _load(self.presets)() if self.presets else {}
 
     def prune_function(self):
         """The family's pruner (:attr:`slicer`); None when it has no structural pruning."""
@@ -81,7 +86,7 @@ register(Family(
     config_from_state="drsedge.models.udr_config:udr_config_from_state_dict", static_export=True, size_multiple=64,
     parity="mean_psnr", tksa=False, prune_scopes=("mlp", "mffn"), default_prune_scopes=("mlp", "mffn"),
     # the rank path and the offset/scale predictors stay float (../shared/notes/udr-s2former.md §7)
-    int8_float_modules=("var_conv", "sampling_biases", "sampling_scales"), output_conv="out_final", fp16_float_casts=True,
+    int8_float_modules=("var_conv", "sampling_biases", "sampling_scales"), output_conv="out_final", fp16_float_casts=True, presets="drsedge.models.udr_config:udr_presets",
     slicer="drsedge.compress.prune_udr:prune_udr"))
 register(Family(
     name="ast", label="AST", config="drsedge.models.ast:ASTConfig", module="drsedge.models.ast:AST",
@@ -89,7 +94,8 @@ register(Family(
     static_export=True, size_multiple=64, parity="max_abs", tksa=False, prune_scopes=("frfn",), default_prune_scopes=("frfn",),
     # ASSA (q/k/v, relative bias, the softmax and relu² branches and their mixing) stays float: the unnormalised relu²
     # branch squares raw logits, and the mixing weights are two scalars per block
-    int8_float_modules=("attn",), output_conv="output_proj.proj.0", slicer="drsedge.compress.prune_ast:prune_ast"))
+    int8_float_modules=("attn",), output_conv="output_proj.proj.0", slicer="drsedge.compress.prune_ast:prune_ast",
+    presets="drsedge.models.ast:ast_presets"))
 
 
 def family_named(name: str) -> Family:

@@ -136,3 +136,8 @@ def udr_config_from_state_dict(state: dict[str, torch.Tensor], source: str = "ch
         img_size=[256, 256], transformer_blocks=blocks, dim=dim, window_size=window, reconstruction_num=recon, head=head,
         conv_num=[count(f"encoder_level{i}.0.model.") for i in range(4)], expand_ratio=expand,
         qkv_bias="latent.0.attn_nn.q.bias" in state, mlp_hidden=mlp_hidden, ffn_hidden=ffn_hidden), source)
+
+
+def udr_presets() -> dict:
+    """``--preset`` names of the family: upstream's size (the default) and the fixture-shaped small model (also the student)."""
+    return {"udr-s2former": UDRConfig(), "udr-small": udr_small_config(), "student": udr_small_config()}

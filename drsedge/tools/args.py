@@ -10,6 +10,7 @@ import yaml
 from drsedge.errors import DrsedgeError
 
 PRESETS = ("drsformer", "drsformer-nomefc", "drsformer-upstream", "student", "udr-s2former", "udr-small", "ast-b", "ast-t", "ast-small")
+# DRSformer's, then each registered family's preset_configs() (tests/models/test_family.py keeps them in step)
 # The upstream recipe (cschenxiang/DRSformer Options/Deraining.yml, as issue 13 quotes it): 8 crops of 128^2 per GPU,
 # 300k iterations, grad-norm clip 0.01 (BasicSR use_grad_clip), AdamW 3e-4 / wd 1e-4 / betas (0.9, 0.999), cosine
 # restarts 92k + 208k with eta_min 3e-4 then 1e-6 (TrainConfig's defaults, as fractions of the steps), seed 100.
@@ -57,18 +58,14 @@ def model_config(preset: str, overrides: list[str] | None):
     from drsedge.models.config import ModelConfig, student_config, teacher_config
 
     given = kv(overrides)
-    if preset.startswith("ast-") or given.get("family") == "ast":
-        from drsedge.models.ast import PRESETS as AST_PRESETS
+    from drsedge.models.family import FAMILIES
 
-        given.pop("family", None)  # --model family=ast: AST-T for a student, AST-B otherwise
-        base = AST_PRESETS.get(preset, AST_PRESETS["ast-t" if preset == "student" else "ast-b"]).to_dict()
-        return AST_PRESETS["ast-b"].from_dict({**base, **given}, f"--preset {preset}")
-    if preset in ("udr-s2former", "udr-small") or given.get("family") == "udr_s2former":
-        from drsedge.models.udr_config import UDRConfig, udr_small_config
-
-        given.pop("family", None)  # --model family=udr_s2former: a UDR student (small) or teacher (upstream size)
-        base = (udr_small_config() if preset in ("udr-small", "student") else UDRConfig()).to_dict()
-        return UDRConfig.from_dict({**base, **given}, f"--preset {preset}")
+    for fam in FAMILIES.values():  # another family's preset, or --model family=NAME (its student or its default size)
+        presets = fam.preset_configs()
+        if presets and ((preset in presets and preset != "student") or given.get("family") == fam.name):
+            given.pop("family", None)
+            base = presets.get(preset) or next(iter(presets.values()))
+            return type(base).from_dict({**base.to_dict(), **given}, f"--preset {preset}")
     if preset == "student":
         return student_config(**given)
     if preset == "drsformer-nomefc":

@@ -76,3 +76,19 @@ def test_the_run_config_prune_scopes_are_the_families_scopes():
     lit = next(a for a in typing.get_args(ann) if typing.get_origin(a) is list)
     choices = set(typing.get_args(typing.get_args(lit)[0]))
     assert choices == {s for f in FAMILIES.values() for s in f.prune_scopes}
+
+
+def test_cli_presets_are_drsformers_and_the_registrys():
+    """tools/args.PRESETS is a literal (the CLI imports no model code at start); it must list every registered family's
+    presets, and each resolves to that family's config."""
+    from drsedge.tools.args import PRESETS, model_config
+
+    registry = {name for f in FAMILIES.values() for name in f.preset_configs() if name != "student"}
+    assert registry <= set(PRESETS)
+    assert set(PRESETS) - registry == {"drsformer", "drsformer-nomefc", "drsformer-upstream", "student"}
+    for f in FAMILIES.values():
+        for name in f.preset_configs():
+            if name != "student":
+                assert family_of_config(model_config(name, None)).name == f.name
+        if f.name != "drsformer":
+            assert family_of_config(model_config("student", [f"family={f.name}"])).name == f.name
