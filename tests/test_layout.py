@@ -71,3 +71,50 @@ def test_pipeline_holds_no_recipe():
     assert len(text.splitlines()) <= 250
     for library_call in ("quantize_onnx(", "search_keep_float(", "export_onnx(", "check_parity(", "iterative_prune(", "evaluate_stages("):
         assert library_call not in text, library_call
+
+
+def _module_edges() -> dict[str, set[str]]:
+    """Module -> drsedge modules it imports, function-local imports included (package ``__init__`` targets excluded:
+    a package re-exporting its modules is not a circle between files)."""
+    mods = {".".join(f.relative_to(PKG.parent).with_suffix("").parts).removesuffix(".__init__"): f for f in PKG.rglob("*.py")}
+    packages = {m for m, f in mods.items() if f.name == "__init__.py"}
+    edges: dict[str, set[str]] = {m: set() for m in mods}
+    for mod, f in mods.items():
+        for n in ast.walk(ast.parse(f.read_text())):
+            if isinstance(n, ast.ImportFrom):
+                if n.level:
+                    base = mod.split(".")[: len(mod.split(".")) - n.level + (f.name == "__init__.py")]
+                    t = ".".join(base + ([n.module] if n.module else []))
+                else:
+                    t = n.module or ""
+                targets = [t, *(f"{t}.{a.name}" for a in n.names)]
+            elif isinstance(n, ast.Import):
+                targets = [a.name for a in n.names]
+            else:
+                continue
+            edges[mod] |= {t for t in targets if t in mods and t not in packages and t != mod}
+    return edges
+
+
+def test_no_file_level_import_cycle():
+    """No two files import each other, directly or around a loop, even through function-local imports (issue 36:
+    models/config <-> models/udr_config was one; data/folders -> heldout -> near_copy -> folders another)."""
+    edges = _module_edges()
+    state: dict[str, int] = {}
+    cycle: list[str] = []
+
+    def visit(v: str, path: list[str]) -> bool:
+        state[v] = 1
+        for w in sorted(edges[v]):
+            if state.get(w) == 1:
+                cycle.extend([*path[path.index(w):], v, w] if w in path else [v, w])
+                return True
+            if w not in state and visit(w, [*path, v]):
+                return True
+        state[v] = 2
+        return False
+
+    for v in sorted(edges):
+        if v not in state and visit(v, []):
+            break
+    assert not cycle, f"import cycle: {' -> '.join(cycle)}"

@@ -20,14 +20,13 @@ Restormer's ``Datasets/{train,test}/<set>/`` are ``input/`` + ``target/``.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from drsedge.errors import DrsedgeError
 
 from .heldout import is_left_out
-from .images import IMAGE_SUFFIXES
+from .images import IMAGE_SUFFIXES, _natural_key, image_files, is_image_file
 
 PAIR_DIRS = (("input", "target"), ("rain", "norain"), ("rainy", "norain"), ("rainy", "gt"), ("input", "gt"))
 
@@ -41,15 +40,6 @@ class Pair:
     clean: Path
 
 
-def _natural_key(p: Path):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.stem)]
-
-
-def is_image_file(p: Path) -> bool:
-    """An image file by suffix; hidden files (``.name``: leftovers of interrupted atomic writes) are not."""
-    return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-
-
 def list_images(folder: str | os.PathLike, leave_out: bool = True) -> list[Path]:
     """Image files directly in ``folder``, in natural order (2 before 10), without those the held-out guard left out
     (``leave_out``; the pair finders list everything and drop whole pairs).
@@ -60,7 +50,7 @@ def list_images(folder: str | os.PathLike, leave_out: bool = True) -> list[Path]
     folder = Path(folder)
     if not folder.is_dir():
         raise DrsedgeError(f"{folder}: folder not found")
-    files = sorted((p for p in folder.iterdir() if is_image_file(p)), key=_natural_key)
+    files = image_files(folder)
     if not files:
         raise DrsedgeError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
     kept = [f for f in files if not (leave_out and is_left_out(f))]  # copies of held-out images the guard left out (heldout.leave_out_copies)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -114,3 +115,18 @@ def write_image(path: str | os.PathLike, img) -> Path:
     path = Path(path)
     fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
     return atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format=fmt))
+
+
+def _natural_key(p: Path):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.stem)]
+
+
+def is_image_file(p: Path) -> bool:
+    """An image file by suffix; hidden files (``.name``: leftovers of interrupted atomic writes) are not."""
+    return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in ``folder`` in natural order (2 before 10), no guard applied (the held-out guard's own
+    index builder reads the held-out folder with it; everything else uses :func:`drsedge.data.folders.list_images`)."""
+    return sorted((p for p in Path(folder).iterdir() if is_image_file(p)), key=_natural_key)

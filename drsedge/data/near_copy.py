@@ -72,10 +72,10 @@ def build_index(folder: str | os.PathLike, out: str | os.PathLike = INDEX_FILE) 
     ``[N, V]`` uint64 crop hashes, the ``[V, 4]`` boxes and ``[N]`` thumbnails. Atomic."""
     from drsedge.fileio import atomic_write
 
-    from .folders import list_images
+    from .images import image_files
 
     folder = Path(folder)
-    files = [f for sub in sorted(p for p in folder.iterdir() if p.is_dir()) for f in list_images(sub)]
+    files = [f for sub in sorted(p for p in folder.iterdir() if p.is_dir()) for f in image_files(sub)]
     boxes = crop_boxes()
     names, hashes, thumbs = [], [], []
     for f in files:
@@ -178,11 +178,12 @@ def rebuild(folder: str | os.PathLike) -> None:
 
     from drsedge.fileio import atomic_write, sha256
 
-    from .folders import list_images
-    from .images import read_uint8
+    from .images import image_files, read_uint8
 
     folder = Path(folder)
-    files = [f for sub in ("input", "target") for f in list_images(folder / sub)]
+    files = [f for sub in ("input", "target") for f in image_files(folder / sub)]
+    if not files:
+        raise SystemExit(f"{folder}: no images in input/ and target/")
     here = Path(__file__).parent
     n = len(files) // 2
     hashes = sorted({sha256(f) for f in files})

@@ -40,6 +40,7 @@ class Family:
     fp16_float_casts: bool = False  # its Cast(to=FLOAT) nodes stay FP32 islands in the FP16 ONNX (export/fp16.py)
     slicer: str | None = None  # "module:function" (model, config, ratio, importance, scopes) -> (model, config): the pruner
     presets: str | None = None  # "module:function" () -> {--preset name: config}; the first is the default, "student" a small one
+    macs_target: bool = False  # the pruner can search a ratio for a MACs target (--target-gmacs; compress/prune.ratio_for_macs)
 
     def config_type(self) -> type:
         return _load(self.config)
@@ -79,7 +80,7 @@ register(Family(
     state_keys=("patch_embed.proj.weight",), config_from_state="drsedge.models.checkpoint:config_from_state_dict",
     static_export=False, size_multiple=8, parity="max_abs", tksa=True,
     prune_scopes=("msfn", "attention", "heads", "streams", "depth"), default_prune_scopes=("msfn",), int8_float_modules=(),
-    output_conv="output", slicer="drsedge.compress.prune:prune_model"))
+    output_conv="output", slicer="drsedge.compress.prune:prune_model", macs_target=True))
 register(Family(
     name="udr_s2former", label="UDR-S2Former", config="drsedge.models.udr_config:UDRConfig",
     module="drsedge.models.udr_s2former:UDRS2Former", state_keys=("embed.down.0.weight", "latent.0.attn_nn.q.weight"),

@@ -53,7 +53,6 @@ def run(options: PruneSection, inputs: PruneInputs, out: str | os.PathLike, *, f
     from drsedge.compress.prune_driver import family_scopes, iterative_prune
     from drsedge.data.sampling import CropSampler
     from drsedge.models.checkpoint import load_any, save_model
-    from drsedge.models.config import ModelConfig
     from drsedge.models.info import model_info
     from drsedge.training.loop import train
 
@@ -63,8 +62,11 @@ def run(options: PruneSection, inputs: PruneInputs, out: str | os.PathLike, *, f
     if "depth" in scopes and inputs.samples:
         probe = CropSampler(inputs.samples, DEPTH_PROBE_PATCH, DEPTH_PROBE_BATCH, DEPTH_PROBE_SEED).batch(0)[0]
     if target_gmacs is not None:
-        if not isinstance(cfg, ModelConfig):
-            raise DrsedgeError(f"{inputs.model}: a UDR-S2Former is pruned by ratio (--ratio), not --target-gmacs")
+        from drsedge.models.family import family_of_config
+
+        fam = family_of_config(cfg)
+        if not fam.macs_target:
+            raise DrsedgeError(f"{inputs.model}: a {fam.label} is pruned by ratio (--ratio), not --target-gmacs")
         from drsedge.compress.prune import ratio_for_macs
 
         ratio = ratio_for_macs(model, cfg, int(target_gmacs * 1e9), hw, scopes, probe)
