@@ -15,6 +15,8 @@ from drsedge.backend.trt.version import KNOWN_VERSIONS
 from drsedge.errors import DrsedgeError
 from tests.conftest import DATA, need
 
+pytestmark = pytest.mark.slow  # exports and quantizes ten ONNX files (four INT8 backends); deselect with -m 'not slow'
+
 ROOT = Path(__file__).resolve().parents[2]
 INT8 = [("nncf", "fp32"), ("ort", "fp32"), ("modelopt", "fp32"), ("modelopt", "fp16")]
 

@@ -5,7 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+
+pytestmark = pytest.mark.slow  # runs the GPU-evidence script in subprocesses; deselect with -m 'not slow'
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_evidence.py"
 

@@ -18,6 +18,8 @@ from drsedge.cli import main
 from drsedge.errors import DrsedgeError
 from tests.conftest import DATA, need, one_error_line
 
+pytestmark = pytest.mark.slow  # exports, quantizes and bundles 36 targets x precisions; deselect with -m 'not slow'
+
 TARGETS = [*JETPACKS, "trt-11.4"]
 PRECISIONS = ("fp32", "fp16", "int8")
 

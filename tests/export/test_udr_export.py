@@ -20,6 +20,8 @@ from drsedge.models.udr_config import udr_config_from_state_dict
 from tests.conftest import SHARED, need
 from tests.test_guards import _one_line
 
+pytestmark = pytest.mark.slow  # exports UDR-S2Former at 256x256; deselect with -m 'not slow'
+
 UDR = SHARED / "fixtures" / "udr_s2former"
 
 

@@ -41,6 +41,7 @@ def test_each_family_is_found_by_config_module_and_state():
         register(FAMILIES["ast"])
 
 
+@pytest.mark.slow
 def test_a_new_family_runs_the_pipeline_with_one_registry_entry(toy, tmp_path, data_dir):
     """The worked example: a toy CNN student distilled from the shipped DRSformer teacher, exported (dynamic H/W),
     quantized and reported, with nothing but the entry above and tests/models/toy_family.py."""

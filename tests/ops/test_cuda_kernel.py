@@ -10,6 +10,8 @@ from drsedge.models import topk_sizes
 from drsedge.ops.topk_sparse_softmax.cuda_harness import KernelLib, build_kernel
 from drsedge.ops.topk_sparse_softmax.op import topk_sparse_softmax
 
+pytestmark = pytest.mark.slow  # compiles the CUDA kernel with nvcc; deselect with -m 'not slow'
+
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 

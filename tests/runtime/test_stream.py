@@ -20,6 +20,8 @@ from drsedge.export import export_onnx  # noqa: E402
 from drsedge.models import student_config  # noqa: E402
 from tests.conftest import one_error_line  # noqa: E402
 
+pytestmark = pytest.mark.slow  # streams videos through subprocesses; deselect with -m 'not slow'
+
 
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory):

@@ -12,6 +12,8 @@ from drsedge.cli import main
 from drsedge.training.udr_loss import psnr_loss, udr_loss
 from tests.test_guards import _one_line
 
+pytestmark = pytest.mark.slow  # trains UDR-S2Former; deselect with -m 'not slow'
+
 
 def test_psnr_loss_is_minus_psnr():
     g = torch.Generator().manual_seed(0)
