@@ -58,7 +58,7 @@ class BundleOptions:
 
 
 @contextlib.contextmanager
-def _cwd(path: Path):
+def _cwd(path: Path):  # trtexec_recipe resolves the bundle's relative names; the CLI is single-threaded
     old = os.getcwd()
     os.chdir(path)
     try:
@@ -170,8 +170,11 @@ def _check_out(o: BundleOptions) -> Path:
         if any(out.iterdir()) and not _is_bundle(out):
             raise DrsedgeError(f"{out}: a folder that is not an earlier drsedge bundle; choose a new or empty -o")
     inputs = [*o.images]
-    if Path(o.model).exists():
-        inputs.append(o.model if Path(o.model).is_dir() else str(Path(o.model).parent))
+    model = Path(o.model)
+    if model.is_dir():
+        inputs.append(str(model))
+    elif model.exists() and out.resolve() in model.resolve().parents:  # replacing the bundle would delete the model
+        raise DrsedgeError(f"{out}: the model {model} lies inside this folder; choose another -o")
     refuse_inside(out, [i for i in inputs if Path(i).is_dir()], "bundle folder")
     return out
 

@@ -233,6 +233,18 @@ def test_bad_outputs_and_inputs_are_refused_without_a_partial_bundle(runs, tmp_p
         assert main(args) == 2, extra
         one_error_line(capsys.readouterr().err, needle)
     assert (user / "keep.txt").read_text() == "a user's file" and sorted(os.listdir(user)) == ["keep.txt"]
+    # a model file beside the bundle folder is fine; one inside it is refused (replacing the bundle would delete it)
+    onnx_file = dirs["native"] / "export" / "student_fp32.onnx"
+    side = tmp_path / "side"
+    side.mkdir()
+    shutil.copy(onnx_file, side / "m.onnx")
+    assert main(["bundle", str(side / "m.onnx"), "-o", str(side / "b"), "--target", "jetpack-6.1", "--images", str(images), "--frames", "1",
+                 "--precision", "fp32"]) == 0
+    capsys.readouterr()
+    assert main(["bundle", str(side / "b" / "model.onnx"), "-o", str(side / "b"), "--target", "jetpack-6.1", "--images", str(images),
+                 "--frames", "1", "--precision", "fp32"]) == 2  # re-bundling an earlier bundle's own ONNX into it
+    one_error_line(capsys.readouterr().err, "lies inside this folder")
+    assert "PASS" in check_bundle(side / "b")
     assert not (tmp_path / "x").exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     q = dirs["native"] / "quantize" / "student_int8.onnx"
     assert main(["bundle", str(q), "-o", str(tmp_path / "y"), "--target", "jetpack-6.1", "--images", str(images)]) == 2
