@@ -16,10 +16,7 @@ import copy
 
 from torch import nn
 
-from drsedge.errors import DrsedgeError
-
-from .prune_common import check_kind, take_conv
-from .prune_udr import _keep, _scores, _take_linear
+from .prune_common import check_width_prune, keep_top, take_conv, take_linear, unit_scores
 
 AST_SCOPES = ("frfn",)
 
@@ -39,12 +36,7 @@ def prune_ast(model: nn.Module, cfg, ratio: float, importance: str = "l2", scope
     Raises:
         DrsedgeError: a ratio outside (0, 1), an unknown importance or scope.
     """
-    check_kind(importance)
-    if not 0 < ratio < 1:
-        raise DrsedgeError(f"pruning ratio {ratio} must be in (0, 1)")
-    bad = [s for s in scopes if s not in AST_SCOPES]
-    if bad or not scopes:
-        raise DrsedgeError(f"AST pruning scopes are {AST_SCOPES}, got {list(scopes)}")
+    check_width_prune(ratio, importance, scopes, AST_SCOPES, "AST")
     cfg = copy.deepcopy(cfg)
     hidden = dict(cfg.frfn_hidden)
     for name, blk in ast_blocks(model):
@@ -53,10 +45,10 @@ def prune_ast(model: nn.Module, cfg, ratio: float, importance: str = "l2", scope
         lin1, dw, lin2 = f.linear1[0], f.dwconv[0], f.linear2[0]
         parts = [(w, 0, start) for w in (lin1.weight, lin1.bias) for start in (0, h)]
         parts += [(dw.weight, 0, 0), (dw.bias, 0, 0), (lin2.weight, 1, 0)]
-        keep = _keep(_scores(parts, h, importance), ratio)
-        f.linear1[0] = _take_linear(lin1, out_idx=keep + [k + h for k in keep])
+        keep = keep_top(unit_scores(parts, h, importance), ratio)
+        f.linear1[0] = take_linear(lin1, out_idx=keep + [k + h for k in keep])
         f.dwconv[0] = take_conv(dw, out_idx=keep, groups=len(keep))
-        f.linear2[0] = _take_linear(lin2, in_idx=keep)
+        f.linear2[0] = take_linear(lin2, in_idx=keep)
         f.hidden_dim = len(keep)
         hidden[name] = len(keep)
     cfg.frfn_hidden = hidden

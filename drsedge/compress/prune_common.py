@@ -52,3 +52,49 @@ def take_conv(conv: nn.Conv2d, out_idx=None, in_idx=None, groups=None) -> nn.Con
     if conv.bias is not None:
         new.bias.data.copy_(conv.bias.detach()[out_idx] if out_idx is not None else conv.bias.detach())
     return new
+
+
+def unit_scores(parts: list[tuple[torch.Tensor, int, int]], n: int, kind: str) -> torch.Tensor:
+    """Importance of ``n`` units; unit ``u`` owns index ``start + u`` along ``dim`` of every ``(weight, dim, start)``."""
+    total = torch.zeros(n, dtype=torch.float64)
+    for w, dim, start in parts:
+        t = w.detach().double().narrow(dim, start, n).movedim(dim, 0).reshape(n, -1)
+        if kind == "l1":
+            total += t.abs().sum(1)
+        elif kind == "l2":
+            total += t.square().sum(1)
+        else:
+            if w.grad is None:
+                raise DrsedgeError("taylor importance needs gradients: run a backward pass on calibration data first")
+            g = w.grad.detach().double().narrow(dim, start, n).movedim(dim, 0).reshape(n, -1)
+            total += (t * g).abs().sum(1)
+    return total
+
+
+def keep_top(scores: torch.Tensor, ratio: float) -> list[int]:
+    n = max(1, int(round(scores.numel() * (1.0 - ratio))))
+    return sorted(torch.argsort(scores, descending=True, stable=True)[:n].tolist())
+
+
+def take_linear(lin: nn.Linear, out_idx=None, in_idx=None) -> nn.Linear:
+    w = lin.weight.detach()
+    w = w[out_idx] if out_idx is not None else w
+    w = w[:, in_idx] if in_idx is not None else w
+    new = nn.Linear(w.shape[1], w.shape[0], bias=lin.bias is not None)
+    new.weight.data.copy_(w)
+    if lin.bias is not None:
+        new.bias.data.copy_(lin.bias.detach()[out_idx] if out_idx is not None else lin.bias.detach())
+    return new
+
+
+def check_width_prune(ratio: float, importance: str, scopes, allowed: tuple[str, ...], label: str) -> None:
+    """The argument checks every hidden-width pruner shares (UDR-S2Former, AST).
+
+    Raises:
+        DrsedgeError: an unknown importance, a ratio outside (0, 1), or a scope the family lacks.
+    """
+    check_kind(importance)
+    if not 0 < ratio < 1:
+        raise DrsedgeError(f"pruning ratio {ratio} must be in (0, 1)")
+    if not scopes or [s for s in scopes if s not in allowed]:
+        raise DrsedgeError(f"{label} pruning scopes are {allowed}, got {list(scopes)}")

@@ -16,47 +16,14 @@ from __future__ import annotations
 
 import copy
 
-import torch
 from torch import nn
 
-from drsedge.errors import DrsedgeError
-
-from .prune_common import check_kind, take_conv
+from .prune_common import check_width_prune, take_conv
+from .prune_common import keep_top as _keep
+from .prune_common import take_linear as _take_linear
+from .prune_common import unit_scores as _scores
 
 UDR_SCOPES = ("mlp", "mffn")
-
-
-def _scores(parts: list[tuple[torch.Tensor, int, int]], n: int, kind: str) -> torch.Tensor:
-    """Importance of ``n`` units; unit ``u`` owns index ``start + u`` along ``dim`` of every ``(weight, dim, start)``."""
-    total = torch.zeros(n, dtype=torch.float64)
-    for w, dim, start in parts:
-        t = w.detach().double().narrow(dim, start, n).movedim(dim, 0).reshape(n, -1)
-        if kind == "l1":
-            total += t.abs().sum(1)
-        elif kind == "l2":
-            total += t.square().sum(1)
-        else:
-            if w.grad is None:
-                raise DrsedgeError("taylor importance needs gradients: run a backward pass on calibration data first")
-            g = w.grad.detach().double().narrow(dim, start, n).movedim(dim, 0).reshape(n, -1)
-            total += (t * g).abs().sum(1)
-    return total
-
-
-def _keep(scores: torch.Tensor, ratio: float) -> list[int]:
-    n = max(1, int(round(scores.numel() * (1.0 - ratio))))
-    return sorted(torch.argsort(scores, descending=True, stable=True)[:n].tolist())
-
-
-def _take_linear(lin: nn.Linear, out_idx=None, in_idx=None) -> nn.Linear:
-    w = lin.weight.detach()
-    w = w[out_idx] if out_idx is not None else w
-    w = w[:, in_idx] if in_idx is not None else w
-    new = nn.Linear(w.shape[1], w.shape[0], bias=lin.bias is not None)
-    new.weight.data.copy_(w)
-    if lin.bias is not None:
-        new.bias.data.copy_(lin.bias.detach()[out_idx] if out_idx is not None else lin.bias.detach())
-    return new
 
 
 def prune_udr(model: nn.Module, cfg, ratio: float, importance: str = "l2", scopes=UDR_SCOPES):
@@ -67,12 +34,7 @@ def prune_udr(model: nn.Module, cfg, ratio: float, importance: str = "l2", scope
     Raises:
         DrsedgeError: a ratio outside (0, 1), an unknown importance or scope.
     """
-    check_kind(importance)
-    if not 0 < ratio < 1:
-        raise DrsedgeError(f"pruning ratio {ratio} must be in (0, 1)")
-    bad = [s for s in scopes if s not in UDR_SCOPES]
-    if bad or not scopes:
-        raise DrsedgeError(f"UDR-S2Former pruning scopes are {UDR_SCOPES}, got {list(scopes)}")
+    check_width_prune(ratio, importance, scopes, UDR_SCOPES, "UDR-S2Former")
     cfg = copy.deepcopy(cfg)
     mlp_hidden, ffn_hidden = dict(cfg.mlp_hidden), dict(cfg.ffn_hidden)
     if "mlp" in scopes:
