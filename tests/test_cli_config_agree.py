@@ -1,5 +1,10 @@
 """The two doors agree: every CLI flag that has a run-config field offers the same choices and the same default
-(the flags take them from the section with :func:`drsedge.run_config.cli_choice`; this catches a flag that restates one)."""
+(the flags take them from the section with :func:`drsedge.run_config.cli_choice`; this catches a flag that restates one),
+and the CLI's ``distill`` builds the same student as the pipeline for the same model options.
+
+The test walks every command of the parser: a command is either tied to its run-config sections (then each flag
+whose dest names a field, or is renamed in ``RENAMED``, is compared) or listed in ``NO_SECTION``; a new command must
+be put in one of the two."""
 
 import types
 import typing
@@ -9,34 +14,65 @@ import pytest
 from drsedge import run_config
 from drsedge.cli import build_parser
 
-# (command, flag dest) -> (run-config section class, field); the synthetic preset differs on purpose (CLI "light": a
-# quick look; pipeline "mixed": training data), so it is not listed; quantize --crop defaults to None on purpose (a static
-# export's own size, else QuantizeSection.size: tests/compress/test_quantize.py).
-PAIRS = {
-    ("export", "exporter"): (run_config.ExportSection, "exporter"),
-    ("export", "attention"): (run_config.ExportSection, "attention"),
-    ("export", "structure"): (run_config.ExportSection, "structure"),
-    ("export", "opset"): (run_config.ExportSection, "opset"),
-    ("quantize", "backend"): (run_config.QuantizeSection, "backend"),
-    ("quantize", "high_precision"): (run_config.QuantizeSection, "high_precision"),
-    ("prune", "importance"): (run_config.PruneSection, "importance"),
-    ("prune", "scope"): (run_config.PruneSection, "scope"),
-    ("prune", "ratio"): (run_config.PruneSection, "ratio"),
-    ("prune", "iterations"): (run_config.PruneSection, "iterations"),
-    ("export", "limit"): (run_config.ExportSection, "fp16_frames"),
-    ("quantize", "limit"): (run_config.QuantizeSection, "limit"),
-    ("quantize", "val_limit"): (run_config.QuantizeSection, "val_limit"),
-    ("quantize", "max_steps"): (run_config.QuantizeSection, "max_steps"),
-    ("quantize", "candidates"): (run_config.QuantizeSection, "candidates"),
-    ("quantize", "granularity"): (run_config.QuantizeSection, "granularity"),
-    ("check", "latency_size"): (run_config.CheckSection, "latency_hw"),
-    ("check", "latency_runs"): (run_config.CheckSection, "latency_runs"),
+SECTIONS = {
+    "synth-rain": [run_config.SyntheticSection],
+    "export": [run_config.ExportSection],
+    "quantize": [run_config.QuantizeSection],
+    "qat": [run_config.QuantizeSection],
+    "prune": [run_config.PruneSection],
+    "distill": [run_config.PruneTeacherInit],  # --init prune-teacher's options
+    "check": [run_config.CheckSection],
+}
+# commands with no run-config section of their own (the pipeline runs them through the sections above, or not at all)
+NO_SECTION = {"info", "metrics", "train-teacher", "fp16-check", "localize", "compare", "pipeline", "demo", "build-engine",
+              "bundle", "derain", "stream"}
+# (command, flag dest) -> field, where the flag's name is not the field's
+RENAMED = {
+    ("export", "limit"): "fp16_frames",
+    ("quantize", "budget"): "budget_db",
+    ("quantize", "min_fidelity"): "min_fidelity_db",
+    ("qat", "lr"): "qat_lr",
+    ("qat", "batch_size"): "qat_batch_size",
+    ("qat", "patch"): "qat_patch",
+    ("check", "latency_size"): "latency_hw",
+}
+# differences on purpose, each with its reason
+EXEMPT = {
+    ("synth-rain", "preset"): "CLI 'light' is a quick look; the pipeline's 'mixed' is training data",
+    ("quantize", "size"): "None: a static export's own size, else QuantizeSection.size (tests/compress/test_quantize.py)",
+    ("export", "size"): "None on both; the CLI flag takes H W, the section a list",
+    ("check", "budget"): "the CLI parses STAGE=DB pairs into the section's dict",
+    ("distill", "scope"): "None: PruneTeacherInit's default scopes (the flag has no list of its own)",
 }
 
 
-def _action(cmd: str, dest: str):
+def _commands() -> dict:
     sub = next(a for a in build_parser()._actions if a.dest == "cmd")
-    return next(a for a in sub.choices[cmd]._actions if a.dest == dest)
+    return sub.choices
+
+
+def _pairs() -> list[tuple[str, str, type, str]]:
+    out = []
+    for cmd, parser in _commands().items():
+        for section in SECTIONS.get(cmd, []):
+            for action in parser._actions:
+                field = RENAMED.get((cmd, action.dest), action.dest)
+                if field in section.model_fields and (cmd, action.dest) not in EXEMPT:
+                    out.append((cmd, action.dest, section, field))
+    return out
+
+
+def test_every_command_is_classified():
+    assert set(_commands()) == set(SECTIONS) | NO_SECTION, "put a new command in SECTIONS or NO_SECTION"
+    assert not set(SECTIONS) & NO_SECTION
+
+
+def test_the_walk_covers_the_renamed_and_the_known_flags():
+    found = {(c, d) for c, d, _, _ in _pairs()}
+    assert set(RENAMED) <= found
+    for known in [("qat", "limit"), ("qat", "size"), ("quantize", "limit"), ("prune", "ratio"), ("distill", "importance"),
+                  ("export", "opset"), ("check", "latency_runs")]:
+        assert known in found, known
 
 
 def _literal_values(tp) -> set:
@@ -45,12 +81,28 @@ def _literal_values(tp) -> set:
     return set(typing.get_args(tp)) if typing.get_origin(tp) is typing.Literal else set()
 
 
-@pytest.mark.parametrize("cmd,dest", sorted(PAIRS))
-def test_cli_choices_and_defaults_match_the_run_config(cmd, dest):
-    section, field = PAIRS[(cmd, dest)]
+@pytest.mark.parametrize("cmd,dest,section,field", _pairs(), ids=lambda v: getattr(v, "__name__", str(v)))
+def test_cli_choices_and_defaults_match_the_run_config(cmd, dest, section, field):
     info = section.model_fields[field]
-    action = _action(cmd, dest)
+    action = next(a for a in _commands()[cmd]._actions if a.dest == dest)
     if action.choices is not None:
         assert set(action.choices) == _literal_values(info.annotation), (cmd, dest)
+    if info.is_required():  # a required field has no default to agree with
+        return
     default = info.default
     assert action.default == default or (isinstance(default, list) and list(action.default or []) == default), (cmd, dest, action.default, default)
+
+
+@pytest.mark.parametrize("flags", [[], ["dim=8"], ["dim=8", "num_blocks=[1,1,1,1]"], ["family=udr_s2former"],
+                                   ["family=ast", "embed_dim=8"]])
+def test_cli_and_pipeline_build_the_same_student(flags):
+    """``drsedge distill --model K=V ...`` and a run config's ``student.model: {K: V}`` name the same architecture."""
+    from drsedge.run_config import RunConfig
+    from drsedge.stages.preflight import student_config
+    from drsedge.tools.args import kv, model_config
+
+    cli = model_config("student", flags)
+    cfg = RunConfig.model_validate({"run_dir": "r", "data": {"train": ["t"], "calibration": ["c"], "test": "x"},
+                                    "teacher": {"checkpoint": "shipped:teacher"}, "student": {"model": kv(flags) or None}})
+    assert student_config(cfg).to_dict() == cli.to_dict()
+    assert type(cli).__name__ == {"udr_s2former": "UDRConfig", "ast": "ASTConfig"}.get(kv(flags).get("family"), "ModelConfig")

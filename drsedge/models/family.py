@@ -41,6 +41,7 @@ class Family:
     slicer: str | None = None  # "module:function" (model, config, ratio, importance, scopes) -> (model, config): the pruner
     presets: str | None = None  # "module:function" () -> {--preset name: config}; the first is the default, "student" a small one
     macs_target: bool = False  # the pruner can search a ratio for a MACs target (--target-gmacs; compress/prune.ratio_for_macs)
+    student: str | None = None  # "module:function" () -> the default student's config (None: the "student" preset, else the config's defaults)
 
     def config_type(self) -> type:
         return _load(self.config)
@@ -58,6 +59,12 @@ class Family:
     def preset_configs(self) -> dict:
         """``{--preset name: config}`` (empty for a family whose presets live elsewhere: DRSformer's in ``tools/args``)."""
         return _load(self.presets)() if self.presets else {}
+
+    def default_student(self):
+        """The config a student of this family gets when a run config or ``--model`` says nothing else."""
+        if self.student:
+            return _load(self.student)()
+        return self.preset_configs().get("student") or self.config_type()()
 
     def prune_function(self):
         """The family's pruner (:attr:`slicer`); None when it has no structural pruning."""
@@ -80,7 +87,7 @@ register(Family(
     state_keys=("patch_embed.proj.weight",), config_from_state="drsedge.models.checkpoint:config_from_state_dict",
     static_export=False, size_multiple=8, parity="max_abs", tksa=True,
     prune_scopes=("msfn", "attention", "heads", "streams", "depth"), default_prune_scopes=("msfn",), int8_float_modules=(),
-    output_conv="output", slicer="drsedge.compress.prune:prune_model", macs_target=True))
+    output_conv="output", slicer="drsedge.compress.prune:prune_model", macs_target=True, student="drsedge.models.config:student_config"))
 register(Family(
     name="udr_s2former", label="UDR-S2Former", config="drsedge.models.udr_config:UDRConfig",
     module="drsedge.models.udr_s2former:UDRS2Former", state_keys=("embed.down.0.weight", "latent.0.attn_nn.q.weight"),
@@ -108,6 +115,22 @@ def family_named(name: str) -> Family:
     if name not in FAMILIES:
         raise DrsedgeError(f"family {name!r}: use one of {sorted(FAMILIES)}")
     return FAMILIES[name]
+
+
+def student_from_dict(d: dict | None, source: str):
+    """A student's model options (a run config's ``student.model`` or ``drsedge distill --model`` flags) -> its config:
+    the family's :meth:`Family.default_student` with ``d``'s keys on top. The one rule both doors use, so the CLI and
+    the pipeline build the same student for the same options (``tests/test_cli_config_agree.py``).
+
+    Raises:
+        DrsedgeError: an unknown family or field, or a bad value, naming ``source``.
+    """
+    d = dict(d or {})
+    name = d.pop("family", "drsformer")
+    if not isinstance(name, str) or name not in FAMILIES:
+        raise DrsedgeError(f"{source}: family must be one of {sorted(FAMILIES)}, got {name!r}")
+    base = FAMILIES[name].default_student()
+    return type(base).from_dict({**base.to_dict(), **d}, source)
 
 
 def family_of_config(cfg) -> Family:

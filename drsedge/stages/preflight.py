@@ -13,8 +13,9 @@ from drsedge.run_config import RunConfig
 
 def student_config(cfg: RunConfig):
     """The deployed model's config: ``student.init``'s (a checkpoint's stored config; no weights read), else
-    ``student.model`` (DRSformer student defaults)."""
-    from drsedge.models.config import ModelConfig, config_from_dict
+    ``student.model`` on its family's default student (:func:`~drsedge.models.family.student_from_dict`)."""
+    from drsedge.models.config import config_from_dict
+    from drsedge.models.family import student_from_dict
 
     if isinstance(cfg.student.init, str):
         from drsedge.models.checkpoint import read_config
@@ -27,7 +28,7 @@ def student_config(cfg: RunConfig):
 
         return read_config(resolve(cfg.teacher.checkpoint)) if cfg.teacher.checkpoint else config_from_dict(
             cfg.teacher.model, "teacher.model")
-    return config_from_dict(cfg.student.model, "student.model", {**ModelConfig().to_dict(), "mefc": False})
+    return student_from_dict(cfg.student.model, "student.model")
 
 
 def check_options(cfg: RunConfig) -> None:

@@ -88,7 +88,7 @@ def pruned_teacher(teacher_path: str | os.PathLike, spec, samples: list | None =
 def student(options: StudentSection, teacher_path: str | os.PathLike, samples: list, out: str | os.PathLike, *, seed: int = 0,
             resume_key: str = "", progress: bool = True, log: Callable[[str], None] = print) -> StageResult:
     """Distill a student from the teacher at ``teacher_path`` on ``samples`` (paired and unlabeled decoded images) and
-    write it to ``out``: ``options.model`` from scratch (DRSformer student defaults, no MEFC), or warm-started from
+    write it to ``out``: ``options.model`` from scratch (on its family's default student: :func:`~drsedge.models.family.student_from_dict`), or warm-started from
     ``options.init`` (that checkpoint's own config; no zero-initialised output conv), or, with
     ``init: {prune_teacher: ...}``, from the teacher pruned to the target MACs (:func:`pruned_teacher`).
 
@@ -98,12 +98,12 @@ def student(options: StudentSection, teacher_path: str | os.PathLike, samples: l
 
     from drsedge.data.sampling import CropSampler
     from drsedge.models.checkpoint import load_any, load_model, save_model
-    from drsedge.models.config import ModelConfig, config_from_dict
+    from drsedge.models.family import student_from_dict
     from drsedge.training.loop import TrainConfig, train
 
     out = Path(out)
     teacher_model, _ = load_model(teacher_path)
-    mcfg = config_from_dict(options.model, "student.model", {**ModelConfig().to_dict(), "mefc": False})
+    mcfg = student_from_dict(options.model, "student.model")
     init = None
     if isinstance(options.init, str):
         from drsedge.weights import resolve

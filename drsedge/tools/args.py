@@ -55,19 +55,19 @@ def parse_budgets(items: list[str] | None, flag: str = "--budget") -> dict[str, 
 
 
 def model_config(preset: str, overrides: list[str] | None):
-    from drsedge.models.config import ModelConfig, student_config, teacher_config
+    from drsedge.models.config import ModelConfig, teacher_config
 
     given = kv(overrides)
-    from drsedge.models.family import FAMILIES
+    from drsedge.models.family import FAMILIES, student_from_dict
 
+    if preset == "student":  # the same rule as the pipeline's student.model
+        return student_from_dict(given, "--model")
     for fam in FAMILIES.values():  # another family's preset, or --model family=NAME (its student or its default size)
         presets = fam.preset_configs()
         if presets and ((preset in presets and preset != "student") or given.get("family") == fam.name):
             given.pop("family", None)
             base = presets.get(preset) or next(iter(presets.values()))
             return type(base).from_dict({**base.to_dict(), **given}, f"--preset {preset}")
-    if preset == "student":
-        return student_config(**given)
     if preset == "drsformer-nomefc":
         given.setdefault("mefc", False)
     if preset == "drsformer-upstream":

@@ -32,6 +32,10 @@ def cmd_qat(a) -> int:
     return 0
 
 
+def _default(field: str):
+    return QuantizeSection.model_fields[field].default
+
+
 def register(sub) -> None:
     p = sub.add_parser("qat", help="quantization-aware fine-tuning (NNCF) of a student into an INT8 Q/DQ ONNX")
     p.add_argument("model", help="student checkpoint (.safetensors, shipped:student)")
@@ -40,14 +44,15 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, type=onnx_out, help="INT8 Q/DQ ONNX to write (.onnx)")
     p.add_argument("--teacher", help="distil from this model (default: the FP32 student itself, which keeps the INT8 output close to it)")
     p.add_argument("--unlabeled", nargs="+", metavar="DIR", help="rainy images without ground truth (teacher terms only)")
-    p.add_argument("--crop", "--size", dest="size", type=MULT8, default=128, help="calibration crop side in px")
-    p.add_argument("--limit", type=POS, default=16, help="number of calibration images")
+    p.add_argument("--crop", "--size", dest="size", type=MULT8, default=_default("size"), help="calibration crop side in px")
+    p.add_argument("--limit", type=POS, default=_default("limit"), help="number of calibration images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--train", nargs="+", metavar="DIR", help="paired folders (not the test set)")
-    p.add_argument("--steps", type=NONNEG, default=200, help="optimizer steps (default 200)")
-    p.add_argument("--batch-size", type=POS, default=4)
-    p.add_argument("--patch", type=MULT8, default=64, help="training crop side in px")
-    p.add_argument("--lr", type=float_type(0.0, inclusive=False), default=1e-5, help="peak learning rate (default 1e-5)")
+    # quantize.qat_steps is 0 in a run config (0 there means PTQ); `drsedge qat` is asked for QAT, so it trains 200 steps
+    p.add_argument("--steps", type=NONNEG, default=200, help="optimizer steps (default 200; 0: NNCF's calibrated ranges only)")
+    p.add_argument("--batch-size", type=POS, default=_default("qat_batch_size"))
+    p.add_argument("--patch", type=MULT8, default=_default("qat_patch"), help="training crop side in px")
+    p.add_argument("--lr", type=float_type(0.0, inclusive=False), default=_default("qat_lr"), help="peak learning rate (%(default)s)")
     p.add_argument("--seed", type=NONNEG, default=0)
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
