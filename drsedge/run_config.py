@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from drsedge.deploy_defaults import OPSET, OPSET_MIN_STATIC
 from drsedge.errors import DrsedgeError, first_line, unknown_keys
 
 DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
@@ -41,10 +42,11 @@ class _Strict(BaseModel):
 def _check_model(v: dict | None, where: str) -> dict | None:
     if v is None:
         return v
-    from drsedge.models.config import ModelConfig, config_from_dict
+    from drsedge.models.config import config_from_dict
+    from drsedge.models.family import student_from_dict
 
-    try:
-        config_from_dict(v, where, {**ModelConfig().to_dict(), "mefc": False})
+    try:  # the rule the stage itself applies (a student on its family's default student, a teacher on the full model)
+        student_from_dict(v, where) if where == "student.model" else config_from_dict(v, where)
     except DrsedgeError as e:
         raise ValueError(str(e)) from None
     return v
@@ -130,7 +132,7 @@ class PruneSection(_Strict):
 
 
 class ExportSection(_Strict):
-    opset: Annotated[int, Field(ge=16)] = 17  # 16: UDR-S2Former for TensorRT 8.5 (DRSformer exports need 17)
+    opset: Annotated[int, Field(ge=OPSET_MIN_STATIC)] = OPSET  # 16: UDR-S2Former for TensorRT 8.5 (DRSformer exports need 17)
     # static-shape families: the ONNX's H, W (UDR-S2Former: multiples of 64, checked by the export)
     size: Annotated[list[Annotated[int, Field(gt=0, le=16384)]], Field(min_length=2, max_length=2)] | None = None
     exporter: Literal["torchscript", "dynamo"] = "torchscript"
@@ -158,6 +160,13 @@ class QuantizeSection(_Strict):
     max_steps: NonNegInt = 4  # keep-float units the budget search may add
     candidates: PosInt = 3  # units quantized and measured per keep-float step
     granularity: Literal["stage", "module"] = "stage"  # keep-float unit: a top-level stage or a single module
+
+    @model_validator(mode="after")
+    def _backend_takes_it(self) -> QuantizeSection:
+        if self.high_precision != "fp32" and self.backend != "modelopt":  # nncf and ort write FP32 around the Q/DQ
+            raise ValueError(f"high_precision {self.high_precision} (--high-precision) is a modelopt option; the {self.backend} backend keeps the "
+                             "unquantized part in FP32: drop it, or use backend modelopt")
+        return self
 
 
 class CheckSection(_Strict):
@@ -199,6 +208,8 @@ def _one_line(e: ValidationError, source: str, flags: dict[str, str] | None = No
     for prefix in (f"{where}: ", f"{where}: {where}: "):
         msg = msg.removeprefix(prefix)
     got = "" if err["type"] in ("missing", "value_error") else f" (got {err.get('input')!r})"
+    if flags is not None and not err["loc"]:  # a rule across fields (a model validator) names its fields itself
+        return DrsedgeError(f"{source}: {msg}{got}")
     return DrsedgeError(f"{source}: {where}: {msg}{got}")
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from drsedge.deploy_defaults import OPSET
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
 from drsedge.logs import quiet_logger
@@ -109,7 +110,7 @@ def fake_quantize_to_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def export_qat_onnx(qmodel, path: str | os.PathLike, opset: int = 17) -> Path:
+def export_qat_onnx(qmodel, path: str | os.PathLike, opset: int = OPSET) -> Path:
     """Export an NNCF-quantized PyTorch model to a Q/DQ ONNX at ``path`` (atomic), H and W dynamic.
 
     Raises:

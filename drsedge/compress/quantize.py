@@ -129,12 +129,15 @@ def quantize_onnx(
     ``fp16`` for TensorRT targets.
 
     Raises:
-        DrsedgeError: unknown backend, unparsable ``src``, empty calibration set, an FP32 model whose output on the
+        DrsedgeError: unknown backend, ``high_precision`` other than fp32 for a backend other than modelopt, unparsable ``src``, empty calibration set, an FP32 model whose output on the
             first calibration image is NaN/Inf (calibration would be meaningless), or a result without any Q/DQ
             node (nothing was quantized; nothing is written).
     """
     if backend not in BACKENDS:
         raise DrsedgeError(f"unknown quantization backend {backend!r}; use one of {BACKENDS}")
+    if high_precision != "fp32" and backend != "modelopt":
+        raise DrsedgeError(f"high_precision {high_precision!r} is a modelopt option; the {backend} backend keeps the unquantized "
+                           "part in FP32: drop it, or use backend modelopt")
     if not calib.inputs:
         raise DrsedgeError("calibration set is empty: give a folder of real rainy images")
     _check_finite_output(src, calib)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drsedge.deploy_defaults import FRAME_HW
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
 from drsedge.onnx_graph import attention_core
@@ -153,7 +154,7 @@ def _retype_custom_outputs(model) -> None:
 
 
 def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, images: list[np.ndarray], names: list[str] | None = None,
-                 project_hw: tuple[int, int] | None = (720, 1280)) -> Fp16Result:
+                 project_hw: tuple[int, int] | None = FRAME_HW) -> Fp16Result:
     """Write the mixed-precision FP16 ONNX of the FP32 ONNX ``src`` to ``dst`` and measure it on ``images``.
 
     Args:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from drsedge.deploy_defaults import OPSET, OPSET_MIN_STATIC
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
 from drsedge.models.drsformer import set_attention_impl, set_fp16_safe, set_topk_mode
@@ -60,7 +61,7 @@ def max_opset(exporter: str) -> int:
 def export_onnx(
     model: torch.nn.Module,
     path: str | os.PathLike,
-    opset: int = 17,
+    opset: int = OPSET,
     exporter: str = "torchscript",
     sample_hw: tuple[int, int] = (64, 64),
     attention: str = "native",
@@ -94,7 +95,7 @@ def export_onnx(
             ``attention="fused"`` / ``fp16_safe`` for a family without TKSA.
     """
     static = is_static_family(model)
-    min_opset = 16 if static else 17
+    min_opset = OPSET_MIN_STATIC if static else OPSET
     if opset < min_opset:
         raise DrsedgeError(f"opset {opset} is too old: drsedge exports this model with opset >= {min_opset}")
     if exporter not in EXPORTERS:

@@ -36,7 +36,11 @@ class Stage:
 
 
 @dataclass
-class StageResult:
+class StageDrift:
+    """One stage's row of the drift report: PSNR-Y / SSIM (dB, [0, 1]) against ground truth, its drift against the
+    teacher, the stage it came from and its parent's output, the worst image, per-image values and latency (ms).
+    (Named apart from :class:`drsedge.stages.result.StageResult`, a stage's artifacts and metrics.)"""
+
     name: str
     runtime: str
     psnr: float
@@ -84,7 +88,7 @@ class StageResult:
 
 @dataclass
 class DriftReport:
-    stages: list[StageResult]
+    stages: list[StageDrift]
     n_images: int
     test_dir: str
     convention: str = "matlab"
@@ -158,7 +162,7 @@ def evaluate_stages(
                 row["psnr_vs_parent"] = min(psnr_y(out, outs[s.parent]), 100.0)
                 row["max_abs_vs_parent"] = float((y - floats[s.parent]).abs().max())
             per[s.name][pair.name] = row
-    results: list[StageResult] = []
+    results: list[StageDrift] = []
     for s in stages:
         rows = per[s.name]
         worst = min(rows, key=lambda n: rows[n]["psnr"])
@@ -169,7 +173,7 @@ def evaluate_stages(
         fid = [r["psnr_vs_parent"] for r in rows.values() if "psnr_vs_parent" in r]
         mabs = [r["max_abs_vs_parent"] for r in rows.values() if "max_abs_vs_parent" in r]
         lat = s.runner.latency_ms(*latency_hw, runs=latency_runs) if latency_hw and hasattr(s.runner, "latency_ms") else None
-        res = StageResult(
+        res = StageDrift(
             name=s.name, runtime=s.runtime, psnr=psnr, ssim=_mean(rows, "ssim"), psnr_vs_teacher=_mean(rows, "psnr_vs_teacher"),
             delta_vs_teacher=psnr - teacher_psnr, delta_vs_prev=psnr - prev_psnr, worst_image=worst,
             worst_psnr=rows[worst]["psnr"], per_image=rows, latency=lat, info=s.info, budget_db=budgets.get(s.name),
@@ -226,7 +230,7 @@ def paired_ci(diffs, level: float = CI_LEVEL) -> list[float]:
     return [float(d.mean()), float(d.mean())]
 
 
-def _add_intervals(res: StageResult, teacher: StageResult, prev: StageResult, names: list[str]) -> None:
+def _add_intervals(res: StageDrift, teacher: StageDrift, prev: StageDrift, names: list[str]) -> None:
     """Paired CIs of Δ vs teacher, Δ vs prev and the fidelity, and the per-image tail of Δ vs prev."""
     rows = res.per_image
     res.delta_vs_teacher_ci = paired_ci([rows[n]["psnr"] - teacher.per_image[n]["psnr"] for n in rows])

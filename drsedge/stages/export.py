@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from drsedge.deploy_defaults import FRAME_HW
 from drsedge.errors import DrsedgeError
 from drsedge.run_config import ExportSection
 
@@ -26,7 +27,7 @@ class ExportInputs:
 
 
 def run(options: ExportSection, inputs: ExportInputs, out: str | os.PathLike, *, fp16_out: str | os.PathLike | None = None,
-        project_hw: tuple[int, int] = (720, 1280), check_pyop: bool = False) -> StageResult:
+        project_hw: tuple[int, int] = FRAME_HW, check_pyop: bool = False) -> StageResult:
     """Export ``inputs.model`` to the FP32 ONNX ``out`` and gate it on ONNX Runtime parity
     (:func:`drsedge.export.onnx_export.parity_ok`: max abs <= 1e-4 for DRSformer, mean/PSNR for UDR-S2Former); with
     ``options.fp16`` also write the mixed-precision ONNX ``fp16_out``.
@@ -79,7 +80,7 @@ def run(options: ExportSection, inputs: ExportInputs, out: str | os.PathLike, *,
     return StageResult(artifacts, metrics, detail)
 
 
-def fp16_range(onnx_path: str | os.PathLike, images: list[str | os.PathLike], project_hw: tuple[int, int] = (720, 1280)) -> dict:
+def fp16_range(onnx_path: str | os.PathLike, images: list[str | os.PathLike], project_hw: tuple[int, int] = FRAME_HW) -> dict:
     """FP16 range of an FP32 ONNX on two whole frames of ``images``, sums over pixels projected to ``project_hw``
     (:func:`drsedge.export.fp16_range.fp16_ranges`; ``drsedge fp16-check``): overflowing nodes (> 65504), their
     modules, and the peak projected magnitude."""

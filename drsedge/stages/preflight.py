@@ -7,6 +7,7 @@ or ``export.opset: 99`` is refused in one line before the teacher and student tr
 
 from __future__ import annotations
 
+from drsedge.deploy_defaults import OPSET, OPSET_MIN_STATIC
 from drsedge.errors import DrsedgeError
 from drsedge.run_config import RunConfig
 
@@ -50,7 +51,7 @@ def check_options(cfg: RunConfig) -> None:
 
         family_scopes(scfg, cfg.prune.scope)
     ex = cfg.export
-    low, high = (16 if static else 17), max_opset(ex.exporter)
+    low, high = (OPSET_MIN_STATIC if static else OPSET), max_opset(ex.exporter)
     if not low <= ex.opset <= high:
         raise DrsedgeError(f"export.opset {ex.opset}: this student needs >= {low} and the installed {ex.exporter} exporter writes "
                            f"<= {high}; set export.opset in {low}..{high}")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drsedge.deploy_defaults import OPSET
 from drsedge.errors import BudgetError, DrsedgeError
 from drsedge.run_config import QuantizeSection
 
@@ -38,7 +39,7 @@ def method(options: QuantizeSection) -> str:
     return "search" if options.budget_db is not None or options.min_fidelity_db is not None else "ptq"
 
 
-def run(options: QuantizeSection, inputs: QuantizeInputs, out: str | os.PathLike, *, how: str | None = None, seed: int = 0, opset: int = 17,
+def run(options: QuantizeSection, inputs: QuantizeInputs, out: str | os.PathLike, *, how: str | None = None, seed: int = 0, opset: int = OPSET,
         progress: bool = True, log: Callable[[str], None] = print, device: str = "cpu", precision: str = "fp32") -> StageResult:
     """Write the INT8 Q/DQ ONNX ``out`` by the method of ``options`` (:func:`method`; ``how="qat"`` forces QAT, as
     ``drsedge qat`` does even for 0 steps: NNCF's calibrated ranges alone), passing every option through (backend,

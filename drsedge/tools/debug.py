@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from drsedge.deploy_defaults import FRAME_TEXT
 from drsedge.errors import DrsedgeError
 
 from .args import EXIT_BUDGET, POS, add_compare_args, float_type, hw
@@ -79,7 +80,7 @@ def register(sub) -> None:
     p.add_argument("onnx")
     p.add_argument("--images", nargs="+", required=True, metavar="DIR", help="rainy images at deployment size (not the test set)")
     p.add_argument("--limit", type=POS, default=4)
-    p.add_argument("--project", default="720x1280", metavar="HxW", help="frame size to project sums over the pixels to")
+    p.add_argument("--project", default=FRAME_TEXT, metavar="HxW", help="frame size to project sums over the pixels to")
     p.set_defaults(fn=cmd_fp16_check)
     p = sub.add_parser("localize", help="per-layer drift of one ONNX model against another (e.g. INT8 vs FP32) on real images")
     add_compare_args(p)

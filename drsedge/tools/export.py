@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from drsedge.deploy_defaults import FRAME_TEXT
 from drsedge.run_config import ExportSection, cli_choice
 
 from .args import POS, hw, int_type, onnx_out
@@ -51,7 +52,7 @@ def register(sub) -> None:
                    help="fp16: mixed-precision ONNX (FP16 with FP32 islands where --images overflow FP16), for strongly typed TensorRT")
     p.add_argument("--images", nargs="+", metavar="DIR", help="with --precision fp16: real rainy frames (not the test set)")
     p.add_argument("--limit", type=POS, default=cli_choice(ExportSection, "fp16_frames")["default"], help="with --precision fp16: frames measured")
-    p.add_argument("--project", default="720x1280", metavar="HxW", help="with --precision fp16: frame size sums over pixels are projected to")
+    p.add_argument("--project", default=FRAME_TEXT, metavar="HxW", help="with --precision fp16: frame size sums over pixels are projected to")
     p.add_argument("--fp16-safe", action="store_true",
                    help="LayerNorm and q/k normalisation in a bounded form (same FP32 output) so FP16 engines need no FP32 layers")
     p.set_defaults(fn=cmd_export)

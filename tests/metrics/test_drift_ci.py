@@ -59,9 +59,9 @@ def test_reports_show_intervals(report):
 
 def test_within_noise_is_said():
     """A stage whose budget verdict flips inside its CI is marked, in the table and under it."""
-    from drsedge.metrics.drift import DriftReport, StageResult
+    from drsedge.metrics.drift import DriftReport, StageDrift
 
-    mk = lambda name, psnr, ci, budget=None: StageResult(name, "x", psnr, 0.9, 0, 0, psnr - 30, "1", psnr, {}, budget_db=budget,
+    mk = lambda name, psnr, ci, budget=None: StageDrift(name, "x", psnr, 0.9, 0, 0, psnr - 30, "1", psnr, {}, budget_db=budget,
                                                           delta_vs_prev_ci=ci)
     rep = DriftReport([mk("teacher", 30.0, None), mk("int8", 29.95, [-0.2, 0.1], budget=0.1)], 12, "t")
     assert rep.ok and rep.stages[1].budget_within_noise

@@ -24,6 +24,24 @@ def test_ptq_passes_every_option(monkeypatch, tmp_path):
     assert seen["ptq"][3:] == ("modelopt", True, ["latent"], "fp16") and res.metrics["method"] == "ptq"
 
 
+def test_a_backend_refuses_an_option_it_does_not_take(tmp_path, capsys):
+    """high_precision fp16 was silently ignored by nncf and ort (they keep FP32 around the Q/DQ): refused in one line
+    from both doors now."""
+    from drsedge.cli import main
+    from drsedge.run_config import validate_run_config
+
+    with pytest.raises(ValueError, match="modelopt option"):
+        QuantizeSection(backend="ort", high_precision="fp16")
+    assert QuantizeSection(backend="modelopt", high_precision="fp16").high_precision == "fp16"
+    with pytest.raises(DrsedgeError, match=r"quantize: high_precision fp16 .*modelopt option"):
+        validate_run_config({"run_dir": "r", "data": {"train": ["t"], "calibration": ["c"], "test": "x"}, "teacher": {},
+                             "student": {}, "quantize": {"backend": "nncf", "high_precision": "fp16"}}, "run.yaml")
+    onnx = tmp_path / "m.onnx"  # the options are refused before the model is read
+    assert main(["quantize", str(onnx), "--calib", str(tmp_path), "-o", str(tmp_path / "o.onnx"), "--high-precision", "fp16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--high-precision" in err[0] and not (tmp_path / "o.onnx").exists()
+
+
 def test_search_passes_every_option_and_a_miss_is_a_budget_error(monkeypatch, tmp_path):
     import drsedge.compress.keep_float as kf
 
@@ -36,7 +54,7 @@ def test_search_passes_every_option_and_a_miss_is_a_budget_error(monkeypatch, tm
             return "| table |"
 
     monkeypatch.setattr(kf, "search_keep_float", lambda *a, **k: (seen.update(k), Res())[1])
-    opts = QuantizeSection(high_precision="fp16", budget_db=0.3, candidates=2, granularity="module", max_steps=5, min_fidelity_db=40)
+    opts = QuantizeSection(backend="modelopt", high_precision="fp16", budget_db=0.3, candidates=2, granularity="module", max_steps=5, min_fidelity_db=40)
     logged = []
     with pytest.raises(BudgetError, match="no INT8 model meets its targets on val after 1 keep-float step"):
         quantize.run(opts, quantize.QuantizeInputs(_Calib(), "in.onnx", validation=["pair"], validation_name="val"), tmp_path / "o.onnx",

@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from drsedge.deploy_defaults import FRAME_HW, FRAME_TEXT
 from drsedge.errors import DrsedgeError
 from drsedge.onnx_io import EXPORT_INPUT_NAME
 
-DEFAULT_SHAPES = ("1x3x64x64", "1x3x256x256", "1x3x720x1280")  # min/opt/max of a dynamic export's optimization profile
+DEFAULT_SHAPES = ("1x3x64x64", "1x3x256x256", f"1x3x{FRAME_TEXT}")  # min/opt/max of a dynamic export's optimization profile
 
 
 @dataclass
@@ -20,7 +21,7 @@ class Profile:
 
     min: tuple[int, ...] = (1, 3, 64, 64)
     opt: tuple[int, ...] = (1, 3, 256, 256)
-    max: tuple[int, ...] = (1, 3, 720, 1280)
+    max: tuple[int, ...] = (1, 3, *FRAME_HW)
     input: str = EXPORT_INPUT_NAME
     static: bool = False  # the ONNX input has fixed dims (UDR-S2Former): no profile is given to TensorRT or trtexec
 
