@@ -119,7 +119,7 @@ def evaluate_stages(
     stages: list[Stage],
     pairs: list[Pair],
     tile: int | None = None,
-    overlap: int = 32,
+    overlap: int | None = None,
     budgets: dict[str, float] | None = None,
     latency_hw: tuple[int, int] | None = (256, 256),
     latency_runs: int = 5,
@@ -128,6 +128,8 @@ def evaluate_stages(
     """Evaluate ``stages`` (the first is the reference teacher) on ``pairs``.
 
     Args:
+        tile, overlap: square tiles in px (:func:`drsedge.runtime.tiling.restore`; overlap None: the
+            :func:`drsedge.runtime.limits.plan_tiles` default); a runner of a fixed-size model tiles on its own by the same policy.
         budgets: stage name -> largest allowed PSNR drop in dB vs the previous stage.
         latency_hw: ``(H, W)`` for latency timing (median/p95 ms); None skips timing.
 

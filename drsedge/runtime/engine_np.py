@@ -5,7 +5,7 @@ tensor, ``cudaMemcpy`` host <-> device, ``IExecutionContext.set_input_shape`` / 
 ``execute_async_v3`` on a CUDA stream, then ``cudaStreamSynchronize``. Engines carry their sidecar
 (:mod:`drsedge.backend.trt.provenance`): it is checked against this TensorRT and GPU before deserializing, and its
 optimization profile gives the largest frame the engine takes (:attr:`EngineModel.limits`; larger frames are
-tiled by :func:`drsedge.runtime.frame_models.plan_tile`).
+tiled by :func:`drsedge.runtime.limits.plan_tiles`).
 """
 
 from __future__ import annotations

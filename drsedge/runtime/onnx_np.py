@@ -16,7 +16,7 @@ import numpy as np
 from drsedge.errors import DrsedgeError, first_line
 
 from .base import check_output
-from .limits import ShapeLimits
+from .limits import ShapeLimits, TilePlan
 from .tile_plan import overlap_average, pad_amounts, square_tile
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
@@ -96,13 +96,14 @@ class OnnxModel:
         return check_output(y, x.shape, str(self.path))
 
 
-def restore_np(model, img: np.ndarray, tile: int | None = None, overlap: int = 32) -> np.ndarray:
+def restore_np(model, img: np.ndarray, tile: int | TilePlan | None = None, overlap: int = 32) -> np.ndarray:
     """Derain ``[H, W, 3]`` float32 in [0, 1] -> same shape in [0, 1] (pad to x8, forward or tiles, crop, clip).
 
-    A side shorter than ``tile`` is padded up to it (reflect; edge when too short to reflect), as
-    :func:`drsedge.runtime.tiling.static_tiled`, so a fixed-size model (UDR-S2Former's static export) takes small frames.
-
-    Tiling and padding follow :mod:`drsedge.runtime.tile_plan` (the same plan as the PyTorch runners).
+    ``tile``: a :class:`~drsedge.runtime.limits.TilePlan` (``th x tw`` tiles with its own overlap: what
+    :func:`drsedge.runtime.limits.plan_tiles` gives ``derain``, ``stream`` and ``check`` alike), a square side in px
+    with ``overlap``, or None for the whole frame. A side shorter than the tile is padded up to it (reflect; edge when
+    too short to reflect), as :func:`drsedge.runtime.tiling.static_tiled`, so a fixed-size model (a static export)
+    takes small frames. Tiling and padding follow :mod:`drsedge.runtime.tile_plan`.
 
     Raises:
         DrsedgeError: a tile that is not a multiple of 8, an overlap >= tile, or an image too small to pad.
@@ -110,12 +111,18 @@ def restore_np(model, img: np.ndarray, tile: int | None = None, overlap: int = 3
     h, w = img.shape[:2]
     ph, pw = pad_amounts(h, w, 8)
     x = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect")
-    if tile:  # a side shorter than the tile is padded up to it (a fixed-size model's minimum; limits.plan_tile)
-        eh, ew = max(tile - x.shape[0], 0), max(tile - x.shape[1], 0)
+    if isinstance(tile, TilePlan):
+        th, tw, overlap = tile.th, tile.tw, tile.overlap
+    elif tile:
+        th = tw = tile
+    if tile:  # a side shorter than the tile is padded up to it (a fixed-size model's minimum; limits.plan_tiles)
+        eh, ew = max(th - x.shape[0], 0), max(tw - x.shape[1], 0)
         if eh or ew:
             x = np.pad(x, ((0, eh), (0, ew), (0, 0)), mode="reflect" if eh < x.shape[0] and ew < x.shape[1] else "edge")
     x = x.transpose(2, 0, 1)[None]
-    if tile:
+    if isinstance(tile, TilePlan):
+        y = overlap_average(model, x, th, tw, overlap, lambda shape: np.zeros(shape, np.float32))
+    elif tile:
         t = square_tile(tile, overlap, *x.shape[2:])
         y = overlap_average(model, x, t, t, overlap, lambda shape: np.zeros(shape, np.float32))
     else:

@@ -32,16 +32,18 @@ class TensorRunner:
 
     def __init__(self, model, name: str):
         self.model, self.name, self.path = model, name, getattr(model, "path", None)
-        lim = model.limits
-        self.static_hw = lim.max_hw if lim.max_hw is not None and lim.min_hw == lim.max_hw else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.static_hw and tuple(x.shape[-2:]) != self.static_hw:
-            from .tiling import static_tiled
+        """``[B, 3, H, W]`` -> ``[B, 3, H, W]``; a frame the model cannot take whole (a static export, an engine profile)
+        is tiled by :func:`drsedge.runtime.limits.plan_tiles`, the policy ``derain`` and ``stream`` use."""
+        from .limits import plan_tiles
 
-            ov = min(64, min(self.static_hw) // 4)  # upstream UDR-S2Former: 320 tiles, overlap 64
-            return torch.cat([static_tiled(self._run, x[i : i + 1], *self.static_hw, overlap=ov) for i in range(x.shape[0])])
-        return self._run(x)
+        plan = plan_tiles(self.model.limits, *x.shape[-2:], model=str(self.path or self.name))
+        if plan is None:
+            return self._run(x)
+        from .tiling import static_tiled
+
+        return torch.cat([static_tiled(self._run, x[i : i + 1], plan.th, plan.tw, overlap=plan.overlap) for i in range(x.shape[0])])
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.model(np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)))

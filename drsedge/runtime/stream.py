@@ -32,7 +32,7 @@ from drsedge.errors import DrsedgeError, first_line
 from drsedge.fileio import atomic_write
 
 from .frame_models import open_frame_model
-from .limits import plan_tile
+from .limits import plan_tiles
 from .onnx_np import restore_np
 
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
@@ -60,7 +60,8 @@ class StreamStats:
     psnr_y: dict = field(default_factory=dict)  # per frame, when --reference clean frames are given
     flicker: dict = field(default_factory=dict)  # mean |frame_t - frame_t-1| of derained vs clean frames (8-bit levels)
     model: str = ""
-    tile: int | None = None  # tile side in px (None: whole frames)
+    tile: int | None = None  # tile height in px (None: whole frames)
+    tile_hw: list[int] | None = None  # [tile height, tile width] in px (limits.plan_tiles; None: whole frames)
     tile_reason: str = ""  # --tile, or what fixed it: an ONNX static shape, an engine profile
 
     def to_dict(self) -> dict:
@@ -201,13 +202,14 @@ def _percentiles(ms: list[float]) -> dict:
 
 
 def run_stream(source: str, model_path: str, output: str | None = None, *, provider: str = "cpu", plugin: str | None = None,
-               tile: int | None = None, overlap: int = 32, side_by_side: bool = False, max_frames: int | None = None,
+               tile: int | None = None, overlap: int | None = None, side_by_side: bool = False, max_frames: int | None = None,
                reference=None, queue_size: int = 4, progress: bool = True, infer_delay_s: float = 0.0) -> StreamStats:
     """Derain ``source`` with ``model_path`` (ONNX, TensorRT engine or checkpoint: :func:`open_frame_model`) into
     ``output`` (or nowhere: measure only).
 
     Frames larger than the model takes (an ONNX static shape, an engine's optimization profile) are tiled with
-    ``overlap`` px and averaged (:func:`drsedge.runtime.limits.plan_tile`); ``tile`` forces a tile side.
+    ``overlap`` px (None: the default of :func:`drsedge.runtime.limits.plan_tiles`, the policy ``check`` and ``derain``
+    use) and averaged; ``tile`` forces a square tile side.
     ``reference``: an object with ``score(index, frame_uint8)``, ``psnr_y``, ``mismatches`` and ``flicker()``
     (:class:`drsedge.metrics.video.VideoReference`: clean frames matched by order, per-frame PSNR-Y and flicker).
     ``infer_delay_s`` slows the consumer (tests of the drop accounting). A live source that stops sending
@@ -307,11 +309,12 @@ def run_stream(source: str, model_path: str, output: str | None = None, *, provi
             idx, frame = item
             hw = frame.shape[:2]
             if hw not in plans:
-                plans[hw] = plan_tile(model.limits, *hw, tile, overlap, str(model_path))
-                stats.tile = plans[hw]
+                plans[hw] = plan_tiles(model.limits, *hw, tile, overlap, str(model_path))
+                stats.tile = plans[hw].th if plans[hw] else None
+                stats.tile_hw = [plans[hw].th, plans[hw].tw] if plans[hw] else None
                 stats.tile_reason = "--tile" if tile else (model.limits.source if plans[hw] else "")
             t1 = time.perf_counter()
-            y = restore_np(model, frame.astype(np.float32) / 255.0, tile=plans[hw], overlap=overlap)
+            y = restore_np(model, frame.astype(np.float32) / 255.0, tile=plans[hw])
             if infer_delay_s:
                 time.sleep(infer_delay_s)
             lat.append((time.perf_counter() - t1) * 1e3)

@@ -58,10 +58,17 @@ def static_tiled(forward: Forward, x: torch.Tensor, th: int, tw: int, overlap: i
     return out[..., :h, :w]
 
 
-def restore(forward: Forward, x: torch.Tensor, tile: int | None = None, overlap: int = 32, clamp: bool = True) -> torch.Tensor:
-    """Derain ``[B, 3, H, W]`` in [0, 1] like upstream test.py: pad to x8, forward (tiled if ``tile``), crop, clamp to [0, 1]."""
+def restore(forward: Forward, x: torch.Tensor, tile: int | None = None, overlap: int | None = None, clamp: bool = True) -> torch.Tensor:
+    """Derain ``[B, 3, H, W]`` in [0, 1] like upstream test.py: pad to x8, forward (tiled if ``tile``), crop, clamp to [0, 1].
+
+    ``overlap`` None: the default of :func:`drsedge.runtime.limits.plan_tiles` (32 px, at most a quarter of the tile),
+    so ``drsedge check --tile T`` tiles as ``drsedge derain --tile T`` does."""
     h, w = x.shape[-2:]
     xp = pad_to_multiple(x, 8)
+    if tile and overlap is None:
+        from .limits import ShapeLimits, plan_tiles
+
+        overlap = plan_tiles(ShapeLimits(), *xp.shape[-2:], tile).overlap
     y = tiled_forward(forward, xp, tile, overlap) if tile else forward(xp)
     y = y[..., :h, :w]
     return y.clamp(0, 1) if clamp else y

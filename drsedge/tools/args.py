@@ -209,21 +209,6 @@ def add_plugin_arg(p) -> None:
                    "see native/topk_sparse_softmax/README.md")
 
 
-DEFAULT_OVERLAP = 32  # px shared by neighbouring tiles (derain, stream)
-
-
-def default_overlap(tile: int | None, overlap: int | None) -> int:
-    """The tile overlap: ``overlap`` as given (it must be smaller than ``tile``), else 32 px, at most a quarter of an
-    explicit ``tile`` (``--tile 32`` was refused for a default overlap the user never set).
-
-    Raises:
-        DrsedgeError: an explicit ``overlap`` >= ``tile``.
-    """
-    if overlap is None:
-        return DEFAULT_OVERLAP if tile is None else min(DEFAULT_OVERLAP, tile // 4)
-    if tile is not None and overlap >= tile:
-        raise DrsedgeError(f"--tile-overlap {overlap} must be smaller than --tile {tile}")
-    return overlap
 
 
 def add_skip_copies(p) -> None:

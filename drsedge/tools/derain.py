@@ -6,7 +6,7 @@ from pathlib import Path
 
 from drsedge.errors import DrsedgeError
 
-from .args import MULT8, NONNEG, add_plugin_arg, default_overlap
+from .args import MULT8, NONNEG, add_plugin_arg
 
 
 def _targets(src: Path, output: str) -> list[tuple[Path, Path]]:
@@ -38,9 +38,8 @@ def cmd_derain(a) -> int:
     from drsedge.data.images import read_image, write_image
 
     jobs = _targets(Path(a.input), a.output)
-    a.tile_overlap = default_overlap(a.tile, a.tile_overlap)
     from drsedge.runtime.frame_models import open_frame_model
-    from drsedge.runtime.limits import plan_tile
+    from drsedge.runtime.limits import plan_tiles
     from drsedge.runtime.onnx_np import restore_np
 
     model = open_frame_model(a.model, a.provider, a.plugin)  # ONNX and engines: no PyTorch (drsedge[runtime])
@@ -48,8 +47,7 @@ def cmd_derain(a) -> int:
         read_image(f)
 
     def derain(img):
-        t = plan_tile(model.limits, *img.shape[:2], a.tile, a.tile_overlap, str(a.model))
-        return restore_np(model, img, tile=t, overlap=a.tile_overlap)
+        return restore_np(model, img, tile=plan_tiles(model.limits, *img.shape[:2], a.tile, a.tile_overlap, str(a.model)))
 
     for f, dst in jobs:
         write_image(dst, derain(read_image(f)))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from drsedge.errors import raise_terminated
 
-from .args import MULT8, NONNEG, POS, add_plugin_arg, default_overlap
+from .args import MULT8, NONNEG, POS, add_plugin_arg
 
 
 def cmd_stream(a) -> int:
@@ -18,7 +18,6 @@ def cmd_stream(a) -> int:
     from drsedge.fileio import refuse_overwrite
     from drsedge.runtime.stream import run_stream, write_stats
 
-    a.tile_overlap = default_overlap(a.tile, a.tile_overlap)
     stats_path = a.stats or (str(a.output) + ".json" if a.output else "stream_stats.json")
     inputs = [a.source, a.reference, a.plugin, a.output] + ([a.model] if Path(a.model).exists() else [])
     refuse_overwrite(stats_path, inputs, "stats file (--stats)")
@@ -45,7 +44,7 @@ def cmd_stream(a) -> int:
           + (f"; mean PSNR-Y {sum(stats.psnr_y.values()) / len(stats.psnr_y):.2f} dB" if stats.psnr_y else "")
           + (f"; flicker {stats.flicker['derained']:.2f} vs clean {stats.flicker['clean']:.2f}" if stats.flicker else ""))
     print(f"stats: {stats_path}" + (f"; output: {a.output}" if a.output else "")
-          + (f"; tiles of {stats.tile} px ({stats.tile_reason})" if stats.tile else ""))
+          + (f"; tiles of {'x'.join(map(str, stats.tile_hw)) if stats.tile_hw[0] != stats.tile_hw[1] else stats.tile} px ({stats.tile_reason})" if stats.tile else ""))
     if stats.reference_mismatches:
         print(f"drsedge: {a.reference}: {stats.reference_mismatches} reference frame(s) differ in size from the output; "
               "no PSNR-Y for them (give clean frames of the source's size)", file=sys.stderr)

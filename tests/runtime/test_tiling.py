@@ -33,7 +33,7 @@ def test_small_frame_is_padded_up_to_a_fixed_size_model():
     import numpy as np
 
     from drsedge.data.images import read_image
-    from drsedge.runtime.limits import ShapeLimits, plan_tile
+    from drsedge.runtime.limits import ShapeLimits, plan_tiles
     from drsedge.runtime.onnx_np import restore_np
     from tests.conftest import SHARED
 
@@ -50,8 +50,7 @@ def test_small_frame_is_padded_up_to_a_fixed_size_model():
     img = read_image(sorted((SHARED / "data" / "raindrop").rglob("*.png"))[0])
     for h, w in ((37, 130), (100, 60), (8, 8), (200, 90)):
         crop = img[:h, :w]
-        t = plan_tile(lim, h, w, None, 32)
-        y = restore_np(fixed, crop, tile=t, overlap=32)
+        y = restore_np(fixed, crop, tile=plan_tiles(lim, h, w))
         assert y.shape == crop.shape
         np.testing.assert_allclose(y, crop[..., ::-1] * 0.5, atol=1e-7)
     assert seen
