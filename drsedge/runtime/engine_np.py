@@ -23,7 +23,7 @@ from drsedge.backend.trt.provenance import check_sidecar, read_sidecar
 from drsedge.backend.trt.version import build_path
 from drsedge.errors import DrsedgeError
 
-from .base import check_output
+from .base import FrameModel, latency_summary
 from .limits import ShapeLimits
 
 
@@ -42,7 +42,7 @@ def limits_from_sidecar(side: dict, engine: str) -> ShapeLimits:
     return ShapeLimits(min_hw=(lo[2], lo[3]), max_hw=(hi[2], hi[3]), source=f"engine profile max {hi[2]}x{hi[3]}")
 
 
-class EngineModel:  # pragma: no cover - needs an NVIDIA GPU, TensorRT and cuda-python
+class EngineModel(FrameModel):  # pragma: no cover - needs an NVIDIA GPU, TensorRT and cuda-python
     """``model(x [1, 3, H, W] float32) -> [1, 3, H, W] float32`` on a TensorRT engine, numpy in and out.
 
     Raises:
@@ -92,7 +92,9 @@ class EngineModel:  # pragma: no cover - needs an NVIDIA GPU, TensorRT and cuda-
             self._bufs[name] = (ptr, nbytes)
         return ptr
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    fix = "rebuild the engine"
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
         cudart = self._cudart
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         xin = np.ascontiguousarray(x, dtype=self.in_dtype)
@@ -108,7 +110,7 @@ class EngineModel:  # pragma: no cover - needs an NVIDIA GPU, TensorRT and cuda-
             raise DrsedgeError(f"{self.path}: TensorRT execution failed")
         self._check((cudart.cudaMemcpyAsync(y.ctypes.data, dout, y.nbytes, d2h, self.stream)[0], None))
         self._check((cudart.cudaStreamSynchronize(self.stream)[0], None))
-        return check_output(y, x.shape, str(self.path), "rebuild the engine")
+        return y
 
     def latency_ms(self, height: int = 256, width: int = 256, runs: int = 50, warmup: int = 10) -> dict:
         """Median / p95 GPU time in ms (CUDA events around ``execute_async_v3``) of one ``[1, 3, height, width]``
@@ -136,12 +138,10 @@ class EngineModel:  # pragma: no cover - needs an NVIDIA GPU, TensorRT and cuda-
         finally:
             cudart.cudaEventDestroy(start)
             cudart.cudaEventDestroy(end)
-        times.sort()
-        return {"height": height, "width": width, "runs": runs, "median_ms": times[len(times) // 2],
-                "p95_ms": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]}
+        return latency_summary(times, height, width)
 
     def close(self) -> None:
-        """Free the device buffers and destroy the CUDA stream (also on garbage collection)."""
+        """Free the device buffers and destroy the CUDA stream (idempotent; also on garbage collection)."""
         for ptr, _ in getattr(self, "_bufs", {}).values():
             self._cudart.cudaFree(ptr)
         self._bufs = {}
@@ -149,6 +149,7 @@ class EngineModel:  # pragma: no cover - needs an NVIDIA GPU, TensorRT and cuda-
         if stream is not None:
             self._cudart.cudaStreamDestroy(stream)
             self.stream = None
+        super().close()
 
     def __del__(self):
         self.close()

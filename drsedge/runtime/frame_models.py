@@ -19,13 +19,13 @@ import numpy as np
 
 from drsedge.errors import DrsedgeError
 
-from .base import check_output
+from .base import FrameModel, check_output
 from .limits import ShapeLimits
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
-class TorchFrameModel:
+class TorchFrameModel(FrameModel):
     """A PyTorch model in eval mode (CPU) as a :class:`~drsedge.runtime.base.FrameModel`: numpy in and out, output
     checked. ``source``: a drsedge or upstream checkpoint (or ``shipped:student``), or an ``nn.Module``.
 
@@ -55,8 +55,11 @@ class TorchFrameModel:
         check_output(y.detach().float().numpy(), tuple(x.shape), str(self.path), "retrain or re-export it")
         return y
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward_tensor(self._torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+    fix = "retrain or re-export it"
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        with self._torch.no_grad():
+            return self.model(self._torch.from_numpy(x)).detach().float().numpy()
 
 
 def open_frame_model(path: str | os.PathLike, provider: str = "cpu", plugin: str | None = None):

@@ -15,7 +15,7 @@ import numpy as np
 
 from drsedge.errors import DrsedgeError, first_line
 
-from .base import check_output
+from .base import FrameModel
 from .limits import ShapeLimits, TilePlan
 from .tile_plan import overlap_average, pad_amounts, square_tile
 
@@ -64,7 +64,7 @@ def ort_session(path: str | os.PathLike, provider: str = "cpu", threads: int | N
         raise ort_load_error(path, e) from None
 
 
-class OnnxModel:
+class OnnxModel(FrameModel):
     """An ONNX image model in ONNX Runtime, a :class:`~drsedge.runtime.base.FrameModel`: ``model(x)`` maps
     ``[N, 3, H, W]`` float32 (H, W multiples of 8) to the same shape, checked on every call. ``limits``: the frame
     sizes it takes (a static input shape fixes them; see :mod:`drsedge.runtime.limits`).
@@ -88,12 +88,15 @@ class OnnxModel:
         static = isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0
         self.limits = ShapeLimits((h, w), (h, w), f"ONNX static input {h}x{w}") if static else ShapeLimits()
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def _infer(self, x: np.ndarray) -> np.ndarray:
         try:
-            y = self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+            return self.session.run(None, {self.input: x})[0]
         except Exception as e:
             raise DrsedgeError(f"{self.path}: ONNX Runtime failed on a {tuple(x.shape)} input ({first_line(e)})") from None
-        return check_output(y, x.shape, str(self.path))
+
+    def close(self) -> None:
+        self.session = None
+        super().close()
 
 
 def restore_np(model, img: np.ndarray, tile: int | TilePlan | None = None, overlap: int = 32) -> np.ndarray:

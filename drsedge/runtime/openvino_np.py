@@ -15,7 +15,7 @@ import numpy as np
 
 from drsedge.errors import DrsedgeError, first_line
 
-from .base import check_output
+from .base import FrameModel
 from .limits import ShapeLimits
 
 MISSING = 'OpenVINO is not installed: pip install -e ".[openvino]" (or pip install openvino)'
@@ -64,7 +64,7 @@ def _signed_activation_fq(model) -> bool:
     return False
 
 
-class OpenVinoModel:
+class OpenVinoModel(FrameModel):
     """``model(x [N, 3, H, W] float32) -> same shape`` compiled for OpenVINO's CPU plugin (latency hint, f32 inference
     precision).
 
@@ -114,10 +114,12 @@ class OpenVinoModel:
             raise DrsedgeError(f"{path}: OpenVINO cannot compile this model for the CPU ({_why(e)})") from None
         self.request = self.compiled.create_infer_request()
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def _infer(self, x: np.ndarray) -> np.ndarray:
         try:
-            y = self.request.infer([np.ascontiguousarray(x, dtype=np.float32)])[0]
+            return np.array(self.request.infer([x])[0], dtype=np.float32)  # a copy: the request reuses its output buffer
         except Exception as e:
             raise DrsedgeError(f"{self.path}: OpenVINO failed on a {tuple(x.shape)} input ({_why(e)})") from None
-        y = check_output(y, x.shape, str(self.path))
-        return y.copy()
+
+    def close(self) -> None:
+        self.request = self.compiled = None
+        super().close()

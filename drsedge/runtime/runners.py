@@ -8,13 +8,11 @@ A model with a static input size (a UDR-S2Former export) runs other frame sizes 
 from __future__ import annotations
 
 import os
-import statistics
-import time
 
 import numpy as np
 import torch
 
-from .base import check_output
+from .base import FrameModel, check_output, latency_summary, wall_times_ms
 
 
 def checked_output(y: torch.Tensor, x: torch.Tensor, source: str) -> torch.Tensor:
@@ -49,10 +47,12 @@ class TensorRunner:
         return torch.from_numpy(self.model(np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)))
 
     def latency_ms(self, height: int = 256, width: int = 256, runs: int = 5, warmup: int = 1) -> dict:
-        """Median / p95 in ms: the model's own timer when it has one (TensorRT: CUDA events), else wall time."""
-        if hasattr(self.model, "latency_ms"):
+        """:func:`~drsedge.runtime.base.latency_summary` in ms: the model's own timer when it has one (TensorRT: CUDA
+        events), else the wall time of whole ``[1, 3, height, width]`` frames through this runner (tiles included)."""
+        if getattr(type(self.model), "latency_ms", FrameModel.latency_ms) is not FrameModel.latency_ms:
             return self.model.latency_ms(height, width, runs=runs, warmup=warmup)
-        return _time(self, height, width, runs, warmup)
+        x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
+        return latency_summary(wall_times_ms(self, x, runs, warmup), height, width)
 
 
 class TorchRunner(TensorRunner):
@@ -93,23 +93,3 @@ class EngineRunner(TensorRunner):  # pragma: no cover - needs a GPU and TensorRT
 
     def latency_ms(self, height: int = 256, width: int = 256, runs: int = 50, warmup: int = 10) -> dict:
         return self.model.latency_ms(height, width, runs=runs, warmup=warmup)
-
-
-def _time(fn, height: int, width: int, runs: int, warmup: int) -> dict:
-    """Median and p95 wall time in ms of ``fn`` on a ``[1, 3, height, width]`` input."""
-    x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
-    for _ in range(warmup):
-        fn(x)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn(x)
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return {
-        "height": height,
-        "width": width,
-        "runs": runs,
-        "median_ms": statistics.median(times),
-        "p95_ms": times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))],
-    }

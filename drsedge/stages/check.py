@@ -30,6 +30,9 @@ class CheckInputs:
     onnx_int8: str | os.PathLike | None = None
     engines: dict = field(default_factory=dict)
     plugin: str | None = None
+    # rainy image folders (not the test set): when the INT8 stage breaks its budget, localise its drift layer by layer
+    # against the FP32 ONNX on crops of them (:func:`localization_report`, written as localize.md)
+    localize: list[str] | None = None
 
 
 def run(options: CheckSection, inputs: CheckInputs, out_dir: str | os.PathLike, *, notes: list[str] | None = None,
@@ -47,10 +50,52 @@ def run(options: CheckSection, inputs: CheckInputs, out_dir: str | os.PathLike, 
     """
     rep = evaluate(options, inputs, progress=progress)
     rep.notes.extend(notes or [])
+    artifacts = {}
+    failing = {s.name for s in rep.stages if not s.within_budget}
+    if inputs.localize and failing:
+        if "onnx_int8" in failing and inputs.onnx_fp32:
+            from drsedge.fileio import atomic_write
+
+            text = localization_report(str(inputs.onnx_fp32), str(inputs.onnx_int8), inputs.localize)
+            artifacts["localize_md"] = atomic_write(Path(out_dir) / "localize.md", lambda tmp: Path(tmp).write_text(text + "\n"))
+            rep.notes.append("INT8 broke its budget: its drift is localised layer by layer in localize.md.")
+        if failing - {"onnx_int8"}:
+            rep.notes.append("Localisation compares ONNX stages only (the INT8 stage against the FP32 ONNX); "
+                             f"{', '.join(sorted(failing - {'onnx_int8'}))} not localised.")
     md, js = write_report(rep, out_dir)
-    return StageResult({"report_md": md, "report_json": js},
+    return StageResult({"report_md": md, "report_json": js, **artifacts},
                        {"ok": rep.ok, "failures": rep.failures(), **{s.name: {"psnr": s.psnr, "ssim": s.ssim} for s in rep.stages}},
                        {"report": rep})
+
+
+def localization_report(ref: str, test: str | None, image_dirs: list[str], *, size: int = 128, limit: int = 4,
+                        threshold: float = 0.05, top: int = 10, trt: str | None = None, plugin: str | None = None) -> str:
+    """Markdown: where ``test`` (an INT8/FP16 ONNX, or ``ref``'s TensorRT engine with ``trt``) departs from the FP32
+    ONNX ``ref``, layer by layer on ``limit`` center crops (``size`` px) of ``image_dirs``: the first layers whose relative
+    error exceeds ``threshold`` (graph order), the ``top`` modules adding the most, and the ``--keep-float`` line that
+    keeps the worst three in float (:mod:`drsedge.compress.localize`). Used by ``drsedge localize`` and, on a broken
+    INT8 budget, by this stage.
+
+    Raises:
+        DrsedgeError: unreadable models or images, a held-out folder (:func:`drsedge.calibration.calib.calibration_set`).
+    """
+    from drsedge.calibration.calib import calibration_set
+    from drsedge.compress.localize import first_offenders, localize, worst_modules
+
+    images = calibration_set(image_dirs, size=size, limit=limit)
+    drifts = localize(ref, test, images.inputs, threshold, trt, plugin)
+    what = f"TensorRT {trt} engine of {test or ref}" if trt else test
+    lines = [f"## Drift localisation: {what} vs {ref} ({len(images.files)} images, {size}x{size} crops, {len(drifts)} layers compared)", ""]
+    first = first_offenders(drifts, threshold, top)
+    lines += [f"First layers with relative error > {threshold} (graph order):", "", "| layer | module | op | rel. error |", "|---|---|---|---|"]
+    lines += [f"| {d.node} | {d.module} | {d.op_type} | {d.rel_err:.4f} |" for d in first] or ["| – | – | – | – |"]
+    lines += ["", "Modules adding the most error:", "", "| module | added rel. error |", "|---|---|"]
+    worst = worst_modules(drifts, top)
+    lines += [f"| {m} | {e:.4f} |" for m, e in worst]
+    if worst:
+        lines += ["", f"To keep the worst modules in float: drsedge quantize {ref} --calib ... -o ... --keep-float "
+                  + " ".join(m for m, _ in worst[:3] if m)]
+    return "\n".join(lines)
 
 
 def evaluate(options: CheckSection, inputs: CheckInputs, *, progress: bool = True):

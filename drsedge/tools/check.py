@@ -8,7 +8,6 @@ from pathlib import Path
 from drsedge.run_config import CheckSection, cli_choice
 
 from .args import EXIT_BUDGET, MULT8, POS, add_plugin_arg, kv, parse_budgets
-from .debug import localize_report as _localize_report
 
 
 def cmd_check(a) -> int:
@@ -19,17 +18,13 @@ def cmd_check(a) -> int:
     opts = make_options(CheckSection, "drsedge check", {"latency_hw": "--latency-size", "budgets": "--budget"}, tile=a.tile, latency_hw=a.latency_size, latency_runs=a.latency_runs,
                         budgets=parse_budgets(a.budget))
     inputs = check.CheckInputs(find_pairs(a.test, a.limit), a.teacher, a.student, onnx_fp32=a.onnx, onnx_fp16=a.fp16, onnx_int8=a.int8,
-                               engines={k: str(v) for k, v in kv(a.engine).items()}, plugin=a.plugin)
+                               engines={k: str(v) for k, v in kv(a.engine).items()}, plugin=a.plugin, localize=a.localize)
     res = check.run(opts, inputs, a.out)
     rep = res.detail["report"]
     print(Path(res.artifacts["report_md"]).read_text())
     print(f"wrote {res.artifacts['report_md']} and {res.artifacts['report_json']}")
-    if a.localize and not rep.ok:
-        failing = {s.name for s in rep.stages if not s.within_budget}
-        if "onnx_int8" in failing and a.onnx:
-            print(_localize_report(a.onnx, a.int8, a.localize, size=128, limit=4, threshold=0.05, top=10))
-        if failing - {"onnx_int8"}:
-            print("drsedge: --localize compares ONNX stages only (the INT8 stage against the FP32 ONNX)", file=sys.stderr)
+    if "localize_md" in res.artifacts:
+        print(Path(res.artifacts["localize_md"]).read_text())
     if not rep.ok:
         print("drsedge: budget broken: " + "; ".join(rep.failures()), file=sys.stderr)
         return EXIT_BUDGET

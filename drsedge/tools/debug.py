@@ -33,31 +33,12 @@ def cmd_fp16_check(a) -> int:
     return 0
 
 
-def localize_report(ref: str, test: str | None, image_dirs: list[str], *, size: int, limit: int, threshold: float, top: int,
-                     trt: str | None = None, plugin: str | None = None) -> str:
-    from drsedge.calibration.calib import calibration_set
-    from drsedge.compress.localize import first_offenders, localize, worst_modules
-
-    images = calibration_set(image_dirs, size=size, limit=limit)
-    drifts = localize(ref, test, images.inputs, threshold, trt, plugin)
-    what = f"TensorRT {trt} engine of {test or ref}" if trt else test
-    lines = [f"## Drift localisation: {what} vs {ref} ({len(images.files)} images, {size}x{size} crops, {len(drifts)} layers compared)", ""]
-    first = first_offenders(drifts, threshold, top)
-    lines += [f"First layers with relative error > {threshold} (graph order):", "", "| layer | module | op | rel. error |", "|---|---|---|---|"]
-    lines += [f"| {d.node} | {d.module} | {d.op_type} | {d.rel_err:.4f} |" for d in first] or ["| – | – | – | – |"]
-    lines += ["", "Modules adding the most error:", "", "| module | added rel. error |", "|---|---|"]
-    worst = worst_modules(drifts, top)
-    lines += [f"| {m} | {e:.4f} |" for m, e in worst]
-    if worst:
-        lines += ["", f"To keep the worst modules in float: drsedge quantize {ref} --calib ... -o ... --keep-float "
-                  + " ".join(m for m, _ in worst[:3] if m)]
-    return "\n".join(lines)
-
-
 def cmd_localize(a) -> int:
+    from drsedge.stages.check import localization_report
+
     if a.test is None and a.trt is None:
         raise DrsedgeError("localize: give TEST.onnx (ONNX Runtime) or --trt fp32|fp16|int8 (TensorRT engine, GPU)")
-    print(localize_report(a.ref, a.test, a.images, size=a.size, limit=a.limit, threshold=a.threshold, top=a.top, trt=a.trt, plugin=a.plugin))
+    print(localization_report(a.ref, a.test, a.images, size=a.size, limit=a.limit, threshold=a.threshold, top=a.top, trt=a.trt, plugin=a.plugin))
     return 0
 
 

@@ -46,11 +46,10 @@ def cmd_derain(a) -> int:
     for f, _ in jobs:  # every input decodes before the first output is written (a truncated 2nd file must not leave a 1.png)
         read_image(f)
 
-    def derain(img):
-        return restore_np(model, img, tile=plan_tiles(model.limits, *img.shape[:2], a.tile, a.tile_overlap, str(a.model)))
-
-    for f, dst in jobs:
-        write_image(dst, derain(read_image(f)))
+    with model:
+        for f, dst in jobs:
+            img = read_image(f)
+            write_image(dst, restore_np(model, img, tile=plan_tiles(model.limits, *img.shape[:2], a.tile, a.tile_overlap, str(a.model))))
     print(f"wrote {len(jobs)} image{'s' if len(jobs) > 1 else ''} to {a.output}")
     return 0
 
