@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from drsedge import choices
 from drsedge.deploy_defaults import OPSET, OPSET_MIN_STATIC
 from drsedge.errors import DrsedgeError, first_line, unknown_keys
 
@@ -69,7 +70,7 @@ def _check_train(v: dict | None, where: str) -> dict | None:
 
 class SyntheticSection(_Strict):
     clean: list[str]
-    preset: Literal["light", "medium", "heavy", "mixed", "raindrop", "rain+drop"] = "mixed"
+    preset: Literal[choices.SYNTH_PRESETS] = "mixed"
     per_image: PosInt = 1
     seed: NonNegInt = 0
     limit: PosInt | None = None
@@ -101,8 +102,8 @@ class PruneTeacherInit(_Strict):
 
     target_gmacs: PosFloat
     size: Annotated[list[Annotated[int, Field(gt=0, le=16384)]], Field(min_length=2, max_length=2)] = [256, 256]
-    scope: list[Literal["msfn", "attention", "heads", "streams", "depth"]] = ["depth", "msfn", "heads", "streams"]
-    importance: Literal["l1", "l2"] = "l2"  # widths by magnitude; depth by the measured output change (training crops)
+    scope: list[Literal[choices.DRSFORMER_PRUNE_SCOPES]] = ["depth", "msfn", "heads", "streams"]
+    importance: Literal[choices.WIDTH_IMPORTANCES] = "l2"  # widths by magnitude; depth by the measured output change (training crops)
 
 
 class InitFromPrunedTeacher(_Strict):
@@ -122,9 +123,9 @@ class StudentSection(_Strict):
 class PruneSection(_Strict):
     enabled: bool = False
     ratio: Annotated[float, Field(gt=0, lt=1)] = 0.5
-    importance: Literal["l1", "l2", "taylor"] = "l2"
+    importance: Literal[choices.PRUNE_IMPORTANCES] = "l2"
     # None: the family's default, as `drsedge prune` (DRSformer msfn; UDR-S2Former mlp + mffn; AST frfn)
-    scope: list[Literal["msfn", "attention", "heads", "streams", "depth", "mlp", "mffn", "frfn"]] | None = None
+    scope: list[Literal[choices.PRUNE_SCOPES]] | None = None
     iterations: PosInt = 1
     finetune: dict | None = None
 
@@ -135,17 +136,17 @@ class ExportSection(_Strict):
     opset: Annotated[int, Field(ge=OPSET_MIN_STATIC)] = OPSET  # 16: UDR-S2Former for TensorRT 8.5 (DRSformer exports need 17)
     # static-shape families: the ONNX's H, W (UDR-S2Former: multiples of 64, checked by the export)
     size: Annotated[list[Annotated[int, Field(gt=0, le=16384)]], Field(min_length=2, max_length=2)] | None = None
-    exporter: Literal["torchscript", "dynamo"] = "torchscript"
-    attention: Literal["native", "fused"] = "native"
+    exporter: Literal[choices.EXPORTERS] = "torchscript"
+    attention: Literal[choices.ATTENTION_EXPORTS] = "native"
     fp16_safe: bool = False
-    structure: Literal["deploy", "upstream"] = "deploy"  # deploy: re-parameterized + folded (drsedge.models.reparam)
+    structure: Literal[choices.STRUCTURES] = "deploy"  # deploy: re-parameterized + folded (drsedge.models.reparam)
     fp16: bool = False  # also write the mixed-precision FP16 ONNX (precision in the graph, for strongly typed TensorRT)
     fp16_frames: PosInt = 4  # with fp16: real frames that find the FP32 islands
 
 
 class QuantizeSection(_Strict):
-    backend: Literal["nncf", "ort", "modelopt"] = "nncf"
-    high_precision: Literal["fp32", "fp16"] = "fp32"  # modelopt: float type of the unquantized part (fp16 for TensorRT)
+    backend: Literal[choices.QUANT_BACKENDS] = "nncf"
+    high_precision: Literal[choices.HIGH_PRECISIONS] = "fp32"  # modelopt: float type of the unquantized part (fp16 for TensorRT)
     qat_steps: NonNegInt = 0  # > 0: quantization-aware fine-tuning (NNCF, distilled from the FP32 student) instead of PTQ
     qat_lr: PosFloat = 1e-5
     size: Mult8 = 128
@@ -159,7 +160,7 @@ class QuantizeSection(_Strict):
     val_limit: PosInt = 4
     max_steps: NonNegInt = 4  # keep-float units the budget search may add
     candidates: PosInt = 3  # units quantized and measured per keep-float step
-    granularity: Literal["stage", "module"] = "stage"  # keep-float unit: a top-level stage or a single module
+    granularity: Literal[choices.KEEP_FLOAT_UNITS] = "stage"  # keep-float unit: a top-level stage or a single module
 
     @model_validator(mode="after")
     def _backend_takes_it(self) -> QuantizeSection:

@@ -106,3 +106,29 @@ def test_cli_and_pipeline_build_the_same_student(flags):
                                     "teacher": {"checkpoint": "shipped:teacher"}, "student": {"model": kv(flags) or None}})
     assert student_config(cfg).to_dict() == cli.to_dict()
     assert type(cli).__name__ == {"udr_s2former": "UDRConfig", "ast": "ASTConfig"}.get(kv(flags).get("family"), "ModelConfig")
+
+
+def test_every_choice_list_is_written_once():
+    """The schema's Literals, the CLI's choices and the library's checks take their lists from drsedge/choices.py; no
+    module spells one out again (a tuple, list or set literal of the same strings), and the families agree."""
+    import ast
+    from pathlib import Path
+
+    from drsedge import choices
+    from drsedge.models.family import FAMILIES
+
+    lists = {frozenset(v): k for k, v in vars(choices).items() if k.isupper()}
+    found = []
+    for f in Path(choices.__file__).parent.rglob("*.py"):
+        if f.name == "choices.py":
+            continue
+        for n in ast.walk(ast.parse(f.read_text())):
+            if isinstance(n, (ast.Tuple, ast.List, ast.Set)) and len(n.elts) > 1 and all(
+                    isinstance(e, ast.Constant) and isinstance(e.value, str) for e in n.elts):
+                key = frozenset(e.value for e in n.elts)
+                if key in lists:
+                    found.append(f"{f.name}:{n.lineno} restates choices.{lists[key]}")
+    assert not found, found
+    builtin = [FAMILIES[n] for n in ("drsformer", "udr_s2former", "ast")]
+    assert set(choices.PRUNE_SCOPES) == set().union(*(f.prune_scopes for f in builtin))
+    assert FAMILIES["drsformer"].prune_scopes == choices.DRSFORMER_PRUNE_SCOPES

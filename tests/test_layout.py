@@ -6,7 +6,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "drsedge"
 # low to high; a module may import its own floor and any floor below it (README "Layout")
 FLOORS = [
-    {"errors", "fileio", "jsonio", "logs", "onnx_io", "onnx_graph", "weights", "deploy_defaults"},
+    {"errors", "fileio", "jsonio", "logs", "onnx_io", "onnx_graph", "weights", "deploy_defaults", "choices"},
     {"data", "ops"},
     {"models", "calibration"},
     {"backend"},

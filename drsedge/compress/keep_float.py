@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drsedge.calibration.calib import CalibrationSet
+from drsedge.choices import KEEP_FLOAT_UNITS
 from drsedge.data.folders import Pair
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
@@ -79,7 +80,7 @@ class SearchResult:
         return "\n".join(rows)
 
 
-GRANULARITIES = ("stage", "module")
+GRANULARITIES = KEEP_FLOAT_UNITS
 
 
 def _rank_units(jumps: list[tuple[str, float]], granularity: str) -> list[str]:

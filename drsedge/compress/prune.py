@@ -39,6 +39,7 @@ import copy
 import torch
 from torch import nn
 
+from drsedge.choices import DRSFORMER_PRUNE_SCOPES
 from drsedge.errors import DrsedgeError
 from drsedge.models.config import ModelConfig
 from drsedge.models.drsformer import FeedForward
@@ -294,7 +295,7 @@ def prune_heads(model: nn.Module, config: ModelConfig, ratio: float, importance:
     return pruned.eval(), cfg
 
 
-SCOPES = ("msfn", "attention", "heads", "streams", "depth")
+SCOPES = DRSFORMER_PRUNE_SCOPES
 
 
 def _carry_grads(src: nn.Module, dst: nn.Module) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from drsedge.choices import PRUNE_IMPORTANCES
 from drsedge.errors import DrsedgeError
 
-IMPORTANCES = ("l1", "l2", "taylor")
+IMPORTANCES = PRUNE_IMPORTANCES
 
 
 def check_kind(kind: str) -> None:

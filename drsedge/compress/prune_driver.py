@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 from torch import nn
 
+from drsedge.choices import DRSFORMER_PRUNE_SCOPES
 from drsedge.errors import DrsedgeError
 from drsedge.models.config import ModelConfig
 
-DRSFORMER_SCOPES = ("msfn", "attention", "heads", "streams", "depth")
+DRSFORMER_SCOPES = DRSFORMER_PRUNE_SCOPES
 
 
 def family_scopes(config, scopes=None) -> list[str]:

@@ -44,11 +44,12 @@ import onnx
 
 from drsedge import onnx_io
 from drsedge.calibration.calib import CalibrationSet
+from drsedge.choices import QUANT_BACKENDS
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
 from drsedge.logs import quiet_logger
 
-BACKENDS = ("nncf", "ort", "modelopt")
+BACKENDS = QUANT_BACKENDS
 # Op types kept in float: the attention score/probability path.
 FLOAT_OP_TYPES = ["TopK", "Softmax", "Where", "TopKSparseSoftmax", "Less", "GreaterOrEqual"]
 

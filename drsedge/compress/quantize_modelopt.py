@@ -36,11 +36,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from drsedge.choices import HIGH_PRECISIONS
 from drsedge.errors import DrsedgeError, first_line
 
 MISSING = ('NVIDIA ModelOpt is not installed: pip install -e ".[modelopt]" (nvidia-modelopt without its [onnx] extra, '
            "which would pull CUDA wheels and older onnx/onnxruntime)")
-HIGH_PRECISION = ("fp32", "fp16")
+HIGH_PRECISION = HIGH_PRECISIONS
 
 
 def to_opset19(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -40,6 +40,7 @@ from PIL import Image
 from scipy import ndimage, signal
 from skimage.draw import line_aa
 
+from drsedge.choices import SYNTH_PRESETS
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
 
@@ -71,7 +72,8 @@ PRESETS: dict[str, RainPreset] = {
 MIXED = "mixed"  # light, medium or heavy drawn per image (1/2, 1/4, 1/4)
 RAINDROP = "raindrop"  # adherent drops on the lens or its cover glass (render_drops)
 RAIN_AND_DROP = "rain+drop"  # medium streaks in the scene, then drops on the glass in front of them
-PRESET_NAMES = (*PRESETS, MIXED, RAINDROP, RAIN_AND_DROP)
+PRESET_NAMES = SYNTH_PRESETS  # = (*PRESETS, MIXED, RAINDROP, RAIN_AND_DROP)
+assert (*PRESETS, MIXED, RAINDROP, RAIN_AND_DROP) == PRESET_NAMES
 
 
 @dataclass(frozen=True)

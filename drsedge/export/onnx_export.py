@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from drsedge import choices
 from drsedge.deploy_defaults import OPSET, OPSET_MIN_STATIC
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
@@ -26,10 +27,10 @@ from drsedge.onnx_io import load_onnx
 
 OUTPUT_NAME = "derained"
 META_ATTENTION, META_FP16_SAFE = "drsedge.attention", "drsedge.fp16_safe"  # ONNX metadata_props keys
-EXPORTERS = ("torchscript", "dynamo")
+EXPORTERS = choices.EXPORTERS
 # "deploy": structurally re-parameterized blocks (drsedge.models.reparam) + onnxslim folding, the graph a runtime wants;
 # "upstream": the module structure as trained (upstream's chunk/cat, LayerNorm affine as its own ops), no folding.
-STRUCTURES = ("deploy", "upstream")
+STRUCTURES = choices.STRUCTURES
 META_STRUCTURE = "drsedge.structure"
 
 
@@ -113,7 +114,7 @@ def export_onnx(
         return _export_static(model, path, opset, exporter, size, attention, fp16_safe)
     if size is not None:
         raise DrsedgeError("--size / export.size is for static-shape families (UDR-S2Former); DRSformer exports have dynamic H/W")
-    if attention not in ("native", "fused"):
+    if attention not in choices.ATTENTION_EXPORTS:
         raise DrsedgeError(f"unknown attention export {attention!r}; use 'native' or 'fused'")
     model = model.eval()
     if structure == "deploy":

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from drsedge.choices import ATTENTION_EXPORTS
+
 from . import fp16_safe
 from .attention import assa_probs, topk_sizes, topk_sparse_probs
 from .mefc import subnet
@@ -377,7 +379,7 @@ def set_topk_mode(model: nn.Module, mode: str) -> None:
 
 def set_attention_impl(model: nn.Module, impl: str) -> None:
     """Route top-k attention through the native graph (``"native"``) or the fused custom op (``"fused"``)."""
-    if impl not in ("native", "fused"):
+    if impl not in ATTENTION_EXPORTS:
         raise ValueError(f"attention impl must be 'native' or 'fused', got {impl!r}")
     for m in model.modules():
         if isinstance(m, Attention):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from drsedge.choices import DRSFORMER_PRUNE_SCOPES
 from drsedge.errors import DrsedgeError
 
 
@@ -86,7 +87,7 @@ register(Family(
     name="drsformer", label="DRSformer", config="drsedge.models.config:ModelConfig", module="drsedge.models.drsformer:DRSformer",
     state_keys=("patch_embed.proj.weight",), config_from_state="drsedge.models.checkpoint:config_from_state_dict",
     static_export=False, size_multiple=8, parity="max_abs", tksa=True,
-    prune_scopes=("msfn", "attention", "heads", "streams", "depth"), default_prune_scopes=("msfn",), int8_float_modules=(),
+    prune_scopes=DRSFORMER_PRUNE_SCOPES, default_prune_scopes=("msfn",), int8_float_modules=(),
     output_conv="output", slicer="drsedge.compress.prune:prune_model", macs_target=True, student="drsedge.models.config:student_config"))
 register(Family(
     name="udr_s2former", label="UDR-S2Former", config="drsedge.models.udr_config:UDRConfig",

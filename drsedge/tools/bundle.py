@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from drsedge.choices import ATTENTION_EXPORTS
+
 from .args import POS, float_type
 
 
@@ -48,7 +50,7 @@ def register(sub) -> None:
     p.add_argument("--frames", type=POS, default=4, help="golden frames (default 4)")
     p.add_argument("--size", type=_hw, help="golden frame size HxW inside the profile (default: the profile's opt, 256x256; "
                    "static exports: their size)")
-    p.add_argument("--attention", choices=("native", "fused"), default="native", help="checkpoints: the export to bundle")
+    p.add_argument("--attention", choices=ATTENTION_EXPORTS, default="native", help="checkpoints: the export to bundle")
     p.add_argument("--margin", type=float_type(0.0, hi=40.0), default=3.0, help="dB below the fidelity measured here that the device may reach (default 3)")
     p.add_argument("--check", metavar="DIR", help="verify a bundle here: every sha256, then verify.py --runner onnxruntime")
     p.set_defaults(fn=cmd_bundle)

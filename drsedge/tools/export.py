@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from drsedge.choices import ONNX_PRECISIONS
 from drsedge.deploy_defaults import FRAME_TEXT
 from drsedge.run_config import ExportSection, cli_choice
 
@@ -48,7 +49,7 @@ def register(sub) -> None:
     p.add_argument("--check-pyop", action="store_true", help="with --attention fused: also check the onnxruntime-extensions kernel (slow)")
     p.add_argument("--attention", **cli_choice(ExportSection, "attention"),
                    help="fused: top-k attention as one drsedge::TopKSparseSoftmax node (TensorRT plugin; ONNX function fallback)")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+    p.add_argument("--precision", choices=ONNX_PRECISIONS, default="fp32",
                    help="fp16: mixed-precision ONNX (FP16 with FP32 islands where --images overflow FP16), for strongly typed TensorRT")
     p.add_argument("--images", nargs="+", metavar="DIR", help="with --precision fp16: real rainy frames (not the test set)")
     p.add_argument("--limit", type=POS, default=cli_choice(ExportSection, "fp16_frames")["default"], help="with --precision fp16: frames measured")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from drsedge.choices import DRSFORMER_PRUNE_SCOPES, WIDTH_IMPORTANCES
 from drsedge.errors import DrsedgeError
 
 from .args import POS, PRESETS, add_train_args, check_out_dir, float_type, model_config, samples, speed_kwargs, train_cfg, training_data
@@ -113,8 +114,8 @@ def register(sub) -> None:
                    help="start from a checkpoint (shipped:student), or from the teacher pruned to --target-gmacs (prune, then distill)")
     p.add_argument("--target-gmacs", type=float_type(0.0, inclusive=False), help="with --init prune-teacher: the student's GMACs at --size")
     p.add_argument("--size", "--hw", dest="size", type=POS, nargs=2, default=[256, 256], metavar=("H", "W"))
-    p.add_argument("--scope", nargs="+", choices=("depth", "msfn", "attention", "heads", "streams"),
+    p.add_argument("--scope", nargs="+", choices=DRSFORMER_PRUNE_SCOPES,
                    help="with --init prune-teacher: what to prune (default depth msfn heads streams)")
-    p.add_argument("--importance", choices=("l1", "l2"), default="l2", help="with --init prune-teacher: width importance")
+    p.add_argument("--importance", choices=WIDTH_IMPORTANCES, default="l2", help="with --init prune-teacher: width importance")
     add_train_args(p, 1000)
     p.set_defaults(fn=cmd_distill)
