@@ -26,7 +26,7 @@ from drsedge import choices
 from drsedge.deploy_defaults import OPSET, OPSET_MIN_STATIC
 from drsedge.errors import DrsedgeError, first_line, unknown_keys
 
-DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"  # the demo's run config (an ordinary, complete one)
 
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -261,34 +261,63 @@ def cli_choice(section: type[BaseModel], name: str) -> dict:
 
 
 def load_run_config(path: str | os.PathLike, overrides: dict | None = None) -> RunConfig:
-    """Read a run YAML (defaults from the demo config), apply ``overrides`` (nested dict) and validate it.
+    """Read a run YAML, apply ``overrides`` (nested dict) and validate it. A config stands alone (the schema's
+    defaults fill what it leaves out) unless it names a base with ``extends:`` (a shipped config's name, ``demo``, or
+    a path relative to it): then it is merged over that base, one level deep, key by key. Where the config's
+    ``teacher.model`` / ``student.model`` names another family than the base's, the base's model keys and weights
+    (``teacher.checkpoint``, ``student.init``) of that section do not apply.
 
     Raises:
-        DrsedgeError: missing or unparsable YAML, unknown section, any schema violation (one line with the key path).
+        DrsedgeError: missing or unparsable YAML, unknown section, a base that is missing or extends another, any
+            schema violation (one line with the key path).
     """
     path = Path(path)
-    try:
-        user = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise DrsedgeError(f"{path}: run config not found") from None
-    except yaml.YAMLError as e:
-        raise DrsedgeError(f"{path}: not valid YAML ({first_line(e)})") from None
-    base = yaml.safe_load(DEMO_CONFIG.read_text())
-    unknown = sorted(set(user) - set(base)) if isinstance(user, dict) else []
-    if unknown:
-        raise DrsedgeError(f"{path}: unknown section(s) {unknown}; valid: {sorted(base)}")
-    if not isinstance(user, dict):
-        raise DrsedgeError(f"{path}: a run config is a YAML mapping of sections ({sorted(base)}), not {type(user).__name__}")
-    cfg = _merge(_merge(base, user), overrides or {})
-    for section, weights in (("teacher", "checkpoint"), ("student", "init")):
-        # another model family: the demo's DRSformer model keys and shipped DRSformer weights do not apply
+    user = _read_yaml(path, "run config")
+    base = None
+    if "extends" in user:
+        ext = user.pop("extends")
+        if not isinstance(ext, str) or not ext:
+            raise DrsedgeError(f"{path}: extends: give a shipped config's name ({', '.join(shipped_configs())}) or a YAML path")
+        bpath = SHIPPED_CONFIGS / f"{ext}.yaml" if ext in shipped_configs() else (path.parent / ext)
+        base = _read_yaml(bpath, f"base config (extends: {ext})")
+        if "extends" in base:
+            raise DrsedgeError(f"{bpath}: a base config may not extend another (extends is one level deep)")
+    cfg = _merge(_merge(base or {}, user), overrides or {})
+    for section, weights in (("teacher", "checkpoint"), ("student", "init")) if base else ():
+        # another model family than the base's: the base's model keys and weights do not apply
         mine = {**((user.get(section) or {}) if isinstance(user.get(section), dict) else {}), **((overrides or {}).get(section) or {})}
         model = mine.get("model") if isinstance(mine.get("model"), dict) else {}
-        if model.get("family", "drsformer") != "drsformer" and isinstance(cfg.get(section), dict):
+        theirs = (base.get(section) or {}) if isinstance(base.get(section), dict) else {}
+        theirs = (theirs.get("model") or {}) if isinstance(theirs.get("model"), dict) else {}
+        if model.get("family", "drsformer") != theirs.get("family", "drsformer") and isinstance(cfg.get(section), dict):
             cfg[section]["model"] = copy.deepcopy(model)
             if weights not in mine:
                 cfg[section][weights] = None
     return validate_run_config(cfg, str(path))
+
+
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+
+
+def shipped_configs() -> list[str]:
+    """Names of the run configs shipped in ``drsedge/configs`` (``demo``, ``udr_raindrop``, ...)."""
+    return sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
+def _read_yaml(path: Path, what: str) -> dict:
+    try:
+        d = yaml.safe_load(path.read_text())
+    except (FileNotFoundError, IsADirectoryError):
+        raise DrsedgeError(f"{path}: {what} not found") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise DrsedgeError(f"{path}: not valid YAML ({first_line(e)})") from None
+    d = {} if d is None else d
+    if not isinstance(d, dict):
+        raise DrsedgeError(f"{path}: a run config is a YAML mapping of sections ({sorted(RunConfig.model_fields)}), not {type(d).__name__}")
+    unknown = sorted(set(d) - set(RunConfig.model_fields) - {"extends"})
+    if unknown:
+        raise DrsedgeError(f"{path}: unknown section(s) {unknown}; valid: {sorted(RunConfig.model_fields)} (and extends)")
+    return d
 
 
 def _merge(a: dict, b: dict) -> dict:

@@ -240,10 +240,36 @@ def _exit_code(argv) -> int:
                                          ("student: {model: {dimm: 8}}", "dimm")])
 def test_run_config_schema(tmp_path, capsys, text, needle):
     cfg = tmp_path / "run.yaml"
-    cfg.write_text(text)
+    cfg.write_text("extends: demo\n" + text)
     code = main(["pipeline", "--config", str(cfg), "--run-dir", str(tmp_path / "run")])
     _one_line(capsys, code, "run.yaml", needle)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text,needle", [("seed: 1", "data: Field required"),  # no hidden defaults layer: data is required
+                                         ("extends: nosuch.yaml", "base config (extends: nosuch.yaml) not found"),
+                                         ("extends: [demo]", "extends: give a shipped config's name"),
+                                         ("extends: base.yaml", "may not extend another")])
+def test_a_run_config_stands_alone_unless_it_extends_one_base(tmp_path, capsys, text, needle):
+    (tmp_path / "base.yaml").write_text("extends: demo\n")
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(text)
+    code = main(["pipeline", "--config", str(cfg), "--run-dir", str(tmp_path / "run")])
+    _one_line(capsys, code, needle)
+    assert not (tmp_path / "run").exists()
+
+
+def test_extends_merges_key_by_key_and_a_new_family_drops_the_bases_model():
+    from drsedge.run_config import load_run_config
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "run.yaml"
+        p.write_text("extends: demo\nquantize: {limit: 5}\nstudent: {model: {family: ast, embed_dim: 8}}\n")
+        cfg = load_run_config(p)
+    assert cfg.quantize.limit == 5 and cfg.quantize.size == 128 and cfg.data.test == "rain100L"  # the rest is demo's
+    assert cfg.student.model == {"family": "ast", "embed_dim": 8} and cfg.student.init is None  # not demo's DRSformer weights
 
 
 # 7. one run directory, one writer -------------------------------------------------------------------------

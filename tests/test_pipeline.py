@@ -12,6 +12,7 @@ from tests.conftest import one_error_line
 pytestmark = pytest.mark.slow  # trains or quantizes (CPU-sized); deselect with -m 'not slow'
 
 TINY = {
+    "extends": "demo",  # the demo config under these keys (a run config stands alone otherwise)
     "seed": 0,
     "data": {"test_limit": 2, "calibration": ["rain200H/train/input"], "unlabeled": ["real"],
              "synthetic": {"clean": ["clean/kodak24"], "preset": "light", "limit": 2}},

@@ -180,7 +180,7 @@ def test_params_ema_is_preferred_over_params(tmp_path):
 # -- late refusals, leftovers, modes, allocations --------------------------------------------------------------------
 def test_pipeline_refuses_held_out_calibration_before_any_stage(tmp_path, data_dir, capsys):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"run_dir: {tmp_path / 'run'}\ndata: {{root: {data_dir}, calibration: rain100L/input}}\n")
+    cfg.write_text(f"extends: demo\nrun_dir: {tmp_path / 'run'}\ndata: {{root: {data_dir}, calibration: rain100L/input}}\n")
     code = main(["pipeline", "--config", str(cfg)])
     _one_line(capsys, code, "calibration")
     run = tmp_path / "run"
