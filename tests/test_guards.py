@@ -260,9 +260,9 @@ def test_a_run_config_stands_alone_unless_it_extends_one_base(tmp_path, capsys, 
 
 
 def test_extends_merges_key_by_key_and_a_new_family_drops_the_bases_model():
-    from drsedge.run_config import load_run_config
-
     import tempfile
+
+    from drsedge.run_config import load_run_config
 
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "run.yaml"

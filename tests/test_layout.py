@@ -118,3 +118,14 @@ def test_no_file_level_import_cycle():
         if v not in state and visit(v, []):
             break
     assert not cycle, f"import cycle: {' -> '.join(cycle)}"
+
+
+def test_the_pipeline_imports_only_stages_and_its_run_config():
+    """pipeline.py holds the stage graph and the manifest; every rule and every library call sits in a stage, so the
+    module imports (also inside functions) only stages, run_config, fileio, jsonio and errors."""
+    allowed = {"stages", "run_config", "fileio", "jsonio", "errors"}
+    tree = ast.parse((PKG / "pipeline.py").read_text())
+    mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("drsedge")}
+    mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names if a.name.startswith("drsedge")}
+    assert mods and {m.split(".")[1] for m in mods} <= allowed, sorted(m for m in mods if m.split(".")[1] not in allowed)
+

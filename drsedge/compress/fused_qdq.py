@@ -25,9 +25,9 @@ def unfuse(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.NodeProto
     """
     from onnx import inliner
 
-    from drsedge.ops.topk_sparse_softmax.op import OP_DOMAIN, OP_TYPE
+    from drsedge.onnx_graph import is_fused
 
-    calls = [n for n in model.graph.node if n.domain == OP_DOMAIN and n.op_type == OP_TYPE]
+    calls = [n for n in model.graph.node if is_fused(n)]
     if not calls:
         return model, []
     before = {(n.domain, n.op_type, tuple(n.output)) for n in model.graph.node}
@@ -120,14 +120,13 @@ def fp32_fused_io(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     ``Cast(to=FLOAT)`` and each FP16 output is renamed and cast back (``Cast(to=FLOAT16)`` under the old name), as
     drsedge's own FP16 export keeps the op. Returns the model (changed in place) and the number of Casts added.
     """
-    from drsedge.onnx_graph import value_types
-    from drsedge.ops.topk_sparse_softmax.op import OP_DOMAIN, OP_TYPE
+    from drsedge.onnx_graph import is_fused, value_types
 
     types = value_types(model)
     half = onnx.TensorProto.FLOAT16
     out, added = [], 0
     for n in model.graph.node:
-        if not (n.domain == OP_DOMAIN and n.op_type == OP_TYPE):
+        if not is_fused(n):
             out.append(n)
             continue
         for k, name in enumerate(n.input):
@@ -146,7 +145,7 @@ def fp32_fused_io(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         out += [n, *after]
     if added:
         keep = [vi for vi in model.graph.value_info if not any(vi.name in (*n.input, *n.output) for n in out
-                                                               if n.domain == OP_DOMAIN and n.op_type == OP_TYPE)]
+                                                               if is_fused(n))]
         del model.graph.value_info[:]
         model.graph.value_info.extend(keep)
         del model.graph.node[:]

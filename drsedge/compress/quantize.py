@@ -48,41 +48,11 @@ from drsedge.choices import QUANT_BACKENDS
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
 from drsedge.logs import quiet_logger
+from drsedge.onnx_graph import activation_matmuls, adds_of, depthwise_convs, nodes_of_modules
 
 BACKENDS = QUANT_BACKENDS
 # Op types kept in float: the attention score/probability path.
 FLOAT_OP_TYPES = ["TopK", "Softmax", "Where", "TopKSparseSoftmax", "Less", "GreaterOrEqual"]
-
-
-def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
-    """Parse an ONNX file.
-
-    Raises:
-        DrsedgeError: missing or unparsable file.
-    """
-    from drsedge.onnx_io import load_onnx
-
-    return load_onnx(path, check=True)
-
-
-def _attention_matmuls(model: onnx.ModelProto) -> list[str]:
-    """Names of MatMul nodes in the attention (their inputs are 4-D activations, not weights)."""
-    inits = {i.name for i in model.graph.initializer}
-    return [n.name for n in model.graph.node if n.op_type == "MatMul" and not any(i in inits for i in n.input)]
-
-
-def _depthwise_convs(model: onnx.ModelProto) -> list[str]:
-    return [n.name for n in model.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
-
-
-def _adds_of_float_convs(model: onnx.ModelProto, float_convs: list[str]) -> list[str]:
-    """Adds whose every input is the output of a conv kept in float: the deploy MSFN's branch sum (two depthwise convs,
-    :class:`drsedge.models.reparam.MSFNDeploy`). Quantizing it buys no integer kernel (its producers and its ReLU
-    consumer stay float) and costs accuracy: the pre-ReLU sum has the widest range in the block (ModelOpt PTQ of the
-    shipped student: 30.0 dB fidelity on rain200H/test 1 with it quantized)."""
-    kept = set(float_convs)
-    producer = {o: n.name for n in model.graph.node for o in n.output}
-    return [n.name for n in model.graph.node if n.op_type == "Add" and n.input and all(producer.get(i) in kept for i in n.input)]
 
 
 def family_float_nodes(model: onnx.ModelProto) -> list[str]:
@@ -96,26 +66,6 @@ def family_float_nodes(model: onnx.ModelProto) -> list[str]:
     if fam is None or not fam.int8_float_modules:
         return []
     return [n.name for n in model.graph.node if n.name and any(m in module_path(n.name) for m in fam.int8_float_modules)]
-
-
-def nodes_of_modules(model: onnx.ModelProto, modules: list[str]) -> list[str]:
-    """ONNX node names that belong to the given PyTorch module paths (e.g. ``latent.1.attn``), via
-    :func:`drsedge.onnx_graph.module_path`.
-
-    Raises:
-        DrsedgeError: a module matches no node.
-    """
-    from drsedge.onnx_graph import module_path
-
-    out = []
-    for mod in modules:
-        hits = [n.name for n in model.graph.node if n.name and (module_path(n.name) + ".").startswith(mod.rstrip(".") + ".")]
-        if not hits:
-            paths = sorted({".".join(module_path(n.name)[:3]) for n in model.graph.node if n.name} - {""})
-            raise DrsedgeError(f"--keep-float {mod}: no ONNX node belongs to this module; modules of this graph look like "
-                               f"{', '.join(paths[:3])} (`drsedge localize` lists them)")
-        out += hits
-    return out
 
 
 def quantize_onnx(
@@ -172,10 +122,10 @@ def _check_finite_output(src, calib: CalibrationSet) -> None:
 def _quantize_onnx(src, dst, calib, backend, quantize_depthwise, keep_float, high_precision) -> Path:
     from .fused_qdq import INLINED, fp32_fused_io, refuse, unfuse
 
-    fused_model = load_onnx(src)
+    fused_model = onnx_io.load_onnx(src, check=True)
     model, calls = unfuse(fused_model)  # fused top-k calls inlined, quantized around, then put back (see fused_qdq)
-    float_convs = [] if quantize_depthwise else _depthwise_convs(model)
-    skip_nodes = _attention_matmuls(model) + float_convs + _adds_of_float_convs(model, float_convs)
+    float_convs = [] if quantize_depthwise else depthwise_convs(model)
+    skip_nodes = activation_matmuls(model) + float_convs + adds_of(model, float_convs)
     skip_nodes += nodes_of_modules(model, keep_float or [])
     skip_nodes += family_float_nodes(model)
     skip_nodes += [n.name for n in model.graph.node if INLINED in n.name]

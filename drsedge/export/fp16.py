@@ -68,9 +68,9 @@ def overflow_islands(onnx_path: str | os.PathLike, images: list[np.ndarray], pro
 
 def _fused_weight_producers(model) -> list[str]:
     """Nodes (the exporter's Identity copies) that feed a fused node's FP32 mixing weights."""
-    from drsedge.ops.topk_sparse_softmax import OP_DOMAIN, OP_TYPE
+    from drsedge.onnx_graph import is_fused
 
-    weights = {i for n in model.graph.node if n.domain == OP_DOMAIN and n.op_type == OP_TYPE for i in n.input[1:]}
+    weights = {i for n in model.graph.node if is_fused(n) for i in n.input[1:]}
     return [n.name for n in model.graph.node if any(o in weights for o in n.output)]
 
 

@@ -128,8 +128,9 @@ def evaluate_stages(
     """Evaluate ``stages`` (the first is the reference teacher) on ``pairs``.
 
     Args:
-        tile, overlap: square tiles in px (:func:`drsedge.runtime.tiling.restore`; overlap None: the
-            :func:`drsedge.runtime.limits.plan_tiles` default); a runner of a fixed-size model tiles on its own by the same policy.
+        tile: square tiles in px (:func:`drsedge.runtime.tiling.restore`); None: whole frames (a runner of a
+            fixed-size model tiles on its own, by :func:`drsedge.runtime.limits.plan_tiles`).
+        overlap: px shared by neighbouring tiles; None: the :func:`drsedge.runtime.limits.plan_tiles` default.
         budgets: stage name -> largest allowed PSNR drop in dB vs the previous stage.
         latency_hw: ``(H, W)`` for latency timing (median/p95 ms); None skips timing.
 

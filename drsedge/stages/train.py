@@ -85,6 +85,18 @@ def pruned_teacher(teacher_path: str | os.PathLike, spec, samples: list | None =
     return model.train(), cfg
 
 
+def train_options(d: dict | None, source: str):
+    """A training section (``teacher.train``, ``student.distill``, ``prune.finetune``) -> its
+    :class:`~drsedge.training.loop.TrainConfig`.
+
+    Raises:
+        DrsedgeError: an unknown key or a bad value, naming ``source``.
+    """
+    from drsedge.training.loop import TrainConfig
+
+    return TrainConfig.from_dict(d or {}, source)
+
+
 def student(options: StudentSection, teacher_path: str | os.PathLike, samples: list, out: str | os.PathLike, *, seed: int = 0,
             resume_key: str = "", progress: bool = True, log: Callable[[str], None] = print) -> StageResult:
     """Distill a student from the teacher at ``teacher_path`` on ``samples`` (paired and unlabeled decoded images) and

@@ -11,12 +11,11 @@ from .args import EXIT_BUDGET, POS, add_compare_args, float_type, hw
 
 
 def cmd_fp16_check(a) -> int:
-    from drsedge.calibration.calib import calibration_set
     from drsedge.export.fp16_range import FP16_MAX, fp16_overflows, fp16_ranges
-    from drsedge.export.onnx_export import static_square_side
+    from drsedge.stages import data
 
     ph, pw = hw(a.project)
-    images = calibration_set(a.images, size=static_square_side(a.onnx), limit=a.limit)  # a static export: crops of its size
+    images = data.calibration(a.images, None, a.limit, a.onnx)  # whole frames; a static export: crops of its size
     ranges = fp16_ranges(a.onnx, images.inputs, (ph, pw))
     bad = fp16_overflows(ranges)
     top = sorted(ranges, key=lambda r: -r.projected)[:10]

@@ -12,11 +12,10 @@ from .args import MULT8, NONNEG, POS, add_skip_copies, float_type, onnx_out
 
 
 def cmd_quantize(a) -> int:
-    from drsedge.calibration.calib import calibration_set
     from drsedge.data.folders import find_pairs
     from drsedge.fileio import refuse_overwrite
     from drsedge.run_config import make_options
-    from drsedge.stages import quantize
+    from drsedge.stages import data, quantize
 
     refuse_overwrite(a.output, [a.onnx], "INT8 output")
     from drsedge.export.onnx_export import static_square_side
@@ -34,7 +33,7 @@ def cmd_quantize(a) -> int:
     if quantize.method(opts) == "search" and not a.val:
         raise DrsedgeError("--budget / --min-fidelity need --val DIR: paired validation images (not the test set)")
     t0 = time.time()
-    inputs = quantize.QuantizeInputs(calibration_set(a.calib, size=opts.size, limit=opts.limit), a.onnx)
+    inputs = quantize.QuantizeInputs(data.calibration(a.calib, opts.size, opts.limit, a.onnx), a.onnx)
     if a.val:
         inputs.validation, inputs.validation_name = find_pairs(a.val, opts.val_limit), a.val
     res = quantize.run(opts, inputs, a.output)

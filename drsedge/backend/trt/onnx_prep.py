@@ -15,7 +15,7 @@ from pathlib import Path
 
 from drsedge.errors import DrsedgeError
 from drsedge.fileio import atomic_write
-from drsedge.onnx_graph import OP_DOMAIN, OP_TYPE, fused_nodes, graph_float_types, has_qdq
+from drsedge.onnx_graph import OP_DOMAIN, fused_nodes, graph_float_types, has_qdq, is_fused
 from drsedge.onnx_io import image_input, load_onnx
 
 PLUGIN_ATTRS = ("plugin_version", "plugin_namespace")
@@ -34,7 +34,7 @@ def strip_fused_functions(model):
     m = onnx.ModelProto()
     m.CopyFrom(model)
     for n in m.graph.node:
-        if n.domain == OP_DOMAIN and n.op_type == OP_TYPE:
+        if is_fused(n):
             have = {a.name for a in n.attribute}
             missing = [a for a in ("ks", *PLUGIN_ATTRS) if a not in have]
             if missing:

@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 
 from drsedge.errors import DrsedgeError
+from drsedge.onnx_graph import is_fused
 from drsedge.ops.topk_sparse_softmax.op import OP_DOMAIN, OP_TYPE
 
 PYOP_DOMAIN = "ai.onnx.contrib"  # onnxruntime-extensions registers Python ops in this domain only
@@ -76,7 +77,7 @@ def to_pyop_model(model):
     m.CopyFrom(model)
     n_fused = 0
     for node in m.graph.node:
-        if node.domain == OP_DOMAIN and node.op_type == OP_TYPE:
+        if is_fused(node):
             ks = next(list(a.ints) for a in node.attribute if a.name == "ks")
             del node.attribute[:]
             node.attribute.append(helper.make_attribute("ks_csv", ",".join(map(str, ks))))
