@@ -148,7 +148,8 @@ def taylor_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor) ->
 
 def ratio_for_macs(model: nn.Module, config: ModelConfig, target_macs: int, hw: tuple[int, int] = (256, 256), scopes=("msfn",),
                    probe=None) -> float:
-    """Smallest uniform ratio whose pruned model needs <= ``target_macs`` MACs at ``hw`` (bisection, 12 steps).
+    """Smallest uniform ratio whose pruned model needs <= ``target_macs`` MACs at ``hw`` (bisection, 12 steps) below
+    the largest ratio every scope can take (found to 1/64 of a ladder step: a narrow MSFN runs out of channels first).
 
     Raises:
         DrsedgeError: the target is below what pruning every MSFN to 2 channels reaches.
@@ -160,16 +161,29 @@ def ratio_for_macs(model: nn.Module, config: ModelConfig, target_macs: int, hw: 
 
         probe = block_importance(model, probe, "l2")
 
-    def macs(r: float) -> int:
-        return model_info(prune_model(model, config, r, "l2", scopes, probe)[0], *hw).macs
+    seen: dict[float, int] = {}
 
-    lo = 0.0
+    def macs(r: float) -> int:
+        if r not in seen:
+            seen[r] = model_info(prune_model(model, config, r, "l2", scopes, probe)[0], *hw).macs
+        return seen[r]
+
+    lo, refused = 0.0, None
     for hi in (0.99, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5) if "attention" not in scopes else (0.5,):
         try:  # the largest ratio every scope can take (a narrow MSFN runs out of channel pairs before 0.99)
             macs(hi)
             break
         except DrsedgeError:
-            continue
+            refused = hi
+    if refused is not None:  # the ladder's step is coarse: bisect between the last refused and the first taken ratio
+        bad = refused
+        for _ in range(6):
+            mid = (hi + bad) / 2
+            try:
+                macs(mid)
+                hi = mid
+            except DrsedgeError:
+                bad = mid
     if macs(hi) > target_macs:
         raise DrsedgeError(f"target {target_macs / 1e9:.3f} GMACs at {hw[0]}x{hw[1]} is out of reach by pruning "
                            f"{'+'.join(scopes)} (min {macs(hi) / 1e9:.3f})")
