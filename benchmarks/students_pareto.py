@@ -20,6 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+# the shipped models as reference points: Rain100L (all 100 pairs) from their model cards (drsedge/weights/*.md)
+SHIPPED = {
+    "shipped_student": {"model": "shipped:student", "arm": "shipped", "steps": None, "seed": 0, "rain100L_all": {"psnr": 29.09, "ci95": [28.40, 29.73]}},
+    "shipped_teacher": {"model": "shipped:teacher", "arm": "shipped", "steps": None, "seed": 0, "rain100L_all": {"psnr": 31.04, "ci95": [30.32, 31.72]}},
+}
+
 
 def time_interleaved(runners: dict, x: np.ndarray, runs: int) -> dict[str, float]:
     """Median ms per runner, calls interleaved after one warm-up each."""
@@ -39,6 +45,7 @@ def main() -> None:
     ap.add_argument("--results", nargs="+", type=Path, default=[Path("benchmarks/results/bench_students.json")])
     ap.add_argument("--runs-dir", type=Path, default=Path("runs/bench_students"), help="where bench_students.py trained the models")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--no-shipped", dest="shipped", action="store_false", help="leave out the shipped student and teacher")
     ap.add_argument("--hw", type=int, nargs=2, default=[720, 1280])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/students_pareto.json"))
     ap.add_argument("--plot", type=Path, default=Path("docs/students_pareto.png"))
@@ -51,15 +58,22 @@ def main() -> None:
 
     rows = []
     x = np.random.default_rng(0).random((1, 3, *a.hw), dtype=np.float32)
+    from drsedge.models.info import model_info
+    from drsedge.weights import resolve
+
+    sources = [(f, json.loads(f.read_text())) for f in a.results] + ([("model cards", SHIPPED)] if a.shipped else [])
     with tempfile.TemporaryDirectory(prefix="drsedge-pareto-") as d:
-        for res_file in a.results:
-            for key, r in json.loads(res_file.read_text()).items():
-                model_path = next((p for p in (a.runs_dir / key / "model.safetensors", Path(str(r.get("model", ""))))
-                                   if p.is_file()), None)
+        for res_file, results in sources:
+            for key, r in results.items():
+                cands = [a.runs_dir / key / "model.safetensors"] + ([Path(resolve(r["model"]))] if r.get("model") else [])
+                model_path = next((p for p in cands if p.is_file()), None)
                 if model_path is None:
                     print(f"{key}: model not found under {a.runs_dir}; skipped")
                     continue
                 model, _ = load_any(model_path)
+                if "params" not in r:
+                    info = model_info(model, 256, 256)
+                    r = {**r, "params": info.params, "gmacs_256": info.gmacs}
                 onnx_path = export_onnx(model, Path(d) / f"{key}.onnx")
                 ms = time_interleaved({"onnxruntime": OnnxModel(onnx_path, threads=2), "openvino": OpenVinoModel(onnx_path, threads=2)}, x, a.runs)
                 rl = r["rain100L_all"]
@@ -84,7 +98,7 @@ def main() -> None:
             err = np.array([[p - r["rain100L_ci95"][0] for p, r in zip(ps, pts)], [r["rain100L_ci95"][1] - p for p, r in zip(ps, pts)]])
             ax.errorbar(lat, ps, yerr=err, fmt="o", capsize=3, label=arm)
             for r in pts:
-                ax.annotate(f"{r['gmacs_256']:.2f} GMACs, {r['steps']} st", (r["ms_720p_onnxruntime"], r["rain100L_psnr"]), fontsize=7,
+                ax.annotate(f"{r['gmacs_256']:.2f} GMACs" + (f", {r['steps']} st" if r['steps'] else ""), (r["ms_720p_onnxruntime"], r["rain100L_psnr"]), fontsize=7,
                             xytext=(4, 4), textcoords="offset points")
         ax.set_xlabel(f"ONNX Runtime CPU latency @ {a.hw[0]}x{a.hw[1]} (ms, median of {a.runs}, 2 threads)")
         ax.set_ylabel("PSNR-Y on Rain100L, all 100 pairs (dB, 95 % CI)")

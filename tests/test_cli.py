@@ -8,6 +8,7 @@ import torch
 
 from drsedge.cli import main
 from drsedge.models import ModelConfig, save_model, student_config
+from tests.conftest import one_error_line
 
 
 def run(capsys, *argv):
@@ -30,11 +31,10 @@ def test_info_counts_paper_model(capsys):
 
 
 def _one_error_line(code, err, *needles):
-    assert code == 2
-    lines = [ln for ln in err.strip().splitlines() if ln]
-    assert len(lines) == 1 and lines[0].startswith("drsedge: error: "), err
-    for n in needles:
-        assert n in lines[0], lines[0]
+    """Exit 2 and stderr is nothing but the one error line (:func:`tests.conftest.one_error_line`)."""
+    assert code == 2, err
+    one_error_line(err, *needles)
+    assert len([ln for ln in err.splitlines() if ln.strip()]) == 1, err
 
 
 def test_empty_folder_and_unpaired(capsys, tmp_path, data_dir):
