@@ -97,6 +97,42 @@ def train_options(d: dict | None, source: str):
     return TrainConfig.from_dict(d or {}, source)
 
 
+def initial_student(init, model: dict | None, teacher_path: str | os.PathLike, samples: Callable[[], list] | None = None, *,
+                    seed: int = 0, source: str = "student.model"):
+    """The student distillation starts from, the one rule of ``drsedge distill`` and the pipeline's student stage:
+
+    * ``init`` a checkpoint name or path (``shipped:student``): that model and its own config;
+    * ``init`` a :class:`~drsedge.run_config.PruneTeacherInit`: the teacher pruned to its MACs target
+      (:func:`pruned_teacher`; depth ranked on crops of ``samples()`` when ``depth`` is in its scope);
+    * None: ``model`` (options on the family's default student, :func:`~drsedge.models.family.student_from_dict`)
+      built after ``torch.manual_seed(seed)``.
+
+    The global RNG is seeded with ``seed`` before the model is returned either way. Returns ``(model, config, warm)``;
+    ``warm``: a trained start (no zero-initialised output conv).
+
+    Raises:
+        DrsedgeError: an unreadable checkpoint, a bad model option (naming ``source``), a MACs target out of reach.
+    """
+    import torch
+
+    if isinstance(init, str):
+        from drsedge.models.checkpoint import load_any
+        from drsedge.weights import resolve
+
+        net, cfg = load_any(resolve(init))
+        net.train()
+    elif init is not None:  # the teacher pruned to the student's size, then distilled (Minitron's order)
+        net, cfg = pruned_teacher(teacher_path, init, samples() if samples is not None and "depth" in init.scope else None)
+    else:
+        from drsedge.models.family import student_from_dict
+
+        cfg = student_from_dict(model, source)
+        torch.manual_seed(seed)
+        return cfg.build(), cfg, False
+    torch.manual_seed(seed)
+    return net, cfg, True
+
+
 def student(options: StudentSection, teacher_path: str | os.PathLike, samples: list, out: str | os.PathLike, *, seed: int = 0,
             resume_key: str = "", progress: bool = True, log: Callable[[str], None] = print) -> StageResult:
     """Distill a student from the teacher at ``teacher_path`` on ``samples`` (paired and unlabeled decoded images) and
@@ -106,27 +142,16 @@ def student(options: StudentSection, teacher_path: str | os.PathLike, samples: l
 
     Artifacts: ``model``. Metrics: final loss, steps trained, number of training images.
     """
-    import torch
-
     from drsedge.data.sampling import CropSampler
-    from drsedge.models.checkpoint import load_any, load_model, save_model
-    from drsedge.models.family import student_from_dict
+    from drsedge.models.checkpoint import load_model, save_model
     from drsedge.training.loop import TrainConfig, train
 
     out = Path(out)
     teacher_model, _ = load_model(teacher_path)
-    mcfg = student_from_dict(options.model, "student.model")
-    init = None
-    if isinstance(options.init, str):
-        from drsedge.weights import resolve
-
-        init, mcfg = load_any(resolve(options.init))
-    elif options.init is not None:  # the teacher pruned to the student's size, then distilled (Minitron's order)
-        init, mcfg = pruned_teacher(teacher_path, options.init.prune_teacher, samples)
+    init = options.init.prune_teacher if options.init is not None and not isinstance(options.init, str) else options.init
+    model, mcfg, warm = initial_student(init, options.model, teacher_path, lambda: samples, seed=seed, source="student.model")
     dcfg = TrainConfig.from_dict({**(options.distill or {}), "seed": seed}, "student.distill")
-    torch.manual_seed(seed)
-    model = init if init is not None else mcfg.build()
-    if init is not None:
+    if warm:
         dcfg.zero_init_output = False
     res = train(model, CropSampler(samples, dcfg.patch, dcfg.batch_size, dcfg.seed), dcfg, out.parent, teacher=teacher_model, resume=True,
                 progress=progress, key=resume_key, log=log)

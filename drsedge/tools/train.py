@@ -7,7 +7,7 @@ from pathlib import Path
 from drsedge.choices import DRSFORMER_PRUNE_SCOPES, WIDTH_IMPORTANCES
 from drsedge.errors import DrsedgeError
 
-from .args import POS, PRESETS, add_train_args, check_out_dir, float_type, model_config, samples, speed_kwargs, train_cfg, training_data
+from .args import POS, PRESETS, add_train_args, check_out_dir, float_type, kv, model_config, samples, speed_kwargs, train_cfg, training_data
 
 
 def model_macs(model, size) -> int:
@@ -60,36 +60,30 @@ def cmd_train_teacher(a) -> int:
 
 
 def cmd_distill(a) -> int:
-    import torch
-
     from drsedge.models.checkpoint import load_any, save_model
+    from drsedge.stages.train import initial_student
     from drsedge.training.loop import train
 
     check_out_dir(a.out)
     teacher, _ = load_any(a.teacher)
     tcfg = train_cfg(a, lambda_kd=a.lambda_kd, feature_weight=a.feature_weight, feature_levels=a.feature_levels)
-    torch.manual_seed(tcfg.seed)
+    init = a.init
     if a.init == "prune-teacher":  # Minitron's order: the teacher pruned to the target MACs, then distilled
         from drsedge.run_config import PruneTeacherInit, make_options
-        from drsedge.stages.train import pruned_teacher
 
         if a.target_gmacs is None:
             raise DrsedgeError("--init prune-teacher needs --target-gmacs G (the student's MACs at --size H W)")
-        spec = make_options(PruneTeacherInit, "drsedge distill --init prune-teacher", target_gmacs=a.target_gmacs, size=list(a.size),
+        init = make_options(PruneTeacherInit, "drsedge distill --init prune-teacher", target_gmacs=a.target_gmacs, size=list(a.size),
                             **({"scope": a.scope} if a.scope else {}), importance=a.importance)
-        model, cfg = pruned_teacher(a.teacher, spec, samples(a, paired_only=False) if "depth" in spec.scope else None)
+    elif a.target_gmacs is not None:
+        raise DrsedgeError("--target-gmacs is for --init prune-teacher")
+    model, cfg, warm = initial_student(init, kv(a.model), a.teacher, lambda: samples(a, paired_only=False), seed=tcfg.seed,
+                                       source="--model")
+    if warm:
         tcfg.zero_init_output = False
-        print(f"initial student: the teacher pruned to {model_macs(model, spec.size) / 1e9:.3f} GMACs at "
-              f"{spec.size[0]}x{spec.size[1]} ({'+'.join(spec.scope)})")
-    elif a.init:
-        model, cfg = load_any(a.init)
-        model.train()
-        tcfg.zero_init_output = False
-    else:
-        if a.target_gmacs is not None:
-            raise DrsedgeError("--target-gmacs is for --init prune-teacher")
-        cfg = model_config("student", a.model)
-        model = cfg.build()
+    if a.init == "prune-teacher":
+        print(f"initial student: the teacher pruned to {model_macs(model, init.size) / 1e9:.3f} GMACs at "
+              f"{init.size[0]}x{init.size[1]} ({'+'.join(init.scope)})")
     res = train(model, training_data(a, False, tcfg), tcfg, a.out, teacher=teacher, resume=a.resume,
                 stale="refuse", device=a.device, precision=a.precision, stop_after=a.stop_after, workers=a.workers, **_validation(a, cfg),
                 **speed_kwargs(a))
