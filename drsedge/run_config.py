@@ -167,6 +167,13 @@ class QuantizeSection(_Strict):
         if self.high_precision != "fp32" and self.backend != "modelopt":  # nncf and ort write FP32 around the Q/DQ
             raise ValueError(f"high_precision {self.high_precision} (--high-precision) is a modelopt option; the {self.backend} backend keeps the "
                              "unquantized part in FP32: drop it, or use backend modelopt")
+        if self.qat_steps:  # QAT is NNCF's fake quantizers on the PyTorch student (stages/quantize._qat): nothing else applies
+            ignored = [n for n, bad in (("backend " + self.backend, self.backend != "nncf"), ("budget_db", self.budget_db is not None),
+                                        ("min_fidelity_db", self.min_fidelity_db is not None), ("keep_float", bool(self.keep_float)),
+                                        ("quantize_depthwise", self.quantize_depthwise)) if bad]
+            if ignored:
+                raise ValueError(f"qat_steps {self.qat_steps}: quantization-aware training (NNCF) does not take {', '.join(ignored)}; "
+                                 "drop them, or set qat_steps 0 for post-training quantization")
         return self
 
 

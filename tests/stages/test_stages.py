@@ -69,7 +69,11 @@ def test_search_passes_every_option_and_a_miss_is_a_budget_error(monkeypatch, tm
 def test_method_dispatch():
     assert quantize.method(QuantizeSection()) == "ptq"
     assert quantize.method(QuantizeSection(min_fidelity_db=45)) == "search"
-    assert quantize.method(QuantizeSection(qat_steps=3, budget_db=1)) == "qat"
+    assert quantize.method(QuantizeSection(qat_steps=3)) == "qat"
+    # QAT takes none of PTQ's options: each was silently ignored before
+    for extra in ({"budget_db": 1}, {"backend": "ort"}, {"keep_float": ["latent"]}, {"quantize_depthwise": True}):
+        with pytest.raises(ValueError, match="does not take"):
+            QuantizeSection(qat_steps=3, **extra)
 
 
 def test_a_budget_for_an_unknown_stage_is_refused(tmp_path):
