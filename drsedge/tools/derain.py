@@ -6,7 +6,8 @@ from pathlib import Path
 
 from drsedge.errors import DrsedgeError
 
-from .args import MULT8, NONNEG, add_plugin_arg
+from .args import add_plugin_arg
+from .args.tiling import add_tiling_args
 
 
 def _targets(src: Path, output: str) -> list[tuple[Path, Path]]:
@@ -63,6 +64,5 @@ def register(sub) -> None:
     p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt", "openvino"), default="cpu",
                    help="ONNX models: ONNX Runtime execution provider, or openvino (OpenVINO CPU runtime; INT8 Q/DQ runs as INT8)")
     add_plugin_arg(p)
-    p.add_argument("--tile", type=MULT8, help="tile side in px; default: whole images, or the largest tile the model takes")
-    p.add_argument("--tile-overlap", type=NONNEG, help="px shared by neighbouring tiles (default 32, at most a quarter of --tile)")
+    add_tiling_args(p)
     p.set_defaults(fn=cmd_derain)

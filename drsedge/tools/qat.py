@@ -7,11 +7,13 @@ import time
 from drsedge.errors import DrsedgeError
 from drsedge.run_config import QuantizeSection
 
-from .args import MULT8, NONNEG, POS, add_skip_copies, float_type, onnx_out, training_data
+from .args import MULT8, NONNEG, POS, float_type, onnx_out, training_data
+from .args.calibration import CalibrationArgs
+
+CALIBRATION = CalibrationArgs(crop_from_model=False)
 
 
 def cmd_qat(a) -> int:
-    from drsedge.calibration.calib import calibration_set
     from drsedge.fileio import refuse_overwrite
     from drsedge.run_config import make_options
     from drsedge.stages import quantize
@@ -23,7 +25,7 @@ def cmd_qat(a) -> int:
     opts = make_options(QuantizeSection, "drsedge qat", {"qat_steps": "--steps", "qat_lr": "--lr", "qat_batch_size": "--batch-size", "qat_patch": "--patch", "size": "--crop"}, qat_steps=a.steps, qat_lr=a.lr, qat_batch_size=a.batch_size, qat_patch=a.patch,
                         size=a.size, limit=a.limit)
     t0 = time.time()
-    inputs = quantize.QuantizeInputs(calibration_set(a.calib, size=opts.size, limit=opts.limit), model=a.model, teacher=a.teacher,
+    inputs = quantize.QuantizeInputs(CALIBRATION.parse(a), model=a.model, teacher=a.teacher,
                                      training=lambda cfg: training_data(a, False, cfg))
     res = quantize.run(opts, inputs, a.output, how="qat", seed=a.seed, progress=not a.quiet, device=a.device, precision=a.precision)
     m = res.metrics
@@ -39,13 +41,10 @@ def _default(field: str):
 def register(sub) -> None:
     p = sub.add_parser("qat", help="quantization-aware fine-tuning (NNCF) of a student into an INT8 Q/DQ ONNX")
     p.add_argument("model", help="student checkpoint (.safetensors, shipped:student)")
-    p.add_argument("--calib", nargs="+", required=True, metavar="DIR", help="rainy images for the initial ranges (not the test set)")
-    add_skip_copies(p)
+    CALIBRATION.add(p)
     p.add_argument("-o", "--output", required=True, type=onnx_out, help="INT8 Q/DQ ONNX to write (.onnx)")
     p.add_argument("--teacher", help="distil from this model (default: the FP32 student itself, which keeps the INT8 output close to it)")
     p.add_argument("--unlabeled", nargs="+", metavar="DIR", help="rainy images without ground truth (teacher terms only)")
-    p.add_argument("--crop", "--size", dest="size", type=MULT8, default=_default("size"), help="calibration crop side in px")
-    p.add_argument("--limit", type=POS, default=_default("limit"), help="number of calibration images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--train", nargs="+", metavar="DIR", help="paired folders (not the test set)")
     # quantize.qat_steps is 0 in a run config (0 there means PTQ); `drsedge qat` is asked for QAT, so it trains 200 steps

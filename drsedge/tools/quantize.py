@@ -3,37 +3,33 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from drsedge.errors import DrsedgeError
 from drsedge.run_config import QuantizeSection, cli_choice
 
-from .args import MULT8, NONNEG, POS, add_skip_copies, float_type, onnx_out
+from .args import NONNEG, POS, float_type, onnx_out
+from .args.calibration import CalibrationArgs
+
+CALIBRATION = CalibrationArgs(crop_from_model=True)
 
 
 def cmd_quantize(a) -> int:
     from drsedge.data.folders import find_pairs
     from drsedge.fileio import refuse_overwrite
     from drsedge.run_config import make_options
-    from drsedge.stages import data, quantize
+    from drsedge.stages import quantize
 
     refuse_overwrite(a.output, [a.onnx], "INT8 output")
-    from drsedge.export.onnx_export import static_square_side
-
-    # a static export (UDR-S2Former) takes crops of its own size only; a missing ONNX is refused after the calibration
-    # images' held-out check, as before
-    side = static_square_side(a.onnx) if Path(a.onnx).is_file() else None
-    if side and a.size is not None and a.size != side:
-        raise DrsedgeError(f"--crop {a.size}: {a.onnx} is a static export that takes only {side}x{side} inputs; drop --crop "
-                           f"(its size is used) or pass --crop {side}")
-    opts = make_options(QuantizeSection, "drsedge quantize", {"size": "--crop", "budget_db": "--budget", "min_fidelity_db": "--min-fidelity"}, backend=a.backend, high_precision=a.high_precision, size=side or a.size or QuantizeSection().size, limit=a.limit,
+    # a static export (UDR-S2Former, AST) takes crops of its own size only; a missing ONNX is refused after the
+    # calibration images' held-out check
+    opts = make_options(QuantizeSection, "drsedge quantize", {"size": "--crop", "budget_db": "--budget", "min_fidelity_db": "--min-fidelity"}, backend=a.backend, high_precision=a.high_precision, size=CALIBRATION.crop(a, a.onnx), limit=a.limit,
                         quantize_depthwise=a.quantize_depthwise, keep_float=a.keep_float, budget_db=a.budget,
                         min_fidelity_db=a.min_fidelity, val_limit=a.val_limit, max_steps=a.max_steps, candidates=a.candidates,
                         granularity=a.granularity)
     if quantize.method(opts) == "search" and not a.val:
         raise DrsedgeError("--budget / --min-fidelity need --val DIR: paired validation images (not the test set)")
     t0 = time.time()
-    inputs = quantize.QuantizeInputs(data.calibration(a.calib, opts.size, opts.limit, a.onnx), a.onnx)
+    inputs = quantize.QuantizeInputs(CALIBRATION.parse(a, a.onnx), a.onnx)
     if a.val:
         inputs.validation, inputs.validation_name = find_pairs(a.val, opts.val_limit), a.val
     res = quantize.run(opts, inputs, a.output)
@@ -49,17 +45,13 @@ def cmd_quantize(a) -> int:
 def register(sub) -> None:
     p = sub.add_parser("quantize", help="INT8 Q/DQ ONNX by post-training quantization on real rainy images")
     p.add_argument("onnx")
-    p.add_argument("--calib", nargs="+", required=True, metavar="DIR", help="folders of rainy images (not the test set)")
-    add_skip_copies(p)
+    CALIBRATION.add(p)
     p.add_argument("-o", "--output", required=True, type=onnx_out, help="INT8 Q/DQ ONNX to write (.onnx)")
     p.add_argument("--backend", **cli_choice(QuantizeSection, "backend"),
                    help="nncf: Q/DQ on weighted-op inputs (TensorRT/OpenVINO); ort: ONNX Runtime QDQ (fuses into "
                         "QLinearConv on ORT CPU); modelopt: NVIDIA ModelOpt PTQ (TensorRT placement; pip install -e '.[modelopt]')")
     p.add_argument("--high-precision", **cli_choice(QuantizeSection, "high_precision"),
                    help="modelopt: float type of the unquantized part (fp16 for TensorRT targets, fp32 for CPU)")
-    p.add_argument("--crop", "--size", dest="size", type=MULT8,
-                   help=f"calibration crop side in px (multiple of 8; default {QuantizeSection().size}, a static export's own size)")
-    p.add_argument("--limit", type=POS, default=cli_choice(QuantizeSection, "limit")["default"], help="number of calibration images")
     p.add_argument("--quantize-depthwise", action="store_true", help="also quantize depthwise convs (slower in ORT CPU here)")
     p.add_argument("--keep-float", nargs="+", metavar="MODULE", help="PyTorch modules to keep in float, e.g. latent.1.attn (see `drsedge localize`)")
     p.add_argument("--budget", type=float_type(), metavar="DB",

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from drsedge.errors import raise_terminated
 
-from .args import MULT8, NONNEG, POS, add_plugin_arg
+from .args import POS, add_plugin_arg
+from .args.tiling import add_tiling_args
 
 
 def cmd_stream(a) -> int:
@@ -67,9 +68,7 @@ def register(sub) -> None:
     p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt", "openvino"), default="cpu",
                    help="ONNX models: ONNX Runtime execution provider, or openvino (OpenVINO CPU runtime; INT8 Q/DQ runs as INT8)")
     add_plugin_arg(p)
-    p.add_argument("--tile", type=MULT8, help="tile side in px (multiple of 8); default: whole frames, or the largest tile the "
-                   "model takes when a frame exceeds its static shape or engine profile")
-    p.add_argument("--tile-overlap", type=NONNEG, help="overlap of neighbouring tiles in px, averaged (default 32, at most a quarter of --tile)")
+    add_tiling_args(p)
     p.add_argument("--side-by-side", action="store_true", help="write input | derained")
     p.add_argument("--max-frames", type=POS)
     p.add_argument("--reference", metavar="DIR", help="clean frames in the same order: per-frame PSNR-Y and temporal flicker")

@@ -209,8 +209,6 @@ def add_plugin_arg(p) -> None:
                    "see native/topk_sparse_softmax/README.md")
 
 
-
-
 def add_skip_copies(p) -> None:
     """``--skip-held-out-copies``: the CLI runs the command inside :func:`drsedge.data.heldout.leave_out_copies`."""
     p.add_argument("--skip-held-out-copies", action="store_true",
