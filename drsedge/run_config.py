@@ -316,6 +316,8 @@ def _read_yaml(path: Path, what: str) -> dict:
         d = yaml.safe_load(path.read_text())
     except (FileNotFoundError, IsADirectoryError):
         raise DrsedgeError(f"{path}: {what} not found") from None
+    except OSError as e:  # unreadable (permissions, I/O)
+        raise DrsedgeError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise DrsedgeError(f"{path}: not valid YAML ({first_line(e)})") from None
     d = {} if d is None else d
