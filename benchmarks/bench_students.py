@@ -12,6 +12,8 @@ to choose anything), with the 95 % bootstrap CI of the mean. Runs resume (``--re
 
     python benchmarks/bench_students.py --steps 1500 [--arms scratch_kd pruned_kd] [--sizes 2.15 0.51] [--seeds 0 1 2] \\
         [--out benchmarks/results/bench_students.json]
+    python benchmarks/bench_students.py --table     # the results table
+    python benchmarks/bench_students.py --paired    # paired differences on the same 100 images (per-image PSNR in *_per_image.json)
 """
 
 from __future__ import annotations
@@ -56,7 +58,60 @@ def score(model_path: Path, data: Path) -> dict:
         rep = evaluate_stages([Stage("m", run, "torch")], find_pairs(folder), latency_hw=None, progress=False)
         per = [r["psnr"] for r in rep.stages[0].per_image.values()]
         out[name] = {"psnr": rep.stages[0].psnr, "ssim": rep.stages[0].ssim, "ci95": paired_ci(per), "n": len(per)}
+        if name == "rain100L_all":
+            out["per_image_psnr"] = {n: round(r["psnr"], 4) for n, r in rep.stages[0].per_image.items()}
     return out
+
+
+def save_per_image(path: Path, key: str, per: dict[str, float]) -> None:
+    """Merge one result's per-image Rain100L PSNR into ``path`` (re-read just before the atomic write)."""
+    cur = json.loads(path.read_text()) if path.is_file() else {}
+    cur[key] = per
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(cur, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def paired(a, res: dict) -> str:
+    """Markdown: every result against its size's ``scratch_kd`` seed-0 reference and against the shipped student, as the
+    mean per-image PSNR difference on the same 100 Rain100L pairs with its 95 % paired BCa bootstrap CI
+    (``drsedge.metrics.drift.paired_ci``). Scores results without per-image values first (models under ``--runs``)."""
+    from drsedge.metrics.drift import paired_ci
+    from drsedge.weights import resolve
+
+    pf = per_image_path(a.out)
+    per = json.loads(pf.read_text()) if pf.is_file() else {}
+    todo = [k for k in res if k not in per and (a.runs / k / "model.safetensors").is_file()]
+    todo += [k for k in REFERENCES if k not in per]
+    for k in todo:
+        print(f"scoring {k} per image ...", flush=True)
+        model = a.runs / k / "model.safetensors" if k in res else Path(resolve(REFERENCES[k]))
+        per[k] = score(model, a.data)["per_image_psnr"]
+        save_per_image(pf, k, per[k])
+
+    def diff(k, ref):
+        if k not in per or ref not in per:
+            return "n/a"
+        d = [per[k][n] - per[ref][n] for n in per[ref]]
+        lo, hi = paired_ci(d)
+        return f"{sum(d) / len(d):+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+    rows = ["| size (GMACs @256²) | arm | seed | Rain100L | Δ vs scratch_kd seed 0 [95 % CI] | Δ vs shipped student [95 % CI] |",
+            "|---|---|---|---|---|---|"]
+    order = list(ARMS)
+    for k, r in sorted(res.items(), key=lambda kr: (-kr[1]["size_gmacs"], order.index(kr[1]["arm"]), kr[1]["seed"])):
+        ref = f"scratch_kd_g{r['size_gmacs']:g}_s0_{r['steps']}"
+        rows.append(f"| {r['size_gmacs']} | {r['arm']} | {r['seed']} | {r['rain100L_all']['psnr']:.2f} | "
+                    f"{'(reference)' if k == ref else diff(k, ref)} | {diff(k, 'shipped_student')} |")
+    return "\n".join(rows)
+
+
+def per_image_path(out: Path) -> Path:
+    return out.with_name(out.stem + "_per_image.json")
+
+
+# reference models scored per image for the paired table (never trained here)
+REFERENCES = {"shipped_student": "shipped:student"}
 
 
 def main() -> None:
@@ -69,10 +124,15 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("runs/bench_students"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_students.json"))
     ap.add_argument("--table", action="store_true", help="print the results in --out as a markdown table and exit (no training)")
+    ap.add_argument("--paired", action="store_true",
+                    help="print every result's paired Rain100L difference to its size's scratch_kd seed 0 and to the shipped student, and exit")
     a = ap.parse_args()
     res = json.loads(a.out.read_text()) if a.out.is_file() else {}
     if a.table:
         print(table(res))
+        return
+    if a.paired:
+        print(paired(a, res))
         return
     from drsedge.cli import main as cli
 
@@ -110,8 +170,10 @@ def run_arm(a, res: dict, cli, arm: str, size: str, seed: int) -> None:
         code = cli(cmd)
         if code:
             raise SystemExit(f"{key}: distill exited {code}")
+    scores = score(out / "model.safetensors", a.data)
+    save_per_image(per_image_path(a.out), key, scores.pop("per_image_psnr"))
     res[key] = {"arm": arm, "size_gmacs": float(size), "steps": a.steps, "seed": seed, "train_seconds": round(time.time() - t0),
-                "command": "drsedge " + " ".join(c for c in cmd if c != "--resume"), **score(out / "model.safetensors", a.data)}
+                "command": "drsedge " + " ".join(c for c in cmd if c != "--resume"), **scores}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = a.out.with_name(f".{a.out.name}.tmp")
     tmp.write_text(json.dumps(res, indent=2) + "\n")
