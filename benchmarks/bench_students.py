@@ -92,7 +92,7 @@ def paired(a, res: dict) -> str:
     def diff(k, ref):
         if k not in per or ref not in per:
             return "n/a"
-        d = [per[k][n] - per[ref][n] for n in per[ref]]
+        d = [per[k][n] - per[ref][n] for n in sorted(per[ref])]  # a fixed order: the bootstrap's resamples index into it
         lo, hi = paired_ci(d)
         return f"{sum(d) / len(d):+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
