@@ -67,6 +67,7 @@ def save_per_image(path: Path, key: str, per: dict[str, float]) -> None:
     """Merge one result's per-image Rain100L PSNR into ``path`` (re-read just before the atomic write)."""
     cur = json.loads(path.read_text()) if path.is_file() else {}
     cur[key] = per
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(cur, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
