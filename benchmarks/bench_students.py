@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -81,7 +82,11 @@ def paired(a, res: dict) -> str:
     from drsedge.weights import resolve
 
     pf = per_image_path(a.out)
-    per = json.loads(pf.read_text()) if pf.is_file() else {}
+    try:
+        per = json.loads(pf.read_text()) if pf.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        print(f"error: {pf}: not a readable per-image JSON ({e}); fix or remove it (it is rescored)", file=sys.stderr)
+        raise SystemExit(2) from None
     todo = [k for k in res if k not in per and (a.runs / k / "model.safetensors").is_file()]
     todo += [k for k in REFERENCES if k not in per]
     for k in todo:
@@ -128,7 +133,10 @@ def main() -> None:
     ap.add_argument("--paired", action="store_true",
                     help="print every result's paired Rain100L difference to its size's scratch_kd seed 0 and to the shipped student, and exit")
     a = ap.parse_args()
-    res = json.loads(a.out.read_text()) if a.out.is_file() else {}
+    try:
+        res = json.loads(a.out.read_text()) if a.out.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        ap.exit(2, f"error: {a.out}: not a readable results JSON ({e}); fix or remove it\n")
     if a.table:
         print(table(res))
         return
